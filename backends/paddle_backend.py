@@ -1,0 +1,172 @@
+"""PaddlePaddle backend: Paddle tensors, ``paddle.vision``'s VGG-19, ``paddle.optimizer``.
+
+Devices map ``cpu`` to ``paddle.CPUPlace()`` and ``gpu:N`` to
+``paddle.CUDAPlace(N)``; tensors and layers are placed explicitly, never
+through the global ``paddle.set_device``.  On the CPU, Paddle's math library
+runs one thread unless told otherwise, so the backend sets it to the number
+of usable cores (``OMP_NUM_THREADS`` wins when set).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+with warnings.catch_warnings():
+    # Paddle warns at import that ccache (a C++ build cache) is missing; irrelevant here.
+    warnings.filterwarnings("ignore", message=".*ccache.*")
+    import paddle
+from paddle import nn
+
+from multistyle.backend import Backend, Optimizer
+from multistyle.errors import MultistyleError, WeightsError
+from multistyle.vgg import LAYERS, Weights
+
+
+class PaddleOptimizer(Optimizer):
+    """A ``paddle.optimizer`` optimizer and its ``lr.StepDecay`` schedule over one image tensor."""
+
+    def __init__(self, image: paddle.Tensor, optimizer: paddle.optimizer.Optimizer,
+                 scheduler: paddle.optimizer.lr.LRScheduler) -> None:
+        self._image = image
+        self._optimizer = optimizer
+        self._scheduler = scheduler
+
+    def step(self, closure: Callable[[paddle.Tensor], paddle.Tensor]) -> paddle.Tensor:
+        loss = closure(self._image)
+        loss.backward()
+        self._optimizer.step()
+        self._optimizer.clear_grad()
+        return loss
+
+    def epoch_end(self) -> None:
+        self._scheduler.step()
+
+    @property
+    def lr(self) -> float:
+        return float(self._optimizer.get_lr())
+
+    @property
+    def image(self) -> paddle.Tensor:
+        return self._image.detach()
+
+
+def _cpu_threads() -> int:
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class PaddleBackend(Backend):
+    """PaddlePaddle 2.6 or newer (dynamic graph mode)."""
+
+    name = "paddle"
+    framework = "PaddlePaddle"
+    weight_suffixes = (".pdparams",)
+
+    def __init__(self, device: str = "auto") -> None:
+        super().__init__(device)
+        if self.device == "cpu":
+            self._place = paddle.CPUPlace()
+            paddle.base.core.set_num_threads(_cpu_threads())
+        else:
+            self._place = paddle.CUDAPlace(int(self.device.split(":")[1]))
+
+    @classmethod
+    def framework_version(cls) -> str:
+        return f"paddlepaddle {paddle.__version__}"
+
+    @classmethod
+    def available_devices(cls) -> List[str]:
+        count = paddle.device.cuda.device_count() if paddle.is_compiled_with_cuda() else 0
+        return ["cpu"] + [f"gpu:{i}" for i in range(count)]
+
+    def seed(self, seed: int) -> None:
+        paddle.seed(seed)
+
+    def asarray(self, array: np.ndarray) -> paddle.Tensor:
+        return paddle.to_tensor(np.asarray(array, dtype=np.float32), dtype="float32", place=self._place)
+
+    def to_numpy(self, tensor: paddle.Tensor) -> np.ndarray:
+        return tensor.numpy()
+
+    def shape(self, tensor: paddle.Tensor) -> Tuple[int, ...]:
+        return tuple(int(d) for d in tensor.shape)
+
+    def square(self, tensor: paddle.Tensor) -> paddle.Tensor:
+        return paddle.square(tensor)
+
+    def abs(self, tensor: paddle.Tensor) -> paddle.Tensor:
+        return paddle.abs(tensor)
+
+    def mean(self, tensor: paddle.Tensor) -> paddle.Tensor:
+        return paddle.mean(tensor)
+
+    def matmul(self, a: paddle.Tensor, b: paddle.Tensor) -> paddle.Tensor:
+        return paddle.matmul(a, b)
+
+    def transpose(self, tensor: paddle.Tensor) -> paddle.Tensor:
+        return paddle.transpose(tensor, perm=[1, 0])
+
+    def reshape(self, tensor: paddle.Tensor, shape: Sequence[int]) -> paddle.Tensor:
+        return paddle.reshape(tensor, list(shape))
+
+    def vgg19_layers(self, weights: Weights, last: int) -> List[Callable[[paddle.Tensor], paddle.Tensor]]:
+        layers: List[nn.Layer] = []
+        for spec in LAYERS[: last + 1]:
+            if spec.kind == "conv":
+                conv = nn.Conv2D(spec.in_channels, spec.out_channels, kernel_size=3, padding=1)
+                weight, bias = weights[spec.index]
+                conv.weight.set_value(weight)
+                conv.bias.set_value(bias)
+                layers.append(conv)
+            elif spec.kind == "relu":
+                layers.append(nn.ReLU())
+            else:
+                layers.append(nn.MaxPool2D(kernel_size=2, stride=2))
+        net = nn.Sequential(*layers)
+        net.to(device=self._place)
+        net.eval()
+        for param in net.parameters():
+            param.stop_gradient = True
+        return list(net.children())
+
+    def load_zoo_weights(self) -> Dict[str, np.ndarray]:
+        from paddle.utils.download import WEIGHTS_HOME
+        from paddle.vision.models.vgg import model_urls
+
+        url = model_urls["vgg19"][0]
+        path = os.path.join(WEIGHTS_HOME, os.path.basename(url))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                net = paddle.vision.models.vgg19(pretrained=True)
+        except Exception as exc:  # no network, bad download
+            raise WeightsError(
+                f"--weights imagenet: could not get paddle.vision's VGG-19 weights ({type(exc).__name__}: "
+                f"{str(exc).strip()[:120]}); download {url} to {path}, or pass --weights FILE "
+                f"(.pdparams or .npz)") from None
+        return {key: value.numpy() for key, value in net.state_dict().items()}
+
+    def load_native_weights(self, path: str) -> Dict[str, np.ndarray]:
+        state = paddle.load(path, return_numpy=True)
+        if not isinstance(state, dict):
+            raise WeightsError(f"weights {path}: expected a state dict, found a {type(state).__name__}")
+        return {str(key): np.asarray(value) for key, value in state.items() if isinstance(value, np.ndarray)}
+
+    def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
+                  lr_decay_every: int) -> PaddleOptimizer:
+        if name != "adam":
+            raise MultistyleError(f"--optimizer: the paddle backend offers {', '.join(self.optimizers)}, not {name!r}")
+        x = self.asarray(image)
+        x.stop_gradient = False
+        scheduler = paddle.optimizer.lr.StepDecay(learning_rate=lr, step_size=lr_decay_every, gamma=lr_decay)
+        optimizer = paddle.optimizer.Adam(learning_rate=scheduler, parameters=[x], epsilon=1e-8)
+        return PaddleOptimizer(x, optimizer, scheduler)

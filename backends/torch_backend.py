@@ -1,0 +1,151 @@
+"""PyTorch backend: torch tensors, torchvision's VGG-19 zoo, ``torch.optim``.
+
+Devices map ``cpu`` to ``torch.device("cpu")`` and ``gpu:N`` to ``cuda:N``.
+The feature network uses out-of-place ReLUs (torchvision's VGG uses
+``inplace=True``, which would overwrite stored conv outputs) and its
+parameters never require gradients.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+
+from multistyle.backend import Backend, Optimizer
+from multistyle.errors import MultistyleError, WeightsError
+from multistyle.vgg import LAYERS, Weights
+
+
+class TorchOptimizer(Optimizer):
+    """A ``torch.optim`` optimizer and a ``StepLR`` schedule over one image tensor."""
+
+    def __init__(self, image: torch.Tensor, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+        self._image = image
+        self._optimizer = optimizer
+        self._scheduler = scheduler
+
+    def step(self, closure: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        def evaluate() -> torch.Tensor:
+            self._optimizer.zero_grad(set_to_none=True)
+            loss = closure(self._image)
+            loss.backward()
+            return loss
+
+        # Adam calls the closure once; L-BFGS may call it several times.
+        return self._optimizer.step(evaluate)
+
+    def epoch_end(self) -> None:
+        self._scheduler.step()
+
+    @property
+    def lr(self) -> float:
+        return float(self._optimizer.param_groups[0]["lr"])
+
+    @property
+    def image(self) -> torch.Tensor:
+        return self._image.detach()
+
+
+class TorchBackend(Backend):
+    """PyTorch (with torchvision for the model zoo)."""
+
+    name = "torch"
+    framework = "PyTorch"
+    weight_suffixes = (".pth", ".pt")
+
+    def __init__(self, device: str = "auto") -> None:
+        super().__init__(device)
+        self._device = torch.device("cpu" if self.device == "cpu" else "cuda:" + self.device.split(":")[1])
+
+    @classmethod
+    def framework_version(cls) -> str:
+        return f"torch {torch.__version__}, torchvision {torchvision.__version__}"
+
+    @classmethod
+    def available_devices(cls) -> List[str]:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return ["cpu"] + [f"gpu:{i}" for i in range(count)]
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def asarray(self, array: np.ndarray) -> torch.Tensor:
+        return torch.tensor(np.asarray(array, dtype=np.float32), device=self._device)
+
+    def to_numpy(self, tensor: torch.Tensor) -> np.ndarray:
+        return tensor.detach().cpu().numpy()
+
+    def shape(self, tensor: torch.Tensor) -> Tuple[int, ...]:
+        return tuple(int(d) for d in tensor.shape)
+
+    def square(self, tensor: torch.Tensor) -> torch.Tensor:
+        return torch.square(tensor)
+
+    def abs(self, tensor: torch.Tensor) -> torch.Tensor:
+        return torch.abs(tensor)
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.mean()
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(a, b)
+
+    def transpose(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.t()
+
+    def reshape(self, tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        return tensor.reshape(tuple(shape))
+
+    def vgg19_layers(self, weights: Weights, last: int) -> List[Callable[[torch.Tensor], torch.Tensor]]:
+        layers: List[nn.Module] = []
+        for spec in LAYERS[: last + 1]:
+            if spec.kind == "conv":
+                conv = nn.Conv2d(spec.in_channels, spec.out_channels, kernel_size=3, padding=1)
+                weight, bias = weights[spec.index]
+                with torch.no_grad():
+                    conv.weight.copy_(torch.from_numpy(weight))
+                    conv.bias.copy_(torch.from_numpy(bias))
+                layers.append(conv)
+            elif spec.kind == "relu":
+                layers.append(nn.ReLU(inplace=False))
+            else:
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        net = nn.Sequential(*layers).to(self._device).eval().requires_grad_(False)
+        return list(net)
+
+    def load_zoo_weights(self) -> Dict[str, np.ndarray]:
+        from torchvision.models import VGG19_Weights
+
+        spec = VGG19_Weights.IMAGENET1K_V1
+        path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(spec.url))
+        try:
+            state = spec.get_state_dict(progress=False, check_hash=True)
+        except Exception as exc:  # URLError, hash mismatch, truncated file
+            raise WeightsError(
+                f"--weights imagenet: could not get torchvision's VGG-19 weights ({type(exc).__name__}: "
+                f"{str(exc).strip()[:120]}); download {spec.url} to {path}, or pass --weights FILE "
+                f"(.pth or .npz)") from None
+        return {key: value.numpy() for key, value in state.items()}
+
+    def load_native_weights(self, path: str) -> Dict[str, np.ndarray]:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise WeightsError(f"weights {path}: expected a state dict, found a {type(state).__name__}")
+        return {str(key): value.numpy() for key, value in state.items() if isinstance(value, torch.Tensor)}
+
+    def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
+                  lr_decay_every: int) -> TorchOptimizer:
+        if name != "adam":
+            raise MultistyleError(f"--optimizer: the torch backend offers {', '.join(self.optimizers)}, not {name!r}")
+        x = self.asarray(image).requires_grad_(True)
+        optimizer = torch.optim.Adam([x], lr=lr)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_decay_every, gamma=lr_decay)
+        return TorchOptimizer(x, optimizer, scheduler)

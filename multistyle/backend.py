@@ -1,0 +1,303 @@
+"""The backend protocol and the registry of backends.
+
+The core computes with native tensors of one framework through the small
+protocol :class:`Backend`: creating tensors from NumPy and reading them back,
+the few maths operations the losses need, a frozen VGG-19 feature network,
+optimizers and seeding.  Arithmetic and slicing are native in every framework,
+so the core uses ``+``, ``-``, ``*``, ``/`` and ``x[:, :, 1:, :]`` directly.
+
+Gradients live inside the backend: an :class:`Optimizer` takes a closure
+``loss = closure(image)`` and records, differentiates and updates in the
+framework's own way, so a closure-driven optimizer such as L-BFGS fits the
+same interface.
+
+Backends are looked up lazily by name.  The built-in ones are listed in
+:data:`BUILTIN_BACKENDS`; third-party packages add theirs through the entry
+point group ``multistyle.backends``.  Importing this module imports no
+framework.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type
+
+import numpy as np
+
+from .errors import BackendUnavailable, MultistyleError
+from .vgg import Weights
+
+Tensor = Any  # a native tensor of the backend's framework
+
+
+class Optimizer(abc.ABC):
+    """Updates one image tensor in place, the framework's own way.
+
+    ``step(closure)`` evaluates ``closure(image)`` with gradients recorded,
+    back-propagates and applies one update; it returns the loss tensor.
+    ``epoch_end()`` advances the learning-rate schedule by one epoch.
+    """
+
+    @abc.abstractmethod
+    def step(self, closure: Callable[[Tensor], Tensor]) -> Tensor:
+        """Run one optimisation step and return the loss the closure computed."""
+
+    @abc.abstractmethod
+    def epoch_end(self) -> None:
+        """Advance the learning-rate schedule by one epoch."""
+
+    @property
+    @abc.abstractmethod
+    def lr(self) -> float:
+        """The learning rate the next step will use."""
+
+    @property
+    @abc.abstractmethod
+    def image(self) -> Tensor:
+        """The image being optimised, as a native tensor."""
+
+
+class Backend(abc.ABC):
+    """One deep-learning framework behind a fixed set of operations.
+
+    Instances own their device: tensors they create live there.  Subclasses
+    set :attr:`name`, :attr:`framework` and :attr:`weight_suffixes` and
+    implement every abstract method; an incomplete one fails at construction.
+    """
+
+    name: ClassVar[str]
+    framework: ClassVar[str]
+    #: File extensions of the framework's native checkpoints.
+    weight_suffixes: ClassVar[Tuple[str, ...]] = ()
+    #: Optimizers :meth:`optimizer` accepts.
+    optimizers: ClassVar[Tuple[str, ...]] = ("adam",)
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = resolve_device(device, self.available_devices(), self.name)
+
+    # -- identity and devices --------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def framework_version(cls) -> str:
+        """The framework's name and version, e.g. ``torch 2.3.0``."""
+
+    @classmethod
+    @abc.abstractmethod
+    def available_devices(cls) -> List[str]:
+        """Canonical devices the framework can use here: ``cpu``, ``gpu:0``, ..."""
+
+    @abc.abstractmethod
+    def seed(self, seed: int) -> None:
+        """Seed the framework's random number generators."""
+
+    # -- tensors ---------------------------------------------------------------
+    @abc.abstractmethod
+    def asarray(self, array: np.ndarray) -> Tensor:
+        """A float32 tensor on this backend's device, copied from ``array``."""
+
+    @abc.abstractmethod
+    def to_numpy(self, tensor: Tensor) -> np.ndarray:
+        """A NumPy copy of ``tensor`` (waits for asynchronous frameworks)."""
+
+    def item(self, tensor: Tensor) -> float:
+        """A one-element tensor as a Python float."""
+        return float(np.asarray(self.to_numpy(tensor)).reshape(()))
+
+    @abc.abstractmethod
+    def shape(self, tensor: Tensor) -> Tuple[int, ...]:
+        """The shape as a tuple of Python ints."""
+
+    # -- maths the losses need -------------------------------------------------
+    @abc.abstractmethod
+    def square(self, tensor: Tensor) -> Tensor:
+        """Element-wise square."""
+
+    @abc.abstractmethod
+    def abs(self, tensor: Tensor) -> Tensor:
+        """Element-wise absolute value."""
+
+    @abc.abstractmethod
+    def mean(self, tensor: Tensor) -> Tensor:
+        """Mean of all elements, as a one-element tensor."""
+
+    @abc.abstractmethod
+    def matmul(self, a: Tensor, b: Tensor) -> Tensor:
+        """Matrix product of two 2-D tensors."""
+
+    @abc.abstractmethod
+    def transpose(self, tensor: Tensor) -> Tensor:
+        """Transpose of a 2-D tensor."""
+
+    @abc.abstractmethod
+    def reshape(self, tensor: Tensor, shape: Sequence[int]) -> Tensor:
+        """The same elements in a new shape."""
+
+    # -- VGG-19 ----------------------------------------------------------------
+    @abc.abstractmethod
+    def vgg19_layers(self, weights: Weights, last: int) -> List[Callable[[Tensor], Tensor]]:
+        """Native layers ``0..last`` of VGG-19 ``features``, frozen, on the device.
+
+        ``weights`` maps convolution indices to OIHW ``(weight, bias)`` arrays.
+        ReLUs must not work in place: the core keeps layer outputs for the
+        losses, and an in-place ReLU would overwrite a stored conv output.
+        """
+
+    @abc.abstractmethod
+    def load_zoo_weights(self) -> Dict[str, np.ndarray]:
+        """The framework's pretrained ImageNet VGG-19 as a state dict of arrays.
+
+        Downloads into the framework's cache when needed; raises
+        :class:`~multistyle.errors.WeightsError` saying where the file is
+        expected when it cannot.
+        """
+
+    @abc.abstractmethod
+    def load_native_weights(self, path: str) -> Dict[str, np.ndarray]:
+        """Read a native checkpoint (one of :attr:`weight_suffixes`) as arrays."""
+
+    # -- optimisation ----------------------------------------------------------
+    @abc.abstractmethod
+    def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
+                  lr_decay_every: int) -> Optimizer:
+        """An optimizer over a trainable copy of ``image``.
+
+        The learning rate is multiplied by ``lr_decay`` after every
+        ``lr_decay_every`` epochs, using the framework's own scheduler.
+        """
+
+
+_DEVICE = re.compile(r"^(auto|cpu|gpu)(?::(\d+))?$")
+
+
+def resolve_device(device: str, available: Sequence[str], backend: str) -> str:
+    """Map ``auto``, ``cpu``, ``gpu`` or ``gpu:N`` to one of ``available``."""
+    text = str(device).strip().lower()
+    match = _DEVICE.match(text)
+    if not match or (match.group(1) != "gpu" and match.group(2) is not None):
+        raise MultistyleError(f"--device: expected auto, cpu, gpu or gpu:N, got {device!r}")
+    kind, number = match.group(1), match.group(2)
+    gpus = [d for d in available if d.startswith("gpu")]
+    if kind == "auto":
+        return gpus[0] if gpus else "cpu"
+    if kind == "cpu":
+        return "cpu"
+    wanted = f"gpu:{number or 0}"
+    if wanted not in available:
+        seen = ", ".join(available)
+        raise MultistyleError(f"--device: {backend} cannot use {wanted}; it sees {seen}")
+    return wanted
+
+
+# -- the registry ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Where a backend lives and what it needs, known before importing it."""
+
+    name: str
+    target: str  # "module:Class"
+    modules: Tuple[str, ...]  # top-level framework modules it imports
+    extra: str  # pip extra that installs them
+    fix_hint: str = ""  # how to repair a framework that is installed but broken
+
+
+BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
+    "torch": BackendSpec("torch", "multistyle.backends.torch_backend:TorchBackend",
+                         ("torch", "torchvision"), "torch"),
+    "mxnet": BackendSpec("mxnet", "multistyle.backends.mxnet_backend:MXNetBackend",
+                         ("mxnet",), "mxnet",
+                         "MXNet 1.9.1 needs numpy<1.24 (pip install 'numpy<1.24')"),
+    "paddle": BackendSpec("paddle", "multistyle.backends.paddle_backend:PaddleBackend",
+                          ("paddle",), "paddle"),
+}
+
+ENTRY_POINT_GROUP = "multistyle.backends"
+
+
+def _entry_point_specs() -> Dict[str, BackendSpec]:
+    from importlib import metadata
+
+    try:
+        points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    except TypeError:  # Python < 3.10
+        points = metadata.entry_points().get(ENTRY_POINT_GROUP, [])  # type: ignore[attr-defined]
+    specs = {}
+    for point in points:
+        specs[point.name] = BackendSpec(point.name, point.value, (), f"the package that provides {point.name}")
+    return specs
+
+
+def registry() -> Dict[str, BackendSpec]:
+    """Every known backend by name: built-in ones first, then entry points."""
+    specs = dict(BUILTIN_BACKENDS)
+    for name, spec in _entry_point_specs().items():
+        specs.setdefault(name, spec)
+    return specs
+
+
+def backend_names() -> List[str]:
+    """Names of every known backend, installed or not."""
+    return list(registry())
+
+
+def load_backend_class(name: str) -> Type[Backend]:
+    """Import the backend called ``name`` and return its class.
+
+    Raises :class:`BackendUnavailable` with a one-line reason when the
+    framework is missing (naming the pip extra) or installed but broken.
+    """
+    specs = registry()
+    if name not in specs:
+        raise MultistyleError(f"--backend: unknown backend {name!r}; choose from {', '.join(specs)}")
+    spec = specs[name]
+    module_name, _, class_name = spec.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing in spec.modules or not spec.modules:
+            raise BackendUnavailable(
+                f"backend {name!r} is not installed: {missing or exc} is missing; "
+                f"install it with pip install 'multistyle[{spec.extra}]'") from None
+        raise BackendUnavailable(_broken(spec, exc)) from None
+    except Exception as exc:  # an installed framework that fails to import
+        raise BackendUnavailable(_broken(spec, exc)) from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise BackendUnavailable(f"backend {name!r}: {spec.target} is not a multistyle Backend class")
+    return cls
+
+
+def _broken(spec: BackendSpec, exc: BaseException) -> str:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    hint = spec.fix_hint or f"reinstall it with pip install --force-reinstall 'multistyle[{spec.extra}]'"
+    return (f"backend {spec.name!r} is installed but broken: importing it raised "
+            f"{type(exc).__name__}: {reason}; {hint}")
+
+
+def get_backend(name: str, device: str = "auto") -> Backend:
+    """An instance of the backend ``name`` on ``device``."""
+    return load_backend_class(name)(device=device)
+
+
+def loaded_frameworks() -> List[str]:
+    """Framework modules of the built-in backends that are already imported."""
+    names = {module for spec in BUILTIN_BACKENDS.values() for module in spec.modules}
+    return sorted(name for name in names if name in sys.modules)
+
+
+def describe_backends(names: Optional[Sequence[str]] = None) -> List[Mapping[str, Any]]:
+    """Status of each backend: usable or not, version and devices, or why not."""
+    rows = []
+    for name in names or backend_names():
+        try:
+            cls = load_backend_class(name)
+            rows.append({"name": name, "usable": True, "version": cls.framework_version(),
+                         "devices": cls.available_devices(), "reason": ""})
+        except BackendUnavailable as exc:
+            rows.append({"name": name, "usable": False, "version": "", "devices": [], "reason": str(exc)})
+    return rows

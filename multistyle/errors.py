@@ -1,0 +1,21 @@
+"""Exceptions that carry a user-facing, one-line message.
+
+Anything raised as a :class:`MultistyleError` is a mistake the user can fix
+(a bad path, a bad option, a missing framework); the CLI prints its message
+on one line and exits non-zero, without a traceback.  Every other exception
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class MultistyleError(Exception):
+    """A problem with the user's input or environment, described in one line."""
+
+
+class BackendUnavailable(MultistyleError):
+    """The framework behind a backend is not installed, or cannot be imported."""
+
+
+class WeightsError(MultistyleError):
+    """VGG-19 weights could not be found, read or validated."""

@@ -1,0 +1,185 @@
+"""Image input and output: decoding, colour modes, resizing, normalisation, atomic saving.
+
+Everything a backend sees is prepared here once, in NumPy and Pillow, so that
+all backends receive the same bytes: RGB, resized with Pillow's bilinear
+filter (what torchvision's ``Resize`` does on PIL images), scaled to [0, 1],
+normalised with the ImageNet mean and standard deviation, laid out NCHW as
+float32.  Shapes are always written ``(height, width)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from typing import IO, Iterator, Optional, Tuple
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import MultistyleError
+
+RGB_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+RGB_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+#: Default limit on decoded pixels (``--max-pixels``): large enough for a
+#: 100-megapixel photo, small enough to stop a decompression bomb.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+#: Output formats by file extension.
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
+                ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+
+Size = Tuple[int, int]
+
+
+def load_image(path: str, option: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open ``path`` as an upright 8-bit RGB image.
+
+    Applies the EXIF orientation; turns grayscale, palette, CMYK and 16-bit
+    images into RGB and composites transparent ones on white.  ``option``
+    names the argument in error messages.
+    """
+    if not os.path.exists(path):
+        raise MultistyleError(f"{option}: file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise MultistyleError(f"{option}: {path!r} is a directory, expected an image file")
+    if os.path.getsize(path) == 0:
+        raise MultistyleError(f"{option}: {path!r} is an empty file, expected an image")
+    if max_pixels <= 0:
+        raise MultistyleError(f"--max-pixels: expected a positive number, got {max_pixels}")
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between 1x and 2x the limit and raises above 2x;
+            # make the limit a hard one.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise MultistyleError(
+            f"{option}: {path!r} has more than {max_pixels} pixels; raise --max-pixels if you trust it") from None
+    except UnidentifiedImageError:
+        raise MultistyleError(f"{option}: {path!r} is not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MultistyleError(f"{option}: cannot read image {path!r} ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) grayscale: scale to 8 bits rather than clip.
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        array = np.clip(np.round(array * (255.0 / top)), 0, 255).astype(np.uint8)
+        image = Image.fromarray(array)
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        top = 1.0 if array.max() <= 1.0 else 255.0
+        image = Image.fromarray(np.clip(np.round(array * (255.0 / top)), 0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    if image.mode == "L" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image
+
+
+def parse_size(text: str) -> Tuple[Optional[Size], Optional[int]]:
+    """Parse ``--size``: ``HxW`` gives ``((H, W), None)``, ``N`` gives ``(None, N)`` (long edge)."""
+    raw = str(text).strip().lower()
+    parts = raw.split("x")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        raise MultistyleError(f"--size: expected HxW (e.g. 300x450) or one number for the long edge, got {text!r}") from None
+    if len(numbers) not in (1, 2):
+        raise MultistyleError(f"--size: expected HxW (e.g. 300x450) or one number for the long edge, got {text!r}")
+    if any(n <= 0 for n in numbers):
+        raise MultistyleError(f"--size: sizes must be positive, got {text!r}")
+    if len(numbers) == 2:
+        return (numbers[0], numbers[1]), None
+    return None, numbers[0]
+
+
+def fit_long_edge(image_size_wh: Tuple[int, int], long_edge: int) -> Size:
+    """``(H, W)`` with the longer side ``long_edge`` and the aspect ratio of a PIL ``(W, H)`` size."""
+    width, height = image_size_wh
+    scale = long_edge / max(width, height)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def preprocess(image: Image.Image, size: Size) -> np.ndarray:
+    """Resize to ``size`` = ``(H, W)`` and normalise: a ``(1, 3, H, W)`` float32 array."""
+    height, width = size
+    resized = image.resize((width, height), Image.BILINEAR)
+    array = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+    array = (array - RGB_MEAN) / RGB_STD
+    return np.ascontiguousarray(array.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def postprocess(array: np.ndarray) -> np.ndarray:
+    """Undo :func:`preprocess`: ``(1, 3, H, W)`` normalised floats to ``(H, W, 3)`` uint8.
+
+    Pixels are clipped to [0, 1] here and only here; the optimisation itself
+    runs unclamped, as in the d2l chapter.
+    """
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 4:
+        array = array[0]
+    rgb = array.transpose(1, 2, 0) * RGB_STD + RGB_MEAN
+    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def check_output_path(path: str, option: str = "--output") -> str:
+    """Validate an output path; return the Pillow format its extension names."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in SAVE_FORMATS:
+        raise MultistyleError(
+            f"{option}: cannot tell the image format of {path!r}; use one of {', '.join(sorted(SAVE_FORMATS))}")
+    if os.path.isdir(path):
+        raise MultistyleError(f"{option}: {path!r} is a directory, expected a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise MultistyleError(f"{option}: folder {folder!r} does not exist; create it first")
+    return SAVE_FORMATS[extension]
+
+
+@contextlib.contextmanager
+def atomic_write(path: str) -> Iterator[IO[bytes]]:
+    """Write to a temporary file beside ``path`` and rename it into place on success.
+
+    A failure part way leaves ``path`` untouched and no temporary file behind.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def save_image(pixels: np.ndarray, path: str) -> None:
+    """Save an ``(H, W, 3)`` uint8 array atomically; the format comes from the extension."""
+    image_format = check_output_path(path)
+    options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
+    with atomic_write(path) as handle:
+        Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(handle, format=image_format, **options)
