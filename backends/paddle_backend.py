@@ -167,6 +167,9 @@ class PaddleBackend(Backend):
             raise MultistyleError(f"--optimizer: the paddle backend offers {', '.join(self.optimizers)}, not {name!r}")
         x = self.asarray(image)
         x.stop_gradient = False
-        scheduler = paddle.optimizer.lr.StepDecay(learning_rate=lr, step_size=lr_decay_every, gamma=lr_decay)
+        if lr_decay < 1.0:
+            scheduler = paddle.optimizer.lr.StepDecay(learning_rate=lr, step_size=lr_decay_every, gamma=lr_decay)
+        else:  # StepDecay refuses gamma = 1: a constant rate
+            scheduler = paddle.optimizer.lr.LambdaDecay(learning_rate=lr, lr_lambda=lambda epoch: 1.0)
         optimizer = paddle.optimizer.Adam(learning_rate=scheduler, parameters=[x], epsilon=1e-8)
         return PaddleOptimizer(x, optimizer, scheduler)

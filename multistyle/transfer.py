@@ -89,6 +89,8 @@ class Settings:
         _positive("--epochs", out.epochs, integer=True)
         _positive("--lr", out.lr)
         _positive("--lr-decay", out.lr_decay)
+        if out.lr_decay > 1:
+            raise MultistyleError(f"--lr-decay: expected a factor in (0, 1], got {out.lr_decay!r}")
         _positive("--lr-decay-every", out.lr_decay_every, integer=True)
         for option, value in (("--content-weight", out.content_weight), ("--style-weight", out.style_weight),
                               ("--tv-weight", out.tv_weight)):

@@ -1,0 +1,84 @@
+"""A NumPy float64 reference for what the backends compute.
+
+Slow and plain on purpose: a convolution as a sum over the nine kernel
+offsets, ReLU, 2x2 max-pool, and the losses as their formulas.  The
+backends are checked against it at small sizes.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import numpy as np
+
+from multistyle.vgg import LAYER_BY_NAME, LAYERS, Weights
+
+
+def conv3x3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Same-padded 3x3 convolution of an NCHW array with OIHW weights."""
+    n, c, h, width = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out = np.zeros((n, w.shape[0], h, width))
+    for dy in range(3):
+        for dx in range(3):
+            patch = padded[:, :, dy:dy + h, dx:dx + width]
+            out += np.einsum("nchw,oc->nohw", patch, w[:, :, dy, dx])
+    return out + b[None, :, None, None]
+
+
+def max_pool(x: np.ndarray) -> np.ndarray:
+    n, c, h, w = x.shape
+    h2, w2 = h // 2, w // 2
+    return x[:, :, :h2 * 2, :w2 * 2].reshape(n, c, h2, 2, w2, 2).max(axis=(3, 5))
+
+
+def features(x: np.ndarray, weights: Weights, names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Outputs of the named VGG-19 layers, in float64."""
+    last = max(LAYER_BY_NAME[name].index for name in names)
+    wanted = {LAYER_BY_NAME[name].index: name for name in names}
+    out = {}
+    x = np.asarray(x, dtype=np.float64)
+    for spec in LAYERS[: last + 1]:
+        if spec.kind == "conv":
+            w, b = weights[spec.index]
+            x = conv3x3(x, w.astype(np.float64), b.astype(np.float64))
+        elif spec.kind == "relu":
+            x = np.maximum(x, 0.0)
+        else:
+            x = max_pool(x)
+        if spec.index in wanted:
+            out[wanted[spec.index]] = x
+    return out
+
+
+def gram(x: np.ndarray) -> np.ndarray:
+    c = x.shape[1]
+    f = x.reshape(c, -1)
+    return f @ f.T / f.size
+
+
+def content_loss(y_hat: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean((y_hat - y) ** 2))
+
+
+def style_loss(y_hat: np.ndarray, gram_y: np.ndarray) -> float:
+    return float(np.mean((gram(y_hat) - gram_y) ** 2))
+
+
+def tv_loss(x: np.ndarray) -> float:
+    return 0.5 * float(np.abs(x[:, :, 1:, :] - x[:, :, :-1, :]).mean() + np.abs(x[:, :, :, 1:] - x[:, :, :, :-1]).mean())
+
+
+def adam(params: np.ndarray, grads: Sequence[np.ndarray], lrs: Sequence[float],
+         beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+    """PyTorch-style Adam (epsilon after the bias correction); yields params after each step."""
+    p = np.asarray(params, dtype=np.float64).copy()
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat = m / (1 - beta1 ** t)
+        v_hat = v / (1 - beta2 ** t)
+        p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+        yield p.copy()
