@@ -1,0 +1,186 @@
+"""The command line end to end: a run on every backend, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from multistyle.cli import main
+from multistyle.vgg import random_weights, save_npz
+
+
+def run_cli(capsys, *args):
+    code = main(["run", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def job(image_files, output, *extra):
+    return ["--content", image_files["content"], "--style", image_files["style"], "--output", str(output),
+            "--size", "24x32", "--epochs", "3", "--weights", "random:2", "--quiet", *extra]
+
+
+def test_run_end_to_end(backend_name, image_files, npz_weights, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    log = tmp_path / "log.json"
+    args = job(image_files, out, "--backend", backend_name, "--log", str(log), "--save-every", "2",
+               "--epochs", "4", "--lr-decay-every", "2", "--lr-decay", "0.5")
+    args[args.index("random:2")] = npz_weights
+    code, stdout, stderr = run_cli(capsys, *args)
+    assert code == 0, stderr
+    assert f"wrote {out}" in stdout and f"{backend_name} on cpu" in stdout
+    assert Image.open(out).size == (32, 24)
+    assert Image.open(tmp_path / "out.epoch00002.png").size == (32, 24)
+    assert not (tmp_path / "out.epoch00004.png").exists()  # the final image is the output itself
+    data = json.loads(log.read_text())
+    assert [row["epoch"] for row in data["epochs"]] == [1, 2, 3, 4]
+    assert [row["lr"] for row in data["epochs"]] == pytest.approx([0.3, 0.3, 0.15, 0.15])
+    assert data["meta"]["backend"] == backend_name and data["meta"]["size"] == [24, 32]
+    assert data["epochs"][-1]["total"] < data["epochs"][0]["total"]
+    assert data["epochs"][0]["content"] == 0.0  # started from the content image
+    content = np.asarray(Image.open(image_files["content"]).resize((32, 24), Image.BILINEAR), dtype=float)
+    assert np.abs(np.asarray(Image.open(out), dtype=float) - content).mean() > 1.0
+
+
+def test_run_with_csv_log_long_edge_size_and_random_weights_warns(backend_name, image_files, tmp_path, capsys):
+    out = tmp_path / "out.jpg"
+    args = job(image_files, out, "--backend", backend_name, "--log", str(tmp_path / "log.csv"))
+    args[args.index("24x32")] = "32"
+    code, stdout, stderr = run_cli(capsys, *args)
+    assert code == 0, stderr
+    assert "random weights (untrained)" in stderr
+    assert Image.open(out).size == (32, 24)  # content is 64x48: long edge 32 keeps 4:3
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert lines[0] == "epoch,lr,content,style,tv,total,seconds" and len(lines) == 4
+
+
+def _errors(capsys, code, tmp_path, message):
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if not line.startswith("multistyle: warning:")]
+    assert len(lines) == 1 and lines[0].startswith("multistyle: error: "), err
+    assert message in lines[0]
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(("out", ".out"))]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a, p: a.__setitem__(1, str(p / "missing.png")), "--content: file"),
+    (lambda a, p: a.__setitem__(3, str(p)), "--style: "),
+    (lambda a, p: a.extend(["--backend", "caffe"]), "--backend: unknown backend 'caffe'"),
+    (lambda a, p: a.extend(["--size", "30by40"]), "--size: expected HxW"),
+    (lambda a, p: a.extend(["--size", "0x40"]), "--size: sizes must be positive"),
+    (lambda a, p: a.extend(["--epochs", "0"]), "--epochs: expected a positive integer, got 0"),
+    (lambda a, p: a.extend(["--epochs", "-2"]), "--epochs: expected a positive integer, got -2"),
+    (lambda a, p: a.extend(["--style-layers", "conv1_1,conv9_9"]), "unknown VGG-19 layer 'conv9_9'"),
+    (lambda a, p: a.extend(["--weights", str(p / "vgg.npz")]), "does not exist"),
+    (lambda a, p: a.extend(["--log", str(p / "out.txt")]), "--log: expected a .csv or .json"),
+    (lambda a, p: a.extend(["--device", "tpu"]), "--device: expected auto, cpu, gpu or gpu:N"),
+    (lambda a, p: a.extend(["--max-pixels", "100"]), "raise --max-pixels"),
+    (lambda a, p: a.__setitem__(5, str(p / "out.gif2")), "cannot tell the image format"),
+    (lambda a, p: a.__setitem__(5, str(p / "nodir" / "out.png")), "does not exist; create it first"),
+], ids=["missing", "directory", "backend", "size", "zero-size", "zero-epochs", "negative-epochs", "layer",
+        "weights-file", "log", "device", "max-pixels", "format", "folder"])
+def test_bad_input_one_line_error_and_nothing_written(image_files, tmp_path, capsys, change, message):
+    args = job(image_files, tmp_path / "out.png")
+    change(args, tmp_path)
+    _errors(capsys, main(["run", *args]), tmp_path, message)
+
+
+@pytest.mark.parametrize("kind", ["not-an-image", "empty"])
+def test_non_image_inputs(image_files, tmp_path, capsys, kind):
+    bad = tmp_path / "in.png"
+    bad.write_bytes(b"" if kind == "empty" else b"GIF89a nonsense")
+    args = job(image_files, tmp_path / "out.png")
+    args[1] = str(bad)
+    _errors(capsys, main(["run", *args]), tmp_path, "empty file" if kind == "empty" else "is not an image")
+
+
+def test_refuses_to_overwrite_an_input(image_files, tmp_path, capsys):
+    args = job(image_files, image_files["content"])
+    code = main(["run", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "refusing to overwrite an input" in err
+    assert Image.open(image_files["content"]).size == (64, 48)
+
+
+def test_user_errors_print_no_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "multistyle", "run", "--content", str(tmp_path / "nope.png"),
+                          "--style", str(tmp_path / "nope.png"), "--output", str(tmp_path / "o.png")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [f"multistyle: error: --content: file '{tmp_path / 'nope.png'}' does not exist"]
+
+
+def test_weights_with_wrong_shapes(backend_name, image_files, tmp_path, capsys):
+    weights = random_weights(0, last=30)
+    weights[10] = (np.zeros((256, 64, 3, 3), np.float32), weights[10][1])
+    path = tmp_path / "bad.npz"
+    save_npz(weights, str(path))
+    args = job(image_files, tmp_path / "out.png", "--backend", backend_name)
+    args[args.index("random:2")] = str(path)
+    _errors(capsys, main(["run", *args]), tmp_path, "conv3_1 (features.10) has weight (256, 64, 3, 3)")
+
+
+def test_weights_of_another_framework(backend_name, image_files, tmp_path, capsys):
+    other = {"torch": "vgg.pdparams", "mxnet": "vgg.pth", "paddle": "vgg.params"}[backend_name]
+    (tmp_path / other).write_bytes(b"x")
+    args = job(image_files, tmp_path / "out.png", "--backend", backend_name)
+    args[args.index("random:2")] = str(tmp_path / other)
+    _errors(capsys, main(["run", *args]), tmp_path, f"the {backend_name} backend reads .npz")
+
+
+def test_corrupt_native_checkpoint(backend_name, image_files, tmp_path, capsys):
+    own = {"torch": "vgg.pth", "mxnet": "vgg.params", "paddle": "vgg.pdparams"}[backend_name]
+    (tmp_path / own).write_bytes(b"definitely not a checkpoint")
+    args = job(image_files, tmp_path / "out.png", "--backend", backend_name)
+    args[args.index("random:2")] = str(tmp_path / own)
+    _errors(capsys, main(["run", *args]), tmp_path, "not a readable")
+
+
+def test_nan_loss_stops_with_an_error(backend_name, image_files, tmp_path, capsys):
+    args = job(image_files, tmp_path / "out.png", "--backend", backend_name, "--lr", "1e30", "--epochs", "5")
+    _errors(capsys, main(["run", *args]), tmp_path, "lower --lr")
+
+
+def _redirect_caches(name, monkeypatch, folder):
+    if name == "torch":
+        monkeypatch.setenv("TORCH_HOME", str(folder))
+    elif name == "mxnet":
+        monkeypatch.setenv("MXNET_HOME", str(folder))
+    else:
+        import paddle.utils.download
+
+        monkeypatch.setattr(paddle.utils.download, "WEIGHTS_HOME", str(folder))
+
+
+def test_imagenet_without_network_says_where_the_file_goes(backend_name, image_files, tmp_path, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network is off in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    cache = tmp_path / "cache"
+    _redirect_caches(backend_name, monkeypatch, cache)
+    args = job(image_files, tmp_path / "out.png", "--backend", backend_name)
+    args[args.index("random:2")] = "imagenet"
+    code = main(["run", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--weights imagenet: could not get" in err and str(cache) in err and "--weights FILE" in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_backends_command_lists_every_backend(capsys):
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["torch", "mxnet", "paddle"]
+    for line in out:
+        assert " usable " in line and "devices: cpu" in line or " unusable " in line and "pip install" in line
