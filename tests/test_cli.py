@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from multistyle.backend import BUILTIN_BACKENDS
 from multistyle.cli import main
 from multistyle.vgg import random_weights, save_npz
 
@@ -184,3 +186,11 @@ def test_backends_command_lists_every_backend(capsys):
     assert [line.split()[0] for line in out] == ["torch", "mxnet", "paddle"]
     for line in out:
         assert " usable " in line and "devices: cpu" in line or " unusable " in line and "pip install" in line
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_BACKENDS))
+def test_missing_framework_error_names_the_extra(name, image_files, tmp_path, capsys):
+    if all(importlib.util.find_spec(module) is not None for module in BUILTIN_BACKENDS[name].modules):
+        pytest.skip(f"{name} is installed here")
+    args = job(image_files, tmp_path / "out.png", "--backend", name)
+    _errors(capsys, main(["run", *args]), tmp_path, f"install it with pip install 'multistyle[{name}]'")

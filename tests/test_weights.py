@@ -1,0 +1,81 @@
+"""Weight files: each framework's native checkpoint, read through its native loader, and the portable .npz.
+
+The checkpoints are synthetic (real ones cannot be downloaded in CI) but are
+written with each framework's own save function and key names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from multistyle.errors import WeightsError
+from multistyle.transfer import FeatureExtractor, load_weights
+from multistyle.vgg import CONV_INDICES
+
+LAST = 28  # conv5_1, the deepest layer of the d2l preset
+
+
+def _save_torch(weights, path, names):
+    import torch
+
+    state = {names(i, k, kind): torch.from_numpy(arr)
+             for k, i in enumerate(CONV_INDICES) for kind, arr in zip(("weight", "bias"), weights[i])}
+    state["classifier.6.bias"] = torch.zeros(1000)  # a full-model state dict also has the classifier
+    torch.save(state, path)
+
+
+def _save_mxnet(weights, path, names):
+    from mxnet import nd
+
+    nd.save(path, {names(i, k, kind): nd.array(arr)
+                   for k, i in enumerate(CONV_INDICES) for kind, arr in zip(("weight", "bias"), weights[i])})
+
+
+def _save_paddle(weights, path, names):
+    import paddle
+
+    paddle.save({names(i, k, kind): paddle.to_tensor(arr)
+                 for k, i in enumerate(CONV_INDICES) for kind, arr in zip(("weight", "bias"), weights[i])}, path)
+
+
+FEATURES = lambda i, k, kind: f"features.{i}.{kind}"  # noqa: E731
+NATIVE = {
+    "torch": [(".pth", _save_torch, FEATURES), (".pth", _save_torch, lambda i, k, kind: f"{i}.{kind}")],
+    "mxnet": [(".params", _save_mxnet, FEATURES), (".params", _save_mxnet, lambda i, k, kind: f"vgg0_conv{k}_{kind}")],
+    "paddle": [(".pdparams", _save_paddle, FEATURES)],
+}
+
+
+def test_native_checkpoint_gives_the_same_features_as_npz(backend, weights, npz_weights, tmp_path):
+    x = backend.asarray(np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32))
+    from_npz, label, untrained = load_weights(npz_weights, backend, LAST)
+    assert not untrained and label == npz_weights
+    reference = backend.to_numpy(FeatureExtractor(backend, from_npz, ["conv5_1"])(x)["conv5_1"])
+    for number, (suffix, save, names) in enumerate(NATIVE[backend.name]):
+        path = str(tmp_path / f"vgg19-{number}{suffix}")
+        save(weights, path, names)
+        loaded, _, _ = load_weights(path, backend, LAST)
+        for index in loaded:
+            np.testing.assert_array_equal(loaded[index][0], weights[index][0])
+            np.testing.assert_array_equal(loaded[index][1], weights[index][1])
+        features = backend.to_numpy(FeatureExtractor(backend, loaded, ["conv5_1"])(x)["conv5_1"])
+        np.testing.assert_array_equal(features, reference)
+
+
+def test_random_weights_are_the_same_on_every_backend(backend):
+    a, label, untrained = load_weights("random:9", backend, LAST)
+    b, _, _ = load_weights("random:9", backend, LAST)
+    assert untrained and label == "random:9"
+    assert sorted(a) == [i for i in CONV_INDICES if i <= LAST]
+    np.testing.assert_array_equal(a[28][0], b[28][0])
+
+
+def test_native_checkpoint_missing_layers(backend, weights, tmp_path):
+    suffix, save, names = NATIVE[backend.name][0]
+    path = str(tmp_path / f"partial{suffix}")
+    # Layers from conv4_2 on are saved under names that are not VGG features.
+    save(weights, path, lambda i, k, kind: names(i, k, kind) if i < 20 else f"head.{i}.{kind}")
+
+    with pytest.raises(WeightsError, match=r"no features.21.weight/bias \(conv4_2\)"):
+        load_weights(path, backend, LAST)
