@@ -173,13 +173,17 @@ class Backend(abc.ABC):
 _DEVICE = re.compile(r"^(auto|cpu|gpu)(?::(\d+))?$")
 
 
-def resolve_device(device: str, available: Sequence[str], backend: str) -> str:
-    """Map ``auto``, ``cpu``, ``gpu`` or ``gpu:N`` to one of ``available``."""
-    text = str(device).strip().lower()
-    match = _DEVICE.match(text)
+def parse_device(device: str) -> Tuple[str, Optional[int]]:
+    """Check a device string: ``("auto"|"cpu"|"gpu", N or None)``."""
+    match = _DEVICE.match(str(device).strip().lower())
     if not match or (match.group(1) != "gpu" and match.group(2) is not None):
         raise MultistyleError(f"--device: expected auto, cpu, gpu or gpu:N, got {device!r}")
-    kind, number = match.group(1), match.group(2)
+    return match.group(1), None if match.group(2) is None else int(match.group(2))
+
+
+def resolve_device(device: str, available: Sequence[str], backend: str) -> str:
+    """Map ``auto``, ``cpu``, ``gpu`` or ``gpu:N`` to one of ``available``."""
+    kind, number = parse_device(device)
     gpus = [d for d in available if d.startswith("gpu")]
     if kind == "auto":
         return gpus[0] if gpus else "cpu"

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from . import images
-from .backend import Backend, get_backend
+from .backend import Backend, get_backend, parse_device
 from .errors import MultistyleError, WeightsError
 from .losses import content_loss, gram, style_loss, tv_loss
 from .vgg import (LAYER_BY_NAME, Weights, canonical_weights, deepest_index, load_npz,
@@ -226,6 +226,7 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     if unknown:
         raise TypeError(f"transfer() got unknown settings {unknown}; known: {sorted(known)}")
     settings = replace(settings or Settings(), **overrides).resolved()
+    parse_device(device)  # a malformed device is a user error whether or not the framework is installed
     content_image = _as_image(content, "--content", max_pixels)
     style_image = _as_image(style, "--style", max_pixels)
     shape = target_size(content_image, size)
