@@ -5,8 +5,8 @@ loop written the way the chapter writes it (the framework's zoo VGG-19
 ``features`` cut after layer 28, parameters left trainable, the ten-fold
 style list, Adam with the chapter's step decay) and then multistyle on the
 same synthetic weights, images and settings, and prints the ratio
-multistyle / chapter (below 1 means multistyle is faster).  Medians exclude
-warm-up iterations.  Every iteration reads the loss back as a Python float
+multistyle / chapter (below 1 means multistyle is faster).  Chapter and multistyle
+alternate for a few rounds, and medians exclude warm-up iterations.  Every iteration reads the loss back as a Python float
 in both loops, so asynchronous MXNet is timed fairly.
 
     python benchmarks/chapter_vs_multistyle.py --size 150x225 --epochs 12
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--size", default="150x225", help="HxW")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of chapter and multistyle")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.split("x"))
     examples = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
@@ -43,7 +44,8 @@ def main() -> None:
     content = images.preprocess(content_image, (height, width))
     style = images.preprocess(style_image, (height, width))
     weights = random_weights(0, last=28)
-    print(f"size {height}x{width}, {args.epochs} iterations, median after {args.warmup} warm-up")
+    print(f"size {height}x{width}, {args.rounds} rounds of {args.epochs} iterations each, "
+          f"median after {args.warmup} warm-up per round")
     print(f"{'backend':8} {'chapter s/it':>13} {'multistyle s/it':>16} {'ratio':>7}")
     for name in args.backends.split(","):
         try:
@@ -51,14 +53,17 @@ def main() -> None:
         except BackendUnavailable as exc:
             print(f"{name:8} skipped: {exc}")
             continue
-        _, _, times = d2l_chapter.LOOPS[name](content, style, weights, args.epochs)
-        chapter = statistics.median(times[args.warmup:])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", multistyle.UntrainedWeightsWarning)
-            result = multistyle.transfer(
-                content_image, style_image, backend=name, device="cpu", weights="random:0",
-                size=(height, width), epochs=args.epochs, preset=PRESET[name])
-        ours = statistics.median(r["seconds"] for r in result.history[args.warmup:])
+        chapter_times, our_times = [], []
+        for _ in range(args.rounds):  # alternate, so drift in machine load hits both alike
+            _, _, times = d2l_chapter.LOOPS[name](content, style, weights, args.epochs)
+            chapter_times += times[args.warmup:]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", multistyle.UntrainedWeightsWarning)
+                result = multistyle.transfer(
+                    content_image, style_image, backend=name, device="cpu", weights="random:0",
+                    size=(height, width), epochs=args.epochs, preset=PRESET[name])
+            our_times += [record["seconds"] for record in result.history[args.warmup:]]
+        chapter, ours = statistics.median(chapter_times), statistics.median(our_times)
         print(f"{name:8} {chapter:13.4f} {ours:16.4f} {ours / chapter:7.2f}")
 
 
