@@ -21,7 +21,7 @@ import mxnet as mx
 from mxnet import autograd, gluon, nd
 
 from multistyle.backend import Backend, Optimizer
-from multistyle.errors import MultistyleError, WeightsError
+from multistyle.errors import WeightsError
 from multistyle.vgg import LAYERS, Weights
 
 _EPSILON = 1e-8  # Adam's epsilon in torch and Paddle (Gluon's default too)
@@ -158,10 +158,7 @@ class MXNetBackend(Backend):
             raise WeightsError(f"weights {path}: expected named parameters, found a list of {len(loaded)} arrays")
         return {str(key).split(":", 1)[-1]: value.asnumpy() for key, value in loaded.items()}
 
-    def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
-                  lr_decay_every: int) -> GluonOptimizer:
-        if name != "adam":
-            raise MultistyleError(f"--optimizer: the mxnet backend offers {', '.join(self.optimizers)}, not {name!r}")
+    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> GluonOptimizer:
         param = gluon.Parameter("image", shape=image.shape, dtype="float32")
         param.initialize(init=mx.init.Zero(), ctx=self._ctx)
         param.set_data(self.asarray(image))

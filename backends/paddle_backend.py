@@ -22,7 +22,7 @@ with warnings.catch_warnings():
 from paddle import nn
 
 from multistyle.backend import Backend, Optimizer
-from multistyle.errors import MultistyleError, WeightsError
+from multistyle.errors import WeightsError
 from multistyle.vgg import LAYERS, Weights
 
 
@@ -161,10 +161,7 @@ class PaddleBackend(Backend):
             raise WeightsError(f"weights {path}: expected a state dict, found a {type(state).__name__}")
         return {str(key): np.asarray(value) for key, value in state.items() if isinstance(value, np.ndarray)}
 
-    def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
-                  lr_decay_every: int) -> PaddleOptimizer:
-        if name != "adam":
-            raise MultistyleError(f"--optimizer: the paddle backend offers {', '.join(self.optimizers)}, not {name!r}")
+    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> PaddleOptimizer:
         x = self.asarray(image)
         x.stop_gradient = False
         if lr_decay < 1.0:

@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 from multistyle.backend import Backend, Optimizer
-from multistyle.errors import MultistyleError, WeightsError
+from multistyle.errors import WeightsError
 from multistyle.vgg import LAYERS, Weights
 
 
@@ -141,10 +141,7 @@ class TorchBackend(Backend):
             raise WeightsError(f"weights {path}: expected a state dict, found a {type(state).__name__}")
         return {str(key): value.numpy() for key, value in state.items() if isinstance(value, torch.Tensor)}
 
-    def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
-                  lr_decay_every: int) -> TorchOptimizer:
-        if name != "adam":
-            raise MultistyleError(f"--optimizer: the torch backend offers {', '.join(self.optimizers)}, not {name!r}")
+    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
         x = self.asarray(image).requires_grad_(True)
         optimizer = torch.optim.Adam([x], lr=lr)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_decay_every, gamma=lr_decay)

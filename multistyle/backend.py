@@ -160,14 +160,25 @@ class Backend(abc.ABC):
         """Read a native checkpoint (one of :attr:`weight_suffixes`) as arrays."""
 
     # -- optimisation ----------------------------------------------------------
-    @abc.abstractmethod
     def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
                   lr_decay_every: int) -> Optimizer:
-        """An optimizer over a trainable copy of ``image``.
+        """An optimizer called ``name`` (one of :attr:`optimizers`) over a trainable copy of ``image``.
 
         The learning rate is multiplied by ``lr_decay`` after every
         ``lr_decay_every`` epochs, using the framework's own scheduler.
         """
+        self.check_optimizer(name)
+        make: Callable[..., Optimizer] = getattr(self, name)
+        return make(image, lr, lr_decay, lr_decay_every)
+
+    def check_optimizer(self, name: str) -> None:
+        """Refuse an optimizer this backend does not offer, naming those it does."""
+        if name not in self.optimizers:
+            raise MultistyleError(f"--optimizer: the {self.name} backend offers {', '.join(self.optimizers)}, not {name!r}")
+
+    @abc.abstractmethod
+    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> Optimizer:
+        """The framework's Adam (epsilon 1e-8, added after the bias correction) with a step decay."""
 
 
 _DEVICE = re.compile(r"^(auto|cpu|gpu)(?::(\d+))?$")
@@ -301,7 +312,8 @@ def describe_backends(names: Optional[Sequence[str]] = None) -> List[Mapping[str
         try:
             cls = load_backend_class(name)
             rows.append({"name": name, "usable": True, "version": cls.framework_version(),
-                         "devices": cls.available_devices(), "reason": ""})
+                         "devices": cls.available_devices(), "optimizers": list(cls.optimizers), "reason": ""})
         except BackendUnavailable as exc:
-            rows.append({"name": name, "usable": False, "version": "", "devices": [], "reason": str(exc)})
+            rows.append({"name": name, "usable": False, "version": "", "devices": [], "optimizers": [],
+                         "reason": str(exc)})
     return rows

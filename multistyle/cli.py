@@ -66,6 +66,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                       help="comma-separated VGG-19 layers (default: the preset's, conv4_4)")
     algo.add_argument("--style-layers", type=_layers, default=None, metavar="NAMES",
                       help="comma-separated VGG-19 layers (default: the preset's, conv1_1,...,conv5_1)")
+    algo.add_argument("--optimizer", default=defaults.optimizer, help="default: %(default)s (see `multistyle backends`)")
     algo.add_argument("--init", default=defaults.init, choices=["content", "noise"], help="default: %(default)s")
     algo.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
     out = parser.add_argument_group("reporting")
@@ -149,7 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = Settings(preset=args.preset, content_layers=args.content_layers, style_layers=args.style_layers,
                         lr=args.lr, lr_decay=args.lr_decay, lr_decay_every=args.lr_decay_every, epochs=args.epochs,
                         content_weight=args.content_weight, style_weight=args.style_weight,
-                        tv_weight=args.tv_weight, init=args.init, seed=args.seed)
+                        tv_weight=args.tv_weight, init=args.init, seed=args.seed,
+                        optimizer=args.optimizer)
     bar = ProgressBar(args.epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
 
     def on_epoch(record: Dict[str, float], current: Callable[[], np.ndarray]) -> None:
@@ -178,7 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_backends(args: argparse.Namespace) -> int:
     for row in describe_backends():
         if row["usable"]:
-            print(f"{row['name']:8} usable    {row['version']}; devices: {', '.join(row['devices'])}")
+            print(f"{row['name']:8} usable    {row['version']}; devices: {', '.join(row['devices'])}; "
+                  f"optimizers: {', '.join(row['optimizers'])}")
         else:
             print(f"{row['name']:8} unusable  {row['reason']}")
     return 0

@@ -234,8 +234,7 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     style_x = images.preprocess(style_image, shape)
 
     B = get_backend(backend, device) if isinstance(backend, str) else backend
-    if settings.optimizer not in B.optimizers:
-        raise MultistyleError(f"--optimizer: the {B.name} backend offers {', '.join(B.optimizers)}, not {settings.optimizer!r}")
+    B.check_optimizer(settings.optimizer)  # before loading weights, which may take long
     B.seed(settings.seed)
     layer_names = list(dict.fromkeys(settings.content_layers + settings.style_layers))  # type: ignore[operator]
     vgg_weights, weights_label, untrained = load_weights(weights, B, deepest_index(layer_names))

@@ -23,6 +23,7 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Tuple
 import numpy as np
 
 from .errors import MultistyleError, WeightsError
+from .images import atomic_write
 
 # Channels of each convolution; "M" is a 2x2 max-pool (VGG configuration "E").
 _CONFIG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -164,8 +165,6 @@ def load_npz(path: str) -> Dict[str, np.ndarray]:
 
 def save_npz(weights: Weights, path: str) -> None:
     """Write :data:`Weights` as a portable ``.npz``, atomically."""
-    from .images import atomic_write
-
     arrays = {}
     for index, (w, b) in sorted(weights.items()):
         arrays[f"features.{index}.weight"] = np.asarray(w, dtype=np.float32)
