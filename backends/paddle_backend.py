@@ -2,21 +2,38 @@
 
 Devices map ``cpu`` to ``paddle.CPUPlace()`` and ``gpu:N`` to
 ``paddle.CUDAPlace(N)``; tensors and layers are placed explicitly, never
-through the global ``paddle.set_device``.  On the CPU, Paddle's math library
-runs one thread unless told otherwise, so the backend sets it to the number
-of usable cores (``OMP_NUM_THREADS`` wins when set).
+through the global ``paddle.set_device``.
+
+Threads: importing Paddle sets ``OMP_NUM_THREADS=1`` when it is unset, which
+makes Paddle (and any framework imported after it) run on one core; measured
+here, a VGG-19 step then takes about 1.6 times as long on two cores.  So this
+module sets ``OMP_NUM_THREADS`` to the number of usable cores before the
+import, unless the user has set it, and silences the warning Paddle prints
+about it (it concerns data-parallel training).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import warnings
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-with warnings.catch_warnings():
-    # Paddle warns at import that ccache (a C++ build cache) is missing; irrelevant here.
+
+def _cpu_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+os.environ.setdefault("OMP_NUM_THREADS", str(_cpu_threads()))
+with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+    # Paddle warns that ccache (a C++ build cache) is missing, and prints a
+    # data-parallel warning when OMP_NUM_THREADS > 1; neither applies here.
     warnings.filterwarnings("ignore", message=".*ccache.*")
     import paddle
 from paddle import nn
@@ -54,16 +71,6 @@ class PaddleOptimizer(Optimizer):
         return self._image.detach()
 
 
-def _cpu_threads() -> int:
-    configured = os.environ.get("OMP_NUM_THREADS", "")
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 class PaddleBackend(Backend):
     """PaddlePaddle 2.6 or newer (dynamic graph mode)."""
 
@@ -75,7 +82,6 @@ class PaddleBackend(Backend):
         super().__init__(device)
         if self.device == "cpu":
             self._place = paddle.CPUPlace()
-            paddle.base.core.set_num_threads(_cpu_threads())
         else:
             self._place = paddle.CUDAPlace(int(self.device.split(":")[1]))
 

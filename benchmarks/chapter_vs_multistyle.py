@@ -19,11 +19,15 @@ import os
 import statistics
 import warnings
 
-import d2l_chapter
-import multistyle
-from multistyle import images
-from multistyle.backend import BackendUnavailable, load_backend_class
-from multistyle.vgg import random_weights
+# Before any framework is imported: Paddle sets OMP_NUM_THREADS=1 at import
+# when it is unset, which would slow every loop in this process to one core.
+os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+
+import d2l_chapter  # noqa: E402
+import multistyle  # noqa: E402
+from multistyle import images  # noqa: E402
+from multistyle.backend import BackendUnavailable, load_backend_class  # noqa: E402
+from multistyle.vgg import random_weights  # noqa: E402
 
 # The preset that computes what each framework's chapter code computes.
 PRESET = {"torch": "d2l-pytorch", "mxnet": "d2l-mxnet", "paddle": "d2l"}

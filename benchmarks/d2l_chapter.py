@@ -18,7 +18,6 @@ from the shape here.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 
@@ -150,7 +149,6 @@ def paddle_loop(content_x, style_x, weights, epochs, lr=LR):
         import paddle
     from paddle import nn
 
-    paddle.base.core.set_num_threads(len(os.sched_getaffinity(0)))  # as multistyle does: a fair comparison
     net = paddle.vision.models.vgg19(pretrained=False).features[:29]
     for i, (w, b) in ((i, wb) for i, wb in weights.items() if i < len(net)):
         net[i].weight.set_value(w)

@@ -159,3 +159,18 @@ def test_preprocessed_input_reaches_the_backend_unchanged(backend):
     image = Image.fromarray(RNG.integers(0, 255, (30, 40, 3), dtype=np.uint8))
     x = preprocess(image, (12, 16))
     np.testing.assert_array_equal(backend.to_numpy(backend.asarray(x)), x)
+
+
+def _trainable(backend, layers):
+    """How many backbone parameters would receive gradients, asked the framework's own way."""
+    if backend.name == "torch":
+        return sum(p.requires_grad for layer in layers for p in layer.parameters())
+    if backend.name == "mxnet":
+        return sum(p.grad_req != "null" for layer in layers for p in layer.collect_params().values())
+    return sum(not p.stop_gradient for layer in layers for p in layer.parameters())
+
+
+def test_backbone_is_frozen(backend, weights):
+    layers = FeatureExtractor(backend, weights, ["conv5_1"]).layers
+    assert len(layers) == 29
+    assert _trainable(backend, layers) == 0
