@@ -22,7 +22,7 @@ from mxnet import autograd, gluon, nd
 
 from multistyle.backend import Backend, Optimizer
 from multistyle.errors import WeightsError
-from multistyle.vgg import LAYERS, Weights
+from multistyle.vgg import LAYERS, Weights, state_dict
 
 _EPSILON = 1e-8  # Adam's epsilon in torch and Paddle (Gluon's default too)
 
@@ -88,6 +88,10 @@ class MXNetBackend(Backend):
 
     def seed(self, seed: int) -> None:
         mx.random.seed(seed)
+
+    def set_deterministic(self) -> None:
+        # Read by MXNet's cuDNN operators when they run; CPU kernels are deterministic already.
+        os.environ["MXNET_ENFORCE_DETERMINISM"] = "1"
 
     def asarray(self, array: np.ndarray) -> nd.NDArray:
         return nd.array(np.asarray(array, dtype=np.float32), ctx=self._ctx, dtype="float32")
@@ -157,6 +161,18 @@ class MXNetBackend(Backend):
         if not isinstance(loaded, dict):
             raise WeightsError(f"weights {path}: expected named parameters, found a list of {len(loaded)} arrays")
         return {str(key).split(":", 1)[-1]: value.asnumpy() for key, value in loaded.items()}
+
+    def save_native_weights(self, weights: Weights, path: str) -> None:
+        # The names and format of Gluon's save_parameters.
+        nd.save(path, {key: nd.array(value) for key, value in state_dict(weights).items()})
+
+    def value_and_grad(self, fn: Callable[[nd.NDArray], nd.NDArray], image: np.ndarray) -> Tuple[float, np.ndarray]:
+        x = self.asarray(image)
+        x.attach_grad()
+        with autograd.record():
+            loss = fn(x)
+        loss.backward()
+        return self.item(loss), x.grad.asnumpy()
 
     def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> GluonOptimizer:
         param = gluon.Parameter("image", shape=image.shape, dtype="float32")

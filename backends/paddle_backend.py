@@ -40,7 +40,7 @@ from paddle import nn
 
 from multistyle.backend import Backend, Optimizer
 from multistyle.errors import WeightsError
-from multistyle.vgg import LAYERS, Weights
+from multistyle.vgg import LAYERS, Weights, state_dict
 
 
 class PaddleOptimizer(Optimizer):
@@ -96,6 +96,10 @@ class PaddleBackend(Backend):
 
     def seed(self, seed: int) -> None:
         paddle.seed(seed)
+
+    def set_deterministic(self) -> None:
+        if paddle.is_compiled_with_cuda():  # CPU builds lack the flag, and are deterministic
+            paddle.set_flags({"FLAGS_cudnn_deterministic": True})
 
     def asarray(self, array: np.ndarray) -> paddle.Tensor:
         return paddle.to_tensor(np.asarray(array, dtype=np.float32), dtype="float32", place=self._place)
@@ -166,6 +170,17 @@ class PaddleBackend(Backend):
         if not isinstance(state, dict):
             raise WeightsError(f"weights {path}: expected a state dict, found a {type(state).__name__}")
         return {str(key): np.asarray(value) for key, value in state.items() if isinstance(value, np.ndarray)}
+
+    def save_native_weights(self, weights: Weights, path: str) -> None:
+        paddle.save({key: paddle.to_tensor(value, place=paddle.CPUPlace())
+                     for key, value in state_dict(weights).items()}, path)
+
+    def value_and_grad(self, fn: Callable[[paddle.Tensor], paddle.Tensor], image: np.ndarray) -> Tuple[float, np.ndarray]:
+        x = self.asarray(image)
+        x.stop_gradient = False
+        loss = fn(x)
+        loss.backward()
+        return self.item(loss), x.grad.numpy()
 
     def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> PaddleOptimizer:
         x = self.asarray(image)

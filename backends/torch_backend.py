@@ -18,7 +18,7 @@ from torch import nn
 
 from multistyle.backend import Backend, Optimizer
 from multistyle.errors import WeightsError
-from multistyle.vgg import LAYERS, Weights
+from multistyle.vgg import LAYERS, Weights, state_dict
 
 
 class TorchOptimizer(Optimizer):
@@ -74,6 +74,12 @@ class TorchBackend(Backend):
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
+
+    def set_deterministic(self) -> None:
+        # warn_only: an op without a deterministic kernel warns instead of failing the run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
     def asarray(self, array: np.ndarray) -> torch.Tensor:
         return torch.tensor(np.asarray(array, dtype=np.float32), device=self._device)
@@ -140,6 +146,15 @@ class TorchBackend(Backend):
         if not isinstance(state, dict):
             raise WeightsError(f"weights {path}: expected a state dict, found a {type(state).__name__}")
         return {str(key): value.numpy() for key, value in state.items() if isinstance(value, torch.Tensor)}
+
+    def save_native_weights(self, weights: Weights, path: str) -> None:
+        torch.save({key: torch.from_numpy(value) for key, value in state_dict(weights).items()}, path)
+
+    def value_and_grad(self, fn: Callable[[torch.Tensor], torch.Tensor], image: np.ndarray) -> Tuple[float, np.ndarray]:
+        x = self.asarray(image).requires_grad_(True)
+        loss = fn(x)
+        loss.backward()
+        return float(loss.detach()), self.to_numpy(x.grad)
 
     def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
         x = self.asarray(image).requires_grad_(True)

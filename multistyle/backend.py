@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -94,6 +95,10 @@ class Backend(abc.ABC):
     def seed(self, seed: int) -> None:
         """Seed the framework's random number generators."""
 
+    @abc.abstractmethod
+    def set_deterministic(self) -> None:
+        """Turn on the framework's deterministic switches (GPU convolutions), for this process."""
+
     # -- tensors ---------------------------------------------------------------
     @abc.abstractmethod
     def asarray(self, array: np.ndarray) -> Tensor:
@@ -159,6 +164,10 @@ class Backend(abc.ABC):
     def load_native_weights(self, path: str) -> Dict[str, np.ndarray]:
         """Read a native checkpoint (one of :attr:`weight_suffixes`) as arrays."""
 
+    @abc.abstractmethod
+    def save_native_weights(self, weights: Weights, path: str) -> None:
+        """Write ``features.{i}.weight|bias`` in the framework's native format to the file ``path``."""
+
     # -- optimisation ----------------------------------------------------------
     def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
                   lr_decay_every: int) -> Optimizer:
@@ -170,6 +179,10 @@ class Backend(abc.ABC):
         self.check_optimizer(name)
         make: Callable[..., Optimizer] = getattr(self, name)
         return make(image, lr, lr_decay, lr_decay_every)
+
+    @abc.abstractmethod
+    def value_and_grad(self, fn: Callable[[Tensor], Tensor], image: np.ndarray) -> Tuple[float, np.ndarray]:
+        """``fn(x)`` and its gradient with respect to ``x``, at ``x = image``."""
 
     def check_optimizer(self, name: str) -> None:
         """Refuse an optimizer this backend does not offer, naming those it does."""
@@ -218,16 +231,17 @@ class BackendSpec:
     modules: Tuple[str, ...]  # top-level framework modules it imports
     extra: str  # pip extra that installs them
     fix_hint: str = ""  # how to repair a framework that is installed but broken
+    weight_suffixes: Tuple[str, ...] = ()  # native checkpoint extensions, as on the class
 
 
 BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
     "torch": BackendSpec("torch", "multistyle.backends.torch_backend:TorchBackend",
-                         ("torch", "torchvision"), "torch"),
+                         ("torch", "torchvision"), "torch", weight_suffixes=(".pth", ".pt")),
     "mxnet": BackendSpec("mxnet", "multistyle.backends.mxnet_backend:MXNetBackend",
                          ("mxnet",), "mxnet",
-                         "MXNet 1.9.1 needs numpy<1.24 (pip install 'numpy<1.24')"),
+                         "MXNet 1.9.1 needs numpy<1.24 (pip install 'numpy<1.24')", weight_suffixes=(".params",)),
     "paddle": BackendSpec("paddle", "multistyle.backends.paddle_backend:PaddleBackend",
-                          ("paddle",), "paddle"),
+                          ("paddle",), "paddle", weight_suffixes=(".pdparams",)),
 }
 
 ENTRY_POINT_GROUP = "multistyle.backends"
@@ -292,6 +306,17 @@ def _broken(spec: BackendSpec, exc: BaseException) -> str:
     hint = spec.fix_hint or f"reinstall it with pip install --force-reinstall 'multistyle[{spec.extra}]'"
     return (f"backend {spec.name!r} is installed but broken: importing it raised "
             f"{type(exc).__name__}: {reason}; {hint}")
+
+
+def backend_for_weights(path: str) -> str:
+    """The backend that reads and writes the native checkpoint ``path``, by its extension."""
+    suffix = os.path.splitext(path)[1].lower()
+    for name, spec in registry().items():
+        if suffix in spec.weight_suffixes:
+            return name
+    known = sorted(s for spec in registry().values() for s in spec.weight_suffixes)
+    raise MultistyleError(f"weights {path}: unknown format {suffix or 'without extension'!r}; "
+                          f"use .npz or a native checkpoint ({', '.join(known)})")
 
 
 def get_backend(name: str, device: str = "auto") -> Backend:

@@ -1,4 +1,4 @@
-"""The ``multistyle`` command line: ``run`` and ``backends``.
+"""The ``multistyle`` command line: ``run``, ``backends`` and ``weights``.
 
 User mistakes surface as :class:`~multistyle.errors.MultistyleError`; they
 are printed as one line, ``multistyle: error: ...``, with exit status 2 and
@@ -69,6 +69,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     algo.add_argument("--optimizer", default=defaults.optimizer, help="default: %(default)s (see `multistyle backends`)")
     algo.add_argument("--init", default=defaults.init, choices=["content", "noise"], help="default: %(default)s")
     algo.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
+    algo.add_argument("--deterministic", action="store_true",
+                      help="turn on the framework's deterministic switches (GPU convolutions); slower")
     out = parser.add_argument_group("reporting")
     out.add_argument("--log", metavar="FILE", help="per-epoch losses and timings, .csv or .json")
     out.add_argument("--save-every", type=int, default=0, metavar="N",
@@ -88,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     commands.add_parser("backends", help="list backends, their versions and devices",
                         description="Show each backend, whether it is usable, its framework version and devices.")
+    weights = commands.add_parser("weights", help="inspect and convert VGG-19 weight files",
+                                  description="Inspect and convert VGG-19 weight files: portable .npz, "
+                                              "torchvision .pth, Gluon .params, Paddle .pdparams.")
+    actions = weights.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    convert = actions.add_parser("convert", help="convert between formats (the format follows each extension)",
+                                 description="Convert the 16 VGG-19 convolutions between formats; "
+                                             "the format of each file follows its extension.")
+    convert.add_argument("source", metavar="SRC")
+    convert.add_argument("destination", metavar="DST")
+    info = actions.add_parser("info", help="format, layers, shapes, dtype and checksum of a file")
+    info.add_argument("file", metavar="FILE")
     return parser
 
 
@@ -163,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedWeightsWarning)
         result = transfer(args.content, args.style, backend=args.backend, device=args.device, weights=args.weights,
-                          size=args.size, max_pixels=args.max_pixels, callback=on_epoch, settings=settings)
+                          size=args.size, max_pixels=args.max_pixels, callback=on_epoch, settings=settings,
+                          deterministic=args.deterministic)
     elapsed = time.perf_counter() - started
     result.save(args.output)
     if args.log:
@@ -177,6 +192,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from . import weightfiles
+
+    if args.action == "info":
+        print("\n".join(weightfiles.describe(args.file)))
+        return 0
+    weights, kind = weightfiles.convert(args.source, args.destination)
+    print(f"wrote {args.destination}: {len(weights)} convolutions from {args.source} ({kind}), "
+          f"sha256 {weightfiles.checksum(weights)[:16]}")
+    return 0
+
+
 def cmd_backends(args: argparse.Namespace) -> int:
     for row in describe_backends():
         if row["usable"]:
@@ -187,7 +214,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "backends": cmd_backends}
+COMMANDS = {"run": cmd_run, "backends": cmd_backends, "weights": cmd_weights}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

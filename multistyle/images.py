@@ -160,21 +160,31 @@ def check_output_path(path: str, option: str = "--output") -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str) -> Iterator[IO[bytes]]:
-    """Write to a temporary file beside ``path`` and rename it into place on success.
+def atomic_path(path: str) -> Iterator[str]:
+    """A temporary file name beside ``path``, renamed to ``path`` if the block succeeds.
 
-    A failure part way leaves ``path`` untouched and no temporary file behind.
+    For writers that want a file name (``mx.nd.save``, ``paddle.save``).  The
+    temporary name keeps the extension, which some writers look at.  A failure
+    part way leaves ``path`` untouched and no temporary file behind.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    base, extension = os.path.splitext(os.path.basename(path))
+    fd, temp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{extension}", dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
+        yield temp
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str) -> Iterator[IO[bytes]]:
+    """A binary file handle whose content replaces ``path`` only if the block succeeds."""
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        yield handle
 
 
 def save_image(pixels: np.ndarray, path: str) -> None:

@@ -31,6 +31,7 @@ from . import images
 from .backend import Backend, get_backend, parse_device
 from .errors import MultistyleError, WeightsError
 from .losses import content_loss, gram, style_loss, tv_loss
+from .weightfiles import read_native
 from .vgg import (LAYER_BY_NAME, Weights, canonical_weights, deepest_index, load_npz,
                   parse_weights_spec, random_weights, resolve_layers)
 
@@ -147,6 +148,37 @@ class FeatureExtractor:
         return outputs
 
 
+class StyleLoss:
+    """The objective of one job on one backend: targets computed once, loss terms per image.
+
+    ``terms(x)`` returns native scalar tensors ``content``, ``style`` and
+    ``tv``, each already multiplied by its weight, and their sum ``total``.
+    """
+
+    def __init__(self, backend: Backend, weights: Weights, settings: Settings,
+                 content_x: np.ndarray, style_x: np.ndarray) -> None:
+        self.B = backend
+        self.settings = settings
+        self.layer_names = list(dict.fromkeys(settings.content_layers + settings.style_layers))  # type: ignore[operator]
+        self.extract = FeatureExtractor(backend, weights, self.layer_names)
+        content_features = self.extract(backend.asarray(content_x))
+        self.content_targets = [content_features[name] for name in settings.content_layers]  # type: ignore[union-attr]
+        style_features = self.extract(backend.asarray(style_x))
+        self.style_targets = [gram(backend, style_features[name]) for name in settings.style_layers]  # type: ignore[union-attr]
+
+    def terms(self, x: Any) -> Dict[str, Any]:
+        B, settings = self.B, self.settings
+        features = self.extract(x)
+        content = sum_terms([content_loss(B, features[name], target)
+                             for name, target in zip(settings.content_layers, self.content_targets)])  # type: ignore[arg-type]
+        style = sum_terms([style_loss(B, features[name], target)
+                           for name, target in zip(settings.style_layers, self.style_targets)])  # type: ignore[arg-type]
+        out = {"content": settings.content_weight * content, "style": settings.style_weight * style,
+               "tv": settings.tv_weight * tv_loss(B, x)}
+        out["total"] = out["content"] + out["style"] + out["tv"]
+        return out
+
+
 def load_weights(spec: str, backend: Backend, last: int) -> Tuple[Weights, str, bool]:
     """Resolve ``--weights`` to arrays: ``(weights, description, untrained)``."""
     kind, value = parse_weights_spec(spec)
@@ -160,14 +192,7 @@ def load_weights(spec: str, backend: Backend, last: int) -> Tuple[Weights, str, 
     if suffix == ".npz":
         raw = load_npz(path)
     elif suffix in backend.weight_suffixes:
-        try:
-            raw = backend.load_native_weights(path)
-        except MultistyleError:
-            raise
-        except Exception as exc:  # the framework's reader rejected the file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise WeightsError(f"weights {path}: not a readable {backend.framework} checkpoint "
-                               f"({type(exc).__name__}: {first})") from None
+        raw = read_native(backend, path)
     else:
         accepted = ", ".join((".npz",) + backend.weight_suffixes)
         raise WeightsError(f"weights {path}: the {backend.name} backend reads {accepted} files, not {suffix or 'no extension'!r}; "
@@ -212,14 +237,15 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
              device: str = "auto", weights: str = "imagenet",
              size: Union[None, int, str, Tuple[int, int]] = DEFAULT_SIZE,
              max_pixels: int = images.DEFAULT_MAX_PIXELS, callback: Optional[Callback] = None,
-             settings: Optional[Settings] = None, **overrides: Any) -> Result:
+             settings: Optional[Settings] = None, deterministic: bool = False, **overrides: Any) -> Result:
     """Stylise ``content`` with ``style`` and return a :class:`Result`.
 
     ``content`` and ``style`` are paths, PIL images or uint8 arrays.  Any
     field of :class:`Settings` may be passed as a keyword (``epochs=100``,
     ``preset="d2l-mxnet"``).  ``callback(record, image)`` is called after
     every epoch with the epoch's losses and a function returning the current
-    image as uint8 pixels.
+    image as uint8 pixels.  ``deterministic`` turns on the framework's
+    deterministic switches where it has them (GPU convolutions).
     """
     known = {f.name for f in fields(Settings)}
     unknown = sorted(set(overrides) - known)
@@ -236,33 +262,22 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     B = get_backend(backend, device) if isinstance(backend, str) else backend
     B.check_optimizer(settings.optimizer)  # before loading weights, which may take long
     B.seed(settings.seed)
-    layer_names = list(dict.fromkeys(settings.content_layers + settings.style_layers))  # type: ignore[operator]
-    vgg_weights, weights_label, untrained = load_weights(weights, B, deepest_index(layer_names))
+    if deterministic:
+        B.set_deterministic()
+    last = deepest_index(list(settings.content_layers) + list(settings.style_layers))  # type: ignore[arg-type]
+    vgg_weights, weights_label, untrained = load_weights(weights, B, last)
     if untrained:
         warnings.warn("VGG-19 has random weights (untrained): the result is not a stylised image; "
                       "use this for tests and smoke runs only", UntrainedWeightsWarning, stacklevel=2)
-    extract = FeatureExtractor(B, vgg_weights, layer_names)
-
-    content_targets = [extract(B.asarray(content_x))[name] for name in settings.content_layers]  # type: ignore[union-attr]
-    style_features = extract(B.asarray(style_x))
-    style_targets = [gram(B, style_features[name]) for name in settings.style_layers]  # type: ignore[union-attr]
-    del style_features
-
-    if settings.init == "content":
-        start = content_x
-    else:
-        start = np.random.default_rng(settings.seed).standard_normal(content_x.shape, dtype=np.float32)
-    optimizer = B.optimizer(settings.optimizer, start, settings.lr, settings.lr_decay, settings.lr_decay_every)
+    objective = StyleLoss(B, vgg_weights, settings, content_x, style_x)
+    optimizer = B.optimizer(settings.optimizer, initial_image(settings, content_x), settings.lr,
+                            settings.lr_decay, settings.lr_decay_every)
 
     parts: Dict[str, Any] = {}
 
     def closure(x: Any) -> Any:
-        features = extract(x)
-        c = sum_terms([content_loss(B, features[n], t) for n, t in zip(settings.content_layers, content_targets)])  # type: ignore[arg-type]
-        s = sum_terms([style_loss(B, features[n], t) for n, t in zip(settings.style_layers, style_targets)])  # type: ignore[arg-type]
-        tv = tv_loss(B, x)
-        parts["content"], parts["style"], parts["tv"] = c, s, tv
-        return settings.content_weight * c + settings.style_weight * s + settings.tv_weight * tv
+        parts.update(objective.terms(x))
+        return parts["total"]
 
     history: List[Dict[str, float]] = []
     for epoch in range(settings.epochs):
@@ -270,10 +285,8 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
         lr = optimizer.lr
         total = B.item(optimizer.step(closure))
         optimizer.epoch_end()
-        record = {"epoch": epoch + 1, "lr": lr,
-                  "content": settings.content_weight * B.item(parts["content"]),
-                  "style": settings.style_weight * B.item(parts["style"]),
-                  "tv": settings.tv_weight * B.item(parts["tv"]),
+        record = {"epoch": epoch + 1, "lr": lr, "content": B.item(parts["content"]),
+                  "style": B.item(parts["style"]), "tv": B.item(parts["tv"]),
                   "total": total, "seconds": time.perf_counter() - started}
         if not math.isfinite(total):
             raise MultistyleError(f"the loss became {total} at epoch {epoch + 1}; lower --lr (now {settings.lr}) "
@@ -286,6 +299,13 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     return Result(image=images.postprocess(final), array=final, history=history, settings=settings,
                   backend=B.name, device=B.device, framework_version=B.framework_version(),
                   weights=weights_label, untrained=untrained, size=shape)
+
+
+def initial_image(settings: Settings, content_x: np.ndarray) -> np.ndarray:
+    """The starting image: the content image, or seeded NumPy noise (the same on every backend)."""
+    if settings.init == "content":
+        return content_x
+    return np.random.default_rng(settings.seed).standard_normal(content_x.shape, dtype=np.float32)
 
 
 def sum_terms(terms: Sequence[Any]) -> Any:

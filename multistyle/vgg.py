@@ -163,14 +163,19 @@ def load_npz(path: str) -> Dict[str, np.ndarray]:
         raise WeightsError(f"weights {path}: not a readable .npz file ({exc})") from None
 
 
-def save_npz(weights: Weights, path: str) -> None:
-    """Write :data:`Weights` as a portable ``.npz``, atomically."""
+def state_dict(weights: Weights) -> Dict[str, np.ndarray]:
+    """:data:`Weights` under the state-dict names all three frameworks use: ``features.{i}.weight|bias``."""
     arrays = {}
     for index, (w, b) in sorted(weights.items()):
-        arrays[f"features.{index}.weight"] = np.asarray(w, dtype=np.float32)
-        arrays[f"features.{index}.bias"] = np.asarray(b, dtype=np.float32)
+        arrays[f"features.{index}.weight"] = np.ascontiguousarray(w, dtype=np.float32)
+        arrays[f"features.{index}.bias"] = np.ascontiguousarray(b, dtype=np.float32)
+    return arrays
+
+
+def save_npz(weights: Weights, path: str) -> None:
+    """Write :data:`Weights` as a portable ``.npz``, atomically."""
     with atomic_write(path) as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **state_dict(weights))
 
 
 def parse_weights_spec(spec: str) -> Tuple[str, object]:

@@ -210,3 +210,15 @@ def test_progress_bar_shows_losses_on_a_terminal_only():
     quiet = io.StringIO()
     ProgressBar(3, quiet, enabled=False).update({"epoch": 3, "total": 1.0, "content": 0, "style": 0, "tv": 0})
     assert quiet.getvalue() == ""
+
+
+def test_same_seed_gives_identical_files(backend_name, image_files, tmp_path, capsys):
+    outputs = []
+    for number, seed in enumerate((5, 5, 6)):
+        out = tmp_path / f"out{number}.png"
+        args = job(image_files, out, "--backend", backend_name, "--init", "noise", "--seed", str(seed),
+                   "--deterministic")
+        assert main(["run", *args]) == 0, capsys.readouterr().err
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    assert outputs[0] != outputs[2]

@@ -76,8 +76,8 @@ def test_losses_match_the_float64_oracle(backend):
 
 
 def test_vgg_features_match_the_oracle(backend, weights):
-    x = RNG.standard_normal((1, 3, 24, 32)).astype(np.float32)
-    names = [layer.name for layer in LAYERS[:29]]
+    x = RNG.standard_normal((1, 3, 32, 48)).astype(np.float32)  # pool5 is 1x1
+    names = [layer.name for layer in LAYERS]
     got = FeatureExtractor(backend, weights, names)(backend.asarray(x))
     want = oracle.features(x, weights, names)
     for name in names:
@@ -174,3 +174,45 @@ def test_backbone_is_frozen(backend, weights):
     layers = FeatureExtractor(backend, weights, ["conv5_1"]).layers
     assert len(layers) == 29
     assert _trainable(backend, layers) == 0
+
+
+def _oracle_objective(weights, settings, content_x, style_x):
+    names = list(dict.fromkeys(settings.content_layers + settings.style_layers))
+    content_targets = oracle.features(content_x, weights, names)
+    style_grams = {n: oracle.gram(f) for n, f in oracle.features(style_x, weights, names).items()}
+
+    def terms(x):
+        f = oracle.features(x, weights, names)
+        out = {"content": settings.content_weight * sum(oracle.content_loss(f[n], content_targets[n])
+                                                        for n in settings.content_layers),
+               "style": settings.style_weight * sum(oracle.style_loss(f[n], style_grams[n]) for n in settings.style_layers),
+               "tv": settings.tv_weight * oracle.tv_loss(x)}
+        out["total"] = out["content"] + out["style"] + out["tv"]
+        return out
+
+    return terms
+
+
+def test_loss_and_gradient_match_the_oracle(backend, weights):
+    from multistyle.transfer import Settings, StyleLoss
+
+    rng = np.random.default_rng(21)
+    content_x, style_x, x = (rng.standard_normal((1, 3, 16, 16)).astype(np.float32) for _ in range(3))
+    settings = Settings().resolved()
+    objective = StyleLoss(backend, weights, settings, content_x, style_x)
+    reference = _oracle_objective(weights, settings, content_x.astype(np.float64), style_x.astype(np.float64))
+    want = reference(x.astype(np.float64))
+    got = objective.terms(backend.asarray(x))
+    for term in ("content", "style", "tv", "total"):
+        assert backend.item(got[term]) == pytest.approx(want[term], rel=1e-4), f"{term} loss"
+    value, grad = backend.value_and_grad(lambda t: objective.terms(t)["total"], x)
+    assert isinstance(grad, np.ndarray) and grad.shape == x.shape and grad.dtype == np.float32
+    assert value == pytest.approx(want["total"], rel=1e-4)
+    # Central differences in float64 at a few pixels (h small enough to rarely straddle a ReLU kink).
+    h = 1e-4
+    for index in [(0, 0, 0, 0), (0, 1, 7, 9), (0, 2, 15, 3), (0, 0, 8, 8), (0, 1, 3, 14)]:
+        shifted = [x.astype(np.float64) for _ in range(2)]
+        shifted[0][index] += h
+        shifted[1][index] -= h
+        numeric = (reference(shifted[0])["total"] - reference(shifted[1])["total"]) / (2 * h)
+        assert grad[index] == pytest.approx(numeric, rel=1e-3, abs=1e-5 * np.abs(grad).max()), f"gradient at {index}"

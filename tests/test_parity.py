@@ -1,24 +1,34 @@
-"""Backends against each other: same weight file, same images, same start.
+"""Backends against each other, stage by stage: same weight file, same images, same start.
 
-Runs where several frameworks are installed (tox env ``all``); each pair is
-compared at the stages where float32 agreement is expected.  Over many steps
-pixels drift apart (ReLU, max-pool and |x| have kinks; Adam moves each pixel
-by about the learning rate whatever the gradient's size) while the losses
-keep agreeing, so long runs compare losses only.
+Runs where several frameworks are installed (tox env ``all``; a pair whose
+backend is missing skips, or fails where ``MULTISTYLE_TEST_BACKENDS`` names
+it).  Each backend's stages are computed once and every pair is compared;
+a failure names the stage, the layer and the size of the difference.
+
+Over many steps pixels drift apart (ReLU, max-pool and |x| have kinks; Adam
+moves each pixel by about the learning rate whatever the gradient's size),
+while the losses keep agreeing: long runs compare losses only.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
 import pytest
 
+import oracle
 from conftest import require
-from multistyle import get_backend, transfer
+from multistyle import get_backend, images
 from multistyle.backend import BUILTIN_BACKENDS
+from multistyle.transfer import FeatureExtractor, Settings, StyleLoss, initial_image, transfer
+from multistyle.vgg import LAYERS
+from multistyle.weightfiles import read_weights
 
 PAIRS = list(itertools.combinations(sorted(BUILTIN_BACKENDS), 2))
+SIZE = (32, 48)  # the smallest size whose pool5 is not empty
+ALL_LAYERS = [layer.name for layer in LAYERS]
 
 
 @pytest.fixture(scope="module", params=PAIRS, ids=["-".join(p) for p in PAIRS])
@@ -28,20 +38,105 @@ def pair(request):
     return request.param
 
 
-def _run(name, image_files, npz_weights, epochs, **kwargs):
-    return transfer(image_files["content"], image_files["style"], backend=get_backend(name, "cpu"),
-                    weights=npz_weights, size=(24, 32), epochs=epochs, **kwargs)
+@pytest.fixture(scope="module")
+def stages(image_files, npz_weights):
+    return functools.lru_cache(maxsize=None)(lambda name: _stages(name, image_files, npz_weights))
 
 
-def test_first_step_agrees(pair, image_files, npz_weights):
-    a, b = (_run(name, image_files, npz_weights, 1, init="noise", seed=4) for name in pair)
+def _stages(name, image_files, npz_weights):
+    """Everything compared below, computed once per backend, as NumPy."""
+    B = get_backend(name, "cpu")
+    settings = Settings(init="noise", seed=4).resolved()
+    content_x = images.preprocess(images.load_image(image_files["content"]), SIZE)
+    style_x = images.preprocess(images.load_image(image_files["style"]), SIZE)
+    weights, _ = read_weights(npz_weights)
+    features = FeatureExtractor(B, weights, ALL_LAYERS)(B.asarray(content_x))
+    objective = StyleLoss(B, weights, settings, content_x, style_x)
+    start = initial_image(settings, content_x)
+    total = lambda x: objective.terms(x)["total"]  # noqa: E731
+    terms = {key: B.item(value) for key, value in objective.terms(B.asarray(start)).items()}
+    value, grad = B.value_and_grad(total, start)
+    optimizer = B.optimizer("adam", start, settings.lr, settings.lr_decay, settings.lr_decay_every)
+    optimizer.step(total)
+    run = transfer(image_files["content"], image_files["style"], backend=B, weights=npz_weights, size=(24, 32),
+                   epochs=200, lr_decay_every=50)
+    return {"input": B.to_numpy(B.asarray(content_x)),
+            "features": {key: B.to_numpy(value) for key, value in features.items()},
+            "grams": {key: B.to_numpy(g) for key, g in zip(settings.style_layers, objective.style_targets)},
+            "terms": terms, "value": value, "grad": grad, "step": B.to_numpy(optimizer.image), "run": run.history}
+
+
+def _close(a, b, rtol, atol_scale, what):
+    atol = atol_scale * max(float(np.abs(b).max()), 1e-30)
+    diff = float(np.abs(a - b).max())
+    assert np.allclose(a, b, rtol=rtol, atol=atol), f"{what}: max difference {diff:.3g} (max abs {np.abs(b).max():.3g})"
+
+
+def test_preprocessed_input_is_identical(pair, stages):
+    a, b = (stages(name) for name in pair)
+    np.testing.assert_array_equal(a["input"], b["input"])
+
+
+def test_features_at_every_layer(pair, stages):
+    a, b = (stages(name) for name in pair)
+    for layer in ALL_LAYERS:
+        _close(a["features"][layer], b["features"][layer], 1e-4, 1e-4, f"{pair} features at {layer}")
+
+
+def test_gram_matrices(pair, stages):
+    a, b = (stages(name) for name in pair)
+    for layer in a["grams"]:
+        _close(a["grams"][layer], b["grams"][layer], 1e-4, 1e-5, f"{pair} Gram matrix of {layer}")
+
+
+def test_loss_terms(pair, stages):
+    a, b = (stages(name) for name in pair)
     for term in ("content", "style", "tv", "total"):
-        assert a.history[0][term] == pytest.approx(b.history[0][term], rel=1e-4), f"{pair} {term} loss at step 1"
-    np.testing.assert_allclose(a.array, b.array, rtol=1e-4, atol=1e-4, err_msg=f"{pair}: image after one Adam step")
+        assert a["terms"][term] == pytest.approx(b["terms"][term], rel=1e-4), f"{pair}: {term} loss"
+    assert a["value"] == pytest.approx(a["terms"]["total"], rel=1e-6)
 
 
-def test_losses_agree_over_a_run(pair, image_files, npz_weights):
-    a, b = (_run(name, image_files, npz_weights, 40, lr_decay_every=10) for name in pair)
-    for ra, rb in zip(a.history, b.history):
+def test_gradient_with_respect_to_the_image(pair, stages):
+    a, b = (stages(name) for name in pair)
+    _close(a["grad"], b["grad"], 1e-3, 1e-5, f"{pair} gradient of the total loss")
+
+
+def test_image_after_one_adam_step(pair, stages):
+    a, b = (stages(name) for name in pair)
+    _close(a["step"], b["step"], 1e-4, 1e-4, f"{pair} image after one Adam step")
+
+
+def test_adam_with_recorded_gradients(pair):
+    rng = np.random.default_rng(8)
+    start = rng.standard_normal((1, 3, 5, 6)).astype(np.float32)
+    grads = [(rng.standard_normal(start.shape) * 10.0 ** rng.integers(-7, 1, start.shape)).astype(np.float32)
+             for _ in range(20)]
+    backends = [get_backend(name, "cpu") for name in pair]
+    optimizers = [B.optimizer("adam", start, 0.3, 0.8, 4) for B in backends]
+    travel = 0.0
+    for step, g in enumerate(grads):
+        lrs = [opt.lr for opt in optimizers]
+        assert lrs[0] == pytest.approx(lrs[1], rel=1e-7), f"{pair}: learning rate at step {step + 1}"
+        travel += lrs[0]
+        for B, opt in zip(backends, optimizers):
+            coefficient = B.asarray(g)
+            opt.step(lambda x, B=B, c=coefficient: B.mean(x * c) * float(g.size))
+            opt.epoch_end()
+        params = [B.to_numpy(opt.image) for B, opt in zip(backends, optimizers)]
+        _close(params[0], params[1], 1e-5, 1e-5 * travel / max(np.abs(params[1]).max(), 1e-30),
+               f"{pair} Adam parameters after step {step + 1}")
+
+
+def test_a_200_step_run_agrees_in_loss(pair, stages):
+    a, b = (stages(name) for name in pair)
+    assert len(a["run"]) == len(b["run"]) == 200
+    for ra, rb in zip(a["run"], b["run"]):
         assert ra["lr"] == pytest.approx(rb["lr"], rel=1e-7), f"{pair}: learning rate at epoch {ra['epoch']}"
-        assert ra["total"] == pytest.approx(rb["total"], rel=0.02), f"{pair}: total loss at epoch {ra['epoch']}"
+        assert ra["total"] == pytest.approx(rb["total"], rel=0.02), (
+            f"{pair}: total loss at epoch {ra['epoch']}: {ra['total']:.6g} vs {rb['total']:.6g}")
+    # The content term is the smallest one and follows the drifting pixels most
+    # closely: measured here, final content losses differ by up to 5.1 %.
+    for term, tolerance in (("style", 0.02), ("tv", 0.02), ("content", 0.1)):
+        final = a["run"][-1][term], b["run"][-1][term]
+        assert final[0] == pytest.approx(final[1], rel=tolerance), (
+            f"{pair}: final {term} loss {final[0]:.6g} vs {final[1]:.6g}")

@@ -79,3 +79,79 @@ def test_native_checkpoint_missing_layers(backend, weights, tmp_path):
 
     with pytest.raises(WeightsError, match=r"no features.21.weight/bias \(conv4_2\)"):
         load_weights(path, backend, LAST)
+
+
+OWN_SUFFIX = {"torch": ".pth", "mxnet": ".params", "paddle": ".pdparams"}
+
+
+def _arrays_equal(a, b):
+    assert sorted(a) == sorted(b)
+    for index in a:
+        np.testing.assert_array_equal(a[index][0], b[index][0])
+        np.testing.assert_array_equal(a[index][1], b[index][1])
+
+
+def test_native_to_npz_to_native_round_trip(backend, weights, tmp_path, capsys):
+    from multistyle.cli import main
+    from multistyle.weightfiles import checksum, read_weights
+
+    native = str(tmp_path / f"zoo{OWN_SUFFIX[backend.name]}")
+    NATIVE[backend.name][0][1](weights, native, FEATURES)  # written by the framework itself
+    npz = str(tmp_path / "portable.npz")
+    back = str(tmp_path / f"again{OWN_SUFFIX[backend.name]}")
+    assert main(["weights", "convert", native, npz]) == 0
+    assert main(["weights", "convert", npz, back]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {npz}: 16 convolutions" in out and f"wrote {back}" in out
+    for path in (npz, back):
+        loaded, _ = read_weights(path)
+        _arrays_equal(loaded, weights)
+    assert backend.load_native_weights(back).keys() == {f"features.{i}.{k}" for i in CONV_INDICES for k in ("weight", "bias")}
+    assert main(["weights", "info", back]) == 0
+    info = capsys.readouterr().out
+    assert f"{backend.framework} checkpoint" in info and "16 convolutions, conv1_1 .. conv5_4" in info
+    assert checksum(weights) in info and "conv3_1  features.10  weight (256, 128, 3, 3)" in info
+
+
+def test_conversion_across_all_frameworks_keeps_every_bit(weights, npz_weights, tmp_path, capsys):
+    from conftest import require
+    from multistyle.cli import main
+    from multistyle.weightfiles import read_weights
+
+    for name in OWN_SUFFIX:
+        require(name)
+    chain = [npz_weights] + [str(tmp_path / f"w{n}{s}") for n, s in enumerate(
+        [".pth", ".params", ".pdparams", ".pth", ".npz"])]
+    for source, destination in zip(chain, chain[1:]):
+        assert main(["weights", "convert", source, destination]) == 0, capsys.readouterr().err
+    checksums = set()
+    for path in chain:
+        assert main(["weights", "info", path]) == 0
+        checksums |= {line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("sha256:")}
+    assert len(checksums) == 1
+    _arrays_equal(read_weights(chain[-1])[0], weights)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["convert", "{npz}", "{npz}"], "is the source file"),
+    (["convert", "{npz}", "{tmp}/out.h5"], "unknown format '.h5'"),
+    (["convert", "{tmp}/missing.npz", "{tmp}/out.npz"], "file does not exist"),
+    (["info", "{tmp}"], "is a directory"),
+    (["convert", "{npz}", "{tmp}/no/out.npz"], "does not exist; create it first"),
+])
+def test_weights_command_errors(args, message, npz_weights, tmp_path, capsys):
+    from multistyle.cli import main
+
+    code = main(["weights", *[a.format(npz=npz_weights, tmp=tmp_path) for a in args]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_partial_npz_is_refused_by_info(tmp_path, capsys):
+    from multistyle.cli import main
+    from multistyle.vgg import random_weights, save_npz
+
+    save_npz(random_weights(0, last=10), str(tmp_path / "partial.npz"))
+    assert main(["weights", "info", str(tmp_path / "partial.npz")]) == 2
+    assert "no features.12.weight/bias (conv3_2)" in capsys.readouterr().err
