@@ -18,7 +18,7 @@ import contextlib
 import io
 import os
 import warnings
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -96,6 +96,11 @@ class PaddleBackend(Backend):
 
     def seed(self, seed: int) -> None:
         paddle.seed(seed)
+
+    def peak_device_memory(self) -> Optional[int]:
+        if self.device == "cpu":
+            return None
+        return int(paddle.device.cuda.max_memory_allocated(int(self.device.split(":")[1])))
 
     def set_deterministic(self) -> None:
         if paddle.is_compiled_with_cuda():  # CPU builds lack the flag, and are deterministic

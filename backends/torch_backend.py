@@ -9,7 +9,7 @@ parameters never require gradients.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -74,6 +74,9 @@ class TorchBackend(Backend):
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
+
+    def peak_device_memory(self) -> Optional[int]:
+        return int(torch.cuda.max_memory_allocated(self._device)) if self._device.type == "cuda" else None
 
     def set_deterministic(self) -> None:
         # warn_only: an op without a deterministic kernel warns instead of failing the run.

@@ -91,6 +91,10 @@ class Backend(abc.ABC):
     def available_devices(cls) -> List[str]:
         """Canonical devices the framework can use here: ``cpu``, ``gpu:0``, ..."""
 
+    def peak_device_memory(self) -> Optional[int]:
+        """Peak bytes allocated on this backend's GPU, where the framework reports it; else ``None``."""
+        return None
+
     @abc.abstractmethod
     def seed(self, seed: int) -> None:
         """Seed the framework's random number generators."""

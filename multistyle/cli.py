@@ -1,4 +1,4 @@
-"""The ``multistyle`` command line: ``run``, ``backends`` and ``weights``.
+"""The ``multistyle`` command line: ``run``, ``backends``, ``weights``, ``compare`` and ``bench``.
 
 User mistakes surface as :class:`~multistyle.errors.MultistyleError`; they
 are printed as one line, ``multistyle: error: ...``, with exit status 2 and
@@ -11,16 +11,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
 from . import __version__, images
-from .backend import backend_names, describe_backends
+from .backend import backend_names, describe_backends, parse_device
 from .errors import MultistyleError
-from .transfer import DEFAULT_SIZE, PRESETS, Settings, UntrainedWeightsWarning, settings_dict, transfer, write_log
+from .transfer import (DEFAULT_SIZE, PRESETS, Settings, UntrainedWeightsWarning, settings_dict, target_size, transfer,
+                       write_log)
 from .vgg import parse_weights_spec
 
 LOG_EXTENSIONS = (".csv", ".json")
@@ -30,29 +32,48 @@ def _layers(text: str) -> List[str]:
     return [part.strip() for part in text.split(",")]
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
+def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None:
+    """The job's options; ``mode`` is ``run``, ``compare`` or ``bench``."""
     defaults = Settings()
     job = parser.add_argument_group("images")
-    job.add_argument("--content", required=True, metavar="FILE", help="content image")
-    job.add_argument("--style", required=True, metavar="FILE", help="style image")
-    job.add_argument("--output", required=True, metavar="FILE",
-                     help="result image; the format follows the extension (.png .jpg .webp .tif .bmp)")
-    job.add_argument("--size", default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", metavar="HxW|N",
-                     help="working size as HEIGHTxWIDTH, or one number for the long edge keeping the "
-                          "content's aspect ratio (default: %(default)s)")
+    bench = mode == "bench"
+    job.add_argument("--content", required=not bench, metavar="FILE",
+                     help="content image" + (" (default: a synthetic one)" if bench else ""))
+    job.add_argument("--style", required=not bench, metavar="FILE",
+                     help="style image" + (" (default: a synthetic one)" if bench else ""))
+    if mode == "run":
+        job.add_argument("--output", required=True, metavar="FILE",
+                         help="result image; the format follows the extension (.png .jpg .webp .tif .bmp)")
+    elif mode == "compare":
+        job.add_argument("--output", required=True, metavar="DIR",
+                         help="report folder: index.html, report.json, the images and plots")
+    else:
+        job.add_argument("--output", default="bench.json", metavar="FILE", help="JSON results (default: %(default)s)")
+    if bench:
+        job.add_argument("--sizes", default="150x225,300x450", metavar="HxW,...",
+                         help="comma-separated working sizes (default: %(default)s)")
+    else:
+        job.add_argument("--size", default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", metavar="HxW|N",
+                         help="working size as HEIGHTxWIDTH, or one number for the long edge keeping the "
+                              "content's aspect ratio (default: %(default)s)")
     job.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS, metavar="N",
                      help="refuse input images with more pixels than this (default: %(default)s)")
     model = parser.add_argument_group("backend and network")
-    model.add_argument("--backend", default="torch", help=f"one of {', '.join(backend_names())} (default: %(default)s)")
+    if mode == "run":
+        model.add_argument("--backend", default="torch",
+                           help=f"one of {', '.join(backend_names())} (default: %(default)s)")
+    else:
+        model.add_argument("--backends", default=",".join(backend_names()), metavar="NAMES",
+                           help="comma-separated backends (default: %(default)s)")
     model.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N (default: %(default)s)")
-    model.add_argument("--weights", default="imagenet", metavar="SPEC",
+    model.add_argument("--weights", default="random:0" if bench else "imagenet", metavar="SPEC",
                        help="imagenet (the framework's model zoo), random[:SEED] (untrained, for tests), "
                             "or a file: .npz, .pth, .params, .pdparams (default: %(default)s)")
     algo = parser.add_argument_group("algorithm")
     algo.add_argument("--preset", default=defaults.preset, choices=list(PRESETS),
                       help="d2l: the chapter's MXNet/Paddle layers; d2l-pytorch: what its PyTorch code computes "
                            "(ReLU outputs); d2l-mxnet: its lr 0.9 (default: %(default)s)")
-    algo.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
+    algo.add_argument("--epochs", type=int, default=20 if bench else defaults.epochs, help="default: %(default)s")
     algo.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's, 0.3)")
     algo.add_argument("--lr-decay", type=float, default=defaults.lr_decay, help="default: %(default)s")
     algo.add_argument("--lr-decay-every", type=int, default=defaults.lr_decay_every, metavar="EPOCHS",
@@ -71,6 +92,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     algo.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
     algo.add_argument("--deterministic", action="store_true",
                       help="turn on the framework's deterministic switches (GPU convolutions); slower")
+    if mode != "run":
+        return
     out = parser.add_argument_group("reporting")
     out.add_argument("--log", metavar="FILE", help="per-epoch losses and timings, .csv or .json")
     out.add_argument("--save-every", type=int, default=0, metavar="N",
@@ -90,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     commands.add_parser("backends", help="list backends, their versions and devices",
                         description="Show each backend, whether it is usable, its framework version and devices.")
+    compare = commands.add_parser("compare", help="run one job on several backends; write an HTML report",
+                                  description="Run the same job on each usable backend and write an offline "
+                                              "report: results side by side, difference images, loss curves, "
+                                              "timings and memory.")
+    _add_run_options(compare, "compare")
+    bench = commands.add_parser("bench", help="time backends at several sizes",
+                                description="Seconds per iteration (median and p10-p90 after a warm-up), "
+                                            "iterations per second and peak memory, per backend and size.")
+    _add_run_options(bench, "bench")
     weights = commands.add_parser("weights", help="inspect and convert VGG-19 weight files",
                                   description="Inspect and convert VGG-19 weight files: portable .npz, "
                                               "torchvision .pth, Gluon .params, Paddle .pdparams.")
@@ -108,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 class ProgressBar:
     """A one-line progress display on a terminal; silent elsewhere."""
 
-    def __init__(self, total: int, stream: TextIO, enabled: bool) -> None:
+    def __init__(self, total: int, stream: TextIO, enabled: bool, label: str = "") -> None:
+        self.label = label + " " if label else ""
         self.total = total
         self.stream = stream
         self.enabled = enabled
@@ -127,7 +160,7 @@ class ProgressBar:
         filled = width * done // self.total
         rate = (now - self.started) / done
         self.stream.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+            f"\r{self.label}[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
             f"total {record['total']:.4g}  content {record['content']:.3g}  style {record['style']:.3g}  "
             f"tv {record['tv']:.3g}  {rate:.3f}s/it ")
         if done == self.total:
@@ -161,11 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("multistyle: warning: VGG-19 has random weights (untrained); the result will not look stylised. "
               "Use --weights imagenet or a weight file for real work.", file=sys.stderr)
 
-    settings = Settings(preset=args.preset, content_layers=args.content_layers, style_layers=args.style_layers,
-                        lr=args.lr, lr_decay=args.lr_decay, lr_decay_every=args.lr_decay_every, epochs=args.epochs,
-                        content_weight=args.content_weight, style_weight=args.style_weight,
-                        tv_weight=args.tv_weight, init=args.init, seed=args.seed,
-                        optimizer=args.optimizer)
+    settings = _settings(args)
     bar = ProgressBar(args.epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
 
     def on_epoch(record: Dict[str, float], current: Callable[[], np.ndarray]) -> None:
@@ -192,6 +221,98 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(preset=args.preset, content_layers=args.content_layers, style_layers=args.style_layers,
+                    lr=args.lr, lr_decay=args.lr_decay, lr_decay_every=args.lr_decay_every, epochs=args.epochs,
+                    content_weight=args.content_weight, style_weight=args.style_weight,
+                    tv_weight=args.tv_weight, init=args.init, seed=args.seed, optimizer=args.optimizer)
+
+
+def _backend_list(text: str) -> List[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = backend_names()
+    for name in names:
+        if name not in known:
+            raise MultistyleError(f"--backends: unknown backend {name!r}; choose from {', '.join(known)}")
+    if not names:
+        raise MultistyleError("--backends: expected a comma-separated list of backends")
+    return list(dict.fromkeys(names))
+
+
+def _job(args: argparse.Namespace, settings: Settings, size: Any) -> Dict[str, Any]:
+    parse_device(args.device)
+    parse_weights_spec(args.weights)
+    return {"content": args.content, "style": args.style, "weights": args.weights, "device": args.device,
+            "size": size, "settings": settings_dict(settings), "max_pixels": args.max_pixels,
+            "deterministic": args.deterministic}
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import compare
+
+    backends = _backend_list(args.backends)
+    settings = _settings(args).resolved()
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise MultistyleError(f"--output: {args.output!r} is a file; compare writes a folder")
+    content = images.load_image(args.content, "--content", args.max_pixels)
+    images.load_image(args.style, "--style", args.max_pixels)
+    size = target_size(content, args.size)
+    data = compare.compare(backends, args.output, _job(args, settings, list(size)),
+                           compare.command_line(sys.argv[1:] if args.argv is None else args.argv))
+    for row in data["backends"]:
+        print(f"{row['backend']:8} {row['seconds_per_iteration']:.4f} s/it  final loss {row['final']['total']:.5g}")
+    for name, reason in {**data["unusable"], **data["failed"]}.items():
+        print(f"{name:8} did not run: {reason}")
+    print(f"wrote {os.path.join(args.output, 'index.html')}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from . import compare
+
+    backends = _backend_list(args.backends)
+    settings = _settings(args).resolved()
+    sizes = []
+    for text in args.sizes.split(","):
+        pair, _ = images.parse_size(text)
+        if pair is None:
+            raise MultistyleError(f"--sizes: expected HxW sizes like 150x225,300x450, got {text!r}")
+        sizes.append(pair)
+    if os.path.splitext(args.output)[1].lower() != ".json":
+        raise MultistyleError(f"--output: expected a .json file name, got {args.output!r}")
+    images.check_output_path(args.output.rsplit(".", 1)[0] + ".png")  # the folder must exist
+    with tempfile.TemporaryDirectory() as folder:
+        if args.content is None or args.style is None:
+            synthetic = _synthetic_images(folder)
+        job = _job(args, settings, None)
+        job["content"] = args.content or synthetic[0]
+        job["style"] = args.style or synthetic[1]
+        rows, unusable = compare.bench(backends, sizes, job)
+    print("\n".join(compare.bench_table(rows)))
+    for name, reason in unusable.items():
+        print(f"{name:8} unusable: {reason}")
+    with images.atomic_write(args.output) as handle:
+        handle.write(json.dumps({"settings": settings_dict(settings), "weights": args.weights,
+                                 "results": rows, "unusable": unusable}, indent=2).encode("utf-8"))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _synthetic_images(folder: str) -> Tuple[str, str]:
+    """A smooth content and a striped style image, for timing runs that need no real pictures."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:300, 0:450]
+    content = np.stack([yy * 0.8, xx * 0.5, (yy + xx) * 0.3], axis=-1) % 256
+    style = (np.sin(xx[..., None] / 7.0 + yy[..., None] / 11.0 + np.arange(3)) * 120 + 128)
+    paths = (os.path.join(folder, "content.png"), os.path.join(folder, "style.png"))
+    for path, array in zip(paths, (content, style)):
+        Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(path)
+    return paths
+
+
 def cmd_weights(args: argparse.Namespace) -> int:
     from . import weightfiles
 
@@ -214,13 +335,15 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "backends": cmd_backends, "weights": cmd_weights}
+COMMANDS = {"run": cmd_run, "backends": cmd_backends, "weights": cmd_weights, "compare": cmd_compare,
+            "bench": cmd_bench}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``multistyle`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = None if argv is None else list(argv)
     try:
         return COMMANDS[args.command](args)
     except MultistyleError as exc:

@@ -125,6 +125,7 @@ class Result:
     weights: str
     untrained: bool
     size: Tuple[int, int]
+    peak_device_memory: Optional[int] = None  # bytes, where the framework reports it
 
     def save(self, path: str) -> None:
         """Save the image atomically; the format follows the extension."""
@@ -298,7 +299,7 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     final = B.to_numpy(optimizer.image)
     return Result(image=images.postprocess(final), array=final, history=history, settings=settings,
                   backend=B.name, device=B.device, framework_version=B.framework_version(),
-                  weights=weights_label, untrained=untrained, size=shape)
+                  weights=weights_label, untrained=untrained, size=shape, peak_device_memory=B.peak_device_memory())
 
 
 def initial_image(settings: Settings, content_x: np.ndarray) -> np.ndarray:

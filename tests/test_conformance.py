@@ -215,4 +215,4 @@ def test_loss_and_gradient_match_the_oracle(backend, weights):
         shifted[0][index] += h
         shifted[1][index] -= h
         numeric = (reference(shifted[0])["total"] - reference(shifted[1])["total"]) / (2 * h)
-        assert grad[index] == pytest.approx(numeric, rel=1e-3, abs=1e-5 * np.abs(grad).max()), f"gradient at {index}"
+        assert grad[index] == pytest.approx(numeric, rel=1e-3, abs=1e-5 * float(np.abs(grad).max())), f"gradient at {index}"

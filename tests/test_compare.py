@@ -1,0 +1,152 @@
+"""``multistyle compare`` (the HTML report) and ``multistyle bench``, end to end.
+
+Backends run in child processes, so these tests use tiny sizes.  The page is
+checked in headless Chromium where it is installed (Debian: ``apt-get install
+chromium``); elsewhere that one test skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from multistyle.backend import BUILTIN_BACKENDS, describe_backends
+from multistyle.cli import main
+
+INSTALLED = [row["name"] for row in describe_backends(sorted(BUILTIN_BACKENDS)) if row["usable"]]
+needs_a_backend = pytest.mark.skipif(not INSTALLED, reason="no framework installed")
+
+
+@pytest.fixture(scope="module")
+def report(image_files, npz_weights, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report") / "report"
+    argv = ["compare", "--backends", "torch,mxnet,paddle", "--content", image_files["content"],
+            "--style", image_files["style"], "--output", str(folder), "--size", "24x32", "--epochs", "6",
+            "--weights", npz_weights]
+    assert main(argv) == 0
+    return folder, json.loads((folder / "report.json").read_text())
+
+
+@needs_a_backend
+def test_report_lists_every_backend_and_why_some_did_not_run(report):
+    folder, data = report
+    assert [row["backend"] for row in data["backends"]] == [n for n in ("torch", "mxnet", "paddle") if n in INSTALLED]
+    assert set(data["unusable"]) == {"torch", "mxnet", "paddle"} - set(INSTALLED)
+    for name, reason in data["unusable"].items():
+        assert f"multistyle[{name}]" in reason
+    html = (folder / "index.html").read_text()
+    for name in data["unusable"]:
+        assert f"Backend <b>{name}</b> did not run" in html
+
+
+@needs_a_backend
+def test_report_figures(report):
+    folder, data = report
+    for row in data["backends"]:
+        assert 0 < row["seconds_p10"] <= row["seconds_per_iteration"] <= row["seconds_p90"]
+        assert row["total_seconds"] >= row["seconds_per_iteration"] * 5
+        assert row["peak_rss_bytes"] > 50 * 2 ** 20
+        assert row["device"] == "cpu" and row["device_memory_bytes"] is None
+        assert row["final"]["total"] == pytest.approx(data["history"][row["backend"]][-1]["total"])
+        assert Image.open(folder / f"result_{row['backend']}.png").size == (32, 24)
+    for pair in data["pairs"]:
+        a, b = pair["pair"].split("-")
+        pa, pb = (np.asarray(Image.open(folder / f"result_{n}.png"), dtype=int) for n in (a, b))
+        assert pair["max_pixel_difference"] == np.abs(pa - pb).max()
+        assert pair["steps"] == list(range(1, 7))
+    assert data["meta"]["command"].startswith("multistyle compare --backends torch,mxnet,paddle")
+    assert data["meta"]["settings"]["epochs"] == 6
+
+
+@needs_a_backend
+def test_report_page_is_self_contained(report):
+    folder, _ = report
+    html = (folder / "index.html").read_text()
+    assert "<script" not in html and "http://" not in html and "https://" not in html and "@font-face" not in html
+    sources = re.findall(r"<img src='([^']+)'", html)
+    assert len(sources) >= 2 + 4  # inputs and the four loss plots at least
+    for source in sources:
+        assert (folder / source).is_file(), source
+        Image.open(folder / source).verify()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@needs_a_backend
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium)")
+def test_report_renders_in_headless_chromium_with_every_image_loaded(report, tmp_path):
+    folder, _ = report
+    # A copy of the page with a probe appended: after load it writes how many images decoded.
+    probe = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
+             "document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length + "
+             "' of ' + imgs.length; });</script>")
+    harness = folder / "harness.html"
+    harness.write_text((folder / "index.html").read_text().replace("</body>", probe + "</body>"))
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    try:
+        dom = subprocess.run(flags + ["--dump-dom", harness.as_uri()], capture_output=True, text=True, timeout=120).stdout
+        shot = tmp_path / "report.png"
+        subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1280,1800", (folder / "index.html").as_uri()],
+                       capture_output=True, timeout=120)
+    finally:
+        os.unlink(harness)
+    match = re.search(r"<title>loaded (\d+) of (\d+)</title>", dom)
+    assert match, dom[:300]
+    assert match.group(1) == match.group(2) and int(match.group(2)) >= 6
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert pixels.shape[:2] == (1800, 1280) and pixels.std() > 10  # a page, not a blank
+
+
+@pytest.mark.skipif(bool(INSTALLED), reason="a framework is installed")
+def test_compare_with_no_usable_backend_says_so(image_files, tmp_path, capsys):
+    code = main(["compare", "--content", image_files["content"], "--style", image_files["style"],
+                 "--output", str(tmp_path / "r"), "--weights", "random", "--epochs", "2"])
+    assert code == 2 and "none of torch, mxnet, paddle is usable" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backends", "torch,caffe"], "--backends: unknown backend 'caffe'"),
+    (["--epochs", "0"], "--epochs"),
+    (["--device", "tpu"], "--device"),
+])
+def test_compare_bad_options(image_files, tmp_path, capsys, args, message):
+    code = main(["compare", "--content", image_files["content"], "--style", image_files["style"],
+                 "--output", str(tmp_path / "r"), "--weights", "random", *args])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@needs_a_backend
+def test_bench_prints_and_writes_figures(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--backends", ",".join(INSTALLED), "--sizes", "16x16,24x32", "--epochs", "4",
+                 "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert [(r["backend"], r["size"]) for r in data["results"]] == [(n, s) for n in INSTALLED for s in ([16, 16], [24, 32])]
+    for row in data["results"]:
+        assert row["iterations"] == 4 and row["iterations_per_second"] == pytest.approx(1 / row["seconds_per_iteration"])
+        assert row["seconds_p10"] <= row["seconds_per_iteration"] <= row["seconds_p90"]
+        assert row["peak_rss_bytes"] > 50 * 2 ** 20
+        assert f"{row['backend']:8} {row['size'][0]}x{row['size'][1]}".split() == printed.split("\n")[
+            1 + data["results"].index(row)].split()[:2]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "16"], "--sizes: expected HxW"),
+    (["--output", "bench.txt"], "--output: expected a .json"),
+])
+def test_bench_bad_options(capsys, args, message):
+    assert main(["bench", *args]) == 2
+    assert message in capsys.readouterr().err
