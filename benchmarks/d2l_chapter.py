@@ -27,6 +27,18 @@ STYLE, CONTENT = [0, 5, 10, 19, 28], [25]
 LR, DECAY, EVERY = 0.3, 0.8, 50
 
 
+def extract_features(net, x):
+    """The chapter's ``extract_features``: the same in every framework."""
+    contents, styles = [], []
+    for i in range(len(net)):
+        x = net[i](x)
+        if i in STYLE:
+            styles.append(x)
+        if i in CONTENT:
+            contents.append(x)
+    return contents, styles
+
+
 def torch_loop(content_x, style_x, weights, epochs, lr=LR):
     import torch
     import torchvision
@@ -37,23 +49,13 @@ def torch_loop(content_x, style_x, weights, epochs, lr=LR):
             net[i].weight.copy_(torch.from_numpy(w))
             net[i].bias.copy_(torch.from_numpy(b))
 
-    def extract(x):
-        contents, styles = [], []
-        for i in range(len(net)):
-            x = net[i](x)
-            if i in STYLE:
-                styles.append(x)
-            if i in CONTENT:
-                contents.append(x)
-        return contents, styles
-
     def gram(x):
         c, n = x.shape[1], x.numel() // x.shape[1]
         x = x.reshape((c, n))
         return torch.matmul(x, x.T) / (c * n)
 
-    contents_y, _ = extract(torch.tensor(content_x))
-    _, styles_y = extract(torch.tensor(style_x))
+    contents_y, _ = extract_features(net, torch.tensor(content_x))
+    _, styles_y = extract_features(net, torch.tensor(style_x))
     styles_y_gram = [gram(y) for y in styles_y]
     x = torch.nn.Parameter(torch.tensor(content_x))
     trainer = torch.optim.Adam([x], lr=lr)
@@ -62,7 +64,7 @@ def torch_loop(content_x, style_x, weights, epochs, lr=LR):
     for _ in range(epochs):
         start = time.perf_counter()
         trainer.zero_grad()
-        contents_hat, styles_hat = extract(x)
+        contents_hat, styles_hat = extract_features(net, x)
         contents_l = [torch.square(h - y.detach()).mean() * 1 for h, y in zip(contents_hat, contents_y)]
         styles_l = [torch.square(gram(h) - g.detach()).mean() * 1e3 for h, g in zip(styles_hat, styles_y_gram)]
         tv_l = 0.5 * (torch.abs(x[:, :, 1:, :] - x[:, :, :-1, :]).mean()
@@ -92,16 +94,6 @@ def mxnet_loop(content_x, style_x, weights, epochs, lr=0.9, epsilon_after_correc
         net[i].weight.set_data(nd.array(w))
         net[i].bias.set_data(nd.array(b))
 
-    def extract(x):
-        contents, styles = [], []
-        for i in range(len(net)):
-            x = net[i](x)
-            if i in STYLE:
-                styles.append(x)
-            if i in CONTENT:
-                contents.append(x)
-        return contents, styles
-
     def gram(x):
         c, n = x.shape[1], x.size // x.shape[1]
         x = x.reshape((c, n))
@@ -115,8 +107,8 @@ def mxnet_loop(content_x, style_x, weights, epochs, lr=0.9, epsilon_after_correc
         def forward(self):
             return self.weight.data()
 
-    contents_y, _ = extract(nd.array(content_x))
-    _, styles_y = extract(nd.array(style_x))
+    contents_y, _ = extract_features(net, nd.array(content_x))
+    _, styles_y = extract_features(net, nd.array(style_x))
     styles_y_gram = [gram(y) for y in styles_y]
     gen = SynthesizedImage(content_x.shape)
     gen.initialize(init.Constant(nd.array(content_x)), ctx=mx.cpu(), force_reinit=True)
@@ -126,7 +118,7 @@ def mxnet_loop(content_x, style_x, weights, epochs, lr=0.9, epsilon_after_correc
         start = time.perf_counter()
         with autograd.record():
             x = gen()
-            contents_hat, styles_hat = extract(x)
+            contents_hat, styles_hat = extract_features(net, x)
             contents_l = [nd.square(h - y).mean() * 1 for h, y in zip(contents_hat, contents_y)]
             styles_l = [nd.square(gram(h) - g).mean() * 1e3 for h, g in zip(styles_hat, styles_y_gram)]
             tv_l = 0.5 * (nd.abs(x[:, :, 1:, :] - x[:, :, :-1, :]).mean()
@@ -154,16 +146,6 @@ def paddle_loop(content_x, style_x, weights, epochs, lr=LR):
         net[i].weight.set_value(w)
         net[i].bias.set_value(b)
 
-    def extract(x):
-        contents, styles = [], []
-        for i in range(len(net)):
-            x = net[i](x)
-            if i in STYLE:
-                styles.append(x)
-            if i in CONTENT:
-                contents.append(x)
-        return contents, styles
-
     def gram(x):
         c = x.shape[1]
         n = int(np.prod(x.shape)) // c  # the chapter's X.numel() is a Tensor in Paddle 3
@@ -178,8 +160,8 @@ def paddle_loop(content_x, style_x, weights, epochs, lr=LR):
         def forward(self):
             return self.weight
 
-    contents_y, _ = extract(paddle.to_tensor(content_x))
-    _, styles_y = extract(paddle.to_tensor(style_x))
+    contents_y, _ = extract_features(net, paddle.to_tensor(content_x))
+    _, styles_y = extract_features(net, paddle.to_tensor(style_x))
     styles_y_gram = [gram(y) for y in styles_y]
     gen = SynthesizedImage(list(content_x.shape))
     gen.weight.set_value(content_x)
@@ -189,7 +171,7 @@ def paddle_loop(content_x, style_x, weights, epochs, lr=LR):
     for _ in range(epochs):
         start = time.perf_counter()
         x = gen()
-        contents_hat, styles_hat = extract(x)
+        contents_hat, styles_hat = extract_features(net, x)
         contents_l = [paddle.square(h - y.detach()).mean() * 1 for h, y in zip(contents_hat, contents_y)]
         styles_l = [paddle.square(gram(h) - g.detach()).mean() * 1e3 for h, g in zip(styles_hat, styles_y_gram)]
         tv_l = 0.5 * (paddle.abs(x[:, :, 1:, :] - x[:, :, :-1, :]).mean()

@@ -18,7 +18,6 @@ import itertools
 import numpy as np
 import pytest
 
-import oracle
 from conftest import require
 from multistyle import get_backend, images
 from multistyle.backend import BUILTIN_BACKENDS
