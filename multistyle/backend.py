@@ -24,6 +24,7 @@ import importlib
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
@@ -289,7 +290,10 @@ def load_backend_class(name: str) -> Type[Backend]:
     spec = specs[name]
     module_name, _, class_name = spec.target.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        with warnings.catch_warnings():
+            # Frameworks warn at import about their own deprecations (MXNet under newer NumPy).
+            warnings.simplefilter("ignore")
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").split(".")[0]
         if missing in spec.modules or not spec.modules:
@@ -306,7 +310,7 @@ def load_backend_class(name: str) -> Type[Backend]:
 
 
 def _broken(spec: BackendSpec, exc: BaseException) -> str:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    reason = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
     hint = spec.fix_hint or f"reinstall it with pip install --force-reinstall 'multistyle[{spec.extra}]'"
     return (f"backend {spec.name!r} is installed but broken: importing it raised "
             f"{type(exc).__name__}: {reason}; {hint}")
