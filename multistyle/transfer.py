@@ -29,10 +29,10 @@ from PIL import Image
 
 from . import images
 from .backend import Backend, get_backend, parse_device
-from .errors import MultistyleError, WeightsError
+from .errors import MultistyleError
 from .losses import content_loss, gram, style_loss, tv_loss
-from .weightfiles import read_native
-from .vgg import (LAYER_BY_NAME, Weights, canonical_weights, deepest_index, load_npz,
+from .weightfiles import read_weights
+from .vgg import (LAYER_BY_NAME, Weights, canonical_weights, deepest_index,
                   parse_weights_spec, random_weights, resolve_layers)
 
 D2L_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -189,16 +189,7 @@ def load_weights(spec: str, backend: Backend, last: int) -> Tuple[Weights, str, 
         raw = backend.load_zoo_weights()
         return canonical_weights(raw, f"imagenet ({backend.name} model zoo)", last), f"imagenet ({backend.name})", False
     path = str(value)
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix == ".npz":
-        raw = load_npz(path)
-    elif suffix in backend.weight_suffixes:
-        raw = read_native(backend, path)
-    else:
-        accepted = ", ".join((".npz",) + backend.weight_suffixes)
-        raise WeightsError(f"weights {path}: the {backend.name} backend reads {accepted} files, not {suffix or 'no extension'!r}; "
-                           f"use the backend of that format or a portable .npz")
-    return canonical_weights(raw, path, last), path, False
+    return read_weights(path, last, backend)[0], path, False
 
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]

@@ -42,14 +42,23 @@ def _existing(path: str) -> None:
         raise WeightsError(f"weights {path}: is a directory, expected a weight file")
 
 
-def read_weights(path: str, last: int = ALL_CONVS) -> Tuple[Weights, str]:
-    """All convolutions up to ``last`` from any supported file, and a description of its format."""
+def read_weights(path: str, last: int = ALL_CONVS, backend: Optional[Backend] = None) -> Tuple[Weights, str]:
+    """All convolutions up to ``last`` from a file, and a description of its format.
+
+    Native checkpoints are read by ``backend`` when given (which must be the
+    file's framework), else by the backend their extension names.
+    """
     _existing(path)
-    if path.lower().endswith(".npz"):
-        return canonical_weights(load_npz(path), path, last), "portable .npz"
-    backend = get_backend(backend_for_weights(path), device="cpu")
-    raw = read_native(backend, path)
     suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".npz":
+        return canonical_weights(load_npz(path), path, last), "portable .npz"
+    if backend is None:
+        backend = get_backend(backend_for_weights(path), device="cpu")
+    elif suffix not in backend.weight_suffixes:
+        accepted = ", ".join((".npz",) + backend.weight_suffixes)
+        raise WeightsError(f"weights {path}: the {backend.name} backend reads {accepted} files, not "
+                           f"{suffix or 'no extension'!r}; use the backend of that format or a portable .npz")
+    raw = read_native(backend, path)
     return canonical_weights(raw, path, last), f"{backend.framework} checkpoint ({suffix}, {backend.name} backend)"
 
 
