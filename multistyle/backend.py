@@ -23,7 +23,6 @@ import abc
 import importlib
 import os
 import re
-import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type
@@ -330,12 +329,6 @@ def backend_for_weights(path: str) -> str:
 def get_backend(name: str, device: str = "auto") -> Backend:
     """An instance of the backend ``name`` on ``device``."""
     return load_backend_class(name)(device=device)
-
-
-def loaded_frameworks() -> List[str]:
-    """Framework modules of the built-in backends that are already imported."""
-    names = {module for spec in BUILTIN_BACKENDS.values() for module in spec.modules}
-    return sorted(name for name in names if name in sys.modules)
 
 
 def describe_backends(names: Optional[Sequence[str]] = None) -> List[Mapping[str, Any]]:

@@ -71,32 +71,24 @@ def load_image(path: str, option: str = "image", max_pixels: int = DEFAULT_MAX_P
     return to_rgb(image)
 
 
+_INTEGER_GRAY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_WITH_ALPHA = ("RGBA", "LA", "PA", "La", "RGBa")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit (or 32-bit integer) grayscale: scale to 8 bits rather than clip.
+    """Convert any Pillow mode to 8-bit RGB; transparent pixels are composited on white."""
+    if image.mode in _INTEGER_GRAY or image.mode == "F":
+        # 16-bit, 32-bit integer or float grayscale: scale to 8 bits rather than clip.
         array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        array = np.clip(np.round(array * (255.0 / top)), 0, 255).astype(np.uint8)
-        image = Image.fromarray(array)
-    elif image.mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        top = 1.0 if array.max() <= 1.0 else 255.0
+        if image.mode == "F":
+            top = 1.0 if array.max() <= 1.0 else 255.0
+        else:
+            top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         image = Image.fromarray(np.clip(np.round(array * (255.0 / top)), 0, 255).astype(np.uint8))
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("LA", "PA", "La", "RGBa"):
-        image = image.convert("RGBA")
-    if image.mode == "RGBA":
+    if image.mode in _WITH_ALPHA or "transparency" in image.info:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image)
-    if image.mode == "L" and "transparency" in image.info:
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return image
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def parse_size(text: str) -> Tuple[Optional[Size], Optional[int]]:

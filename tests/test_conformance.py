@@ -18,7 +18,11 @@ X = RNG.standard_normal((1, 4, 5, 6)).astype(np.float32)
 
 
 def test_is_a_complete_backend(backend):
+    from multistyle.backend import BUILTIN_BACKENDS
+
     assert isinstance(backend, Backend)
+    # The registry knows the native formats before importing the framework; it must agree.
+    assert BUILTIN_BACKENDS[backend.name].weight_suffixes == backend.weight_suffixes
     assert backend.device == "cpu"
     assert isinstance(backend.framework_version(), str) and backend.framework_version()
     assert backend.available_devices()[0] == "cpu"
@@ -144,7 +148,7 @@ def test_unknown_optimizer_is_refused(backend):
         backend.optimizer("sgd-with-wishes", np.zeros((1, 3, 2, 2), np.float32), 0.1, 1.0, 1)
 
 
-def test_seed_makes_noise_runs_repeatable(backend, weights):
+def test_seed_makes_noise_runs_repeatable(backend):
     from multistyle import transfer
 
     content = np.full((20, 20, 3), 120, np.uint8)
