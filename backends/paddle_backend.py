@@ -40,6 +40,7 @@ from paddle import nn
 
 from multistyle.backend import Backend, Optimizer
 from multistyle.errors import WeightsError
+from multistyle.safe_pickle import load_state_dict
 from multistyle.vgg import LAYERS, Weights, state_dict
 
 
@@ -171,10 +172,10 @@ class PaddleBackend(Backend):
         return {key: value.numpy() for key, value in net.state_dict().items()}
 
     def load_native_weights(self, path: str) -> Dict[str, np.ndarray]:
-        state = paddle.load(path, return_numpy=True)
-        if not isinstance(state, dict):
-            raise WeightsError(f"weights {path}: expected a state dict, found a {type(state).__name__}")
-        return {str(key): np.asarray(value) for key, value in state.items() if isinstance(value, np.ndarray)}
+        # Not paddle.load: it calls pickle.load(f, encoding='latin1') on the file
+        # (paddle/framework/io.py, load()), so an untrusted .pdparams could run code.
+        # paddle.save writes a pickled dict of NumPy arrays, which the restricted reader admits.
+        return load_state_dict(path)
 
     def save_native_weights(self, weights: Weights, path: str) -> None:
         paddle.save({key: paddle.to_tensor(value, place=paddle.CPUPlace())

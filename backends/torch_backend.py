@@ -17,8 +17,19 @@ import torchvision
 from torch import nn
 
 from multistyle.backend import Backend, Optimizer
-from multistyle.errors import WeightsError
+from multistyle.errors import MultistyleError, WeightsError
 from multistyle.vgg import LAYERS, Weights, state_dict
+
+
+def _deterministic_error(exc: RuntimeError, device: torch.device) -> Optional[MultistyleError]:
+    """torch's error for an op without a deterministic kernel, as a one-line user error naming the op."""
+    text = str(exc)
+    marker = " does not have a deterministic implementation"
+    if marker not in text:
+        return None
+    op = text.split(marker)[0].strip().splitlines()[-1]
+    return MultistyleError(f"--deterministic: {op} has no deterministic implementation on {device} in "
+                           f"torch {torch.__version__}; run without --deterministic")
 
 
 class TorchOptimizer(Optimizer):
@@ -38,7 +49,13 @@ class TorchOptimizer(Optimizer):
             return loss
 
         # Adam calls the closure once; L-BFGS may call it several times.
-        return self._optimizer.step(evaluate)
+        try:
+            return self._optimizer.step(evaluate)
+        except RuntimeError as exc:
+            error = _deterministic_error(exc, self._image.device)
+            if error is None:
+                raise
+            raise error from None
 
     def epoch_end(self) -> None:
         self._scheduler.step()
@@ -79,8 +96,15 @@ class TorchBackend(Backend):
         return int(torch.cuda.max_memory_allocated(self._device)) if self._device.type == "cuda" else None
 
     def set_deterministic(self) -> None:
-        # warn_only: an op without a deterministic kernel warns instead of failing the run.
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # cuBLAS is deterministic only with a fixed workspace; it reads this
+        # variable when its handle is created, which is after this point (no
+        # tensor is on the GPU yet).  torch raises for it otherwise:
+        # https://docs.nvidia.com/cuda/cublas/#results-reproducibility
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # Not warn_only: an op without a deterministic kernel is an error
+        # (turned into a one-line message by TorchOptimizer.step), not a warning
+        # that leaves the run silently non-deterministic.
+        torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
 

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import abc
 import importlib
+import importlib.util
 import os
 import re
+import traceback
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
-from .errors import BackendUnavailable, MultistyleError
+from .errors import BackendBug, BackendUnavailable, MultistyleError
 from .vgg import Weights
 
 Tensor = Any  # a native tensor of the backend's framework
@@ -300,12 +302,49 @@ def load_backend_class(name: str) -> Type[Backend]:
                 f"backend {name!r} is not installed: {missing or exc} is missing; "
                 f"install it with pip install 'multistyle[{spec.extra}]'") from None
         raise BackendUnavailable(_broken(spec, exc)) from None
-    except Exception as exc:  # an installed framework that fails to import
-        raise BackendUnavailable(_broken(spec, exc)) from None
+    except Exception as exc:
+        if _fault_in_own_code(exc, module_name):
+            owner = "multistyle" if name in BUILTIN_BACKENDS else f"the package that provides backend {name!r}"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise BackendBug(f"bug in {owner}: importing {module_name} raised {type(exc).__name__}: {first}; "
+                             f"please report it with the traceback above") from exc
+        raise BackendUnavailable(_broken(spec, exc)) from None  # an installed framework that fails to import
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise BackendUnavailable(f"backend {name!r}: {spec.target} is not a multistyle Backend class")
     return cls
+
+
+def _fault_in_own_code(exc: BaseException, module_name: str) -> bool:
+    """Whether importing the backend module failed in its own code rather than in a framework it imports.
+
+    The deepest frame of the traceback (importlib's own frames aside) tells:
+    inside the backend module or the multistyle package, the code is ours
+    (a syntax error, a bad name, a wrong call).  Deeper, in third-party code,
+    it is the framework's fault only when the backend module's line is an
+    ``import``: a framework whose own import fails (MXNet under NumPy >= 1.24)
+    is broken, while a framework call that fails at import time is our misuse.
+    """
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except Exception:  # the backend's package itself cannot be found or imported
+        return True
+    origin = os.path.abspath(spec.origin) if spec is not None and spec.origin else ""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+    def is_ours(filename: str) -> bool:
+        path = os.path.abspath(filename)
+        return path == origin or path.startswith(package)
+
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return is_ours(exc.filename)
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if not frame.filename.startswith("<frozen")]
+    if not frames:
+        return False
+    if is_ours(frames[-1].filename):
+        return True
+    own = [frame for frame in frames if os.path.abspath(frame.filename) == origin]
+    return not own or not (own[-1].line or "").lstrip().startswith(("import ", "from "))
 
 
 def _broken(spec: BackendSpec, exc: BaseException) -> str:
@@ -339,7 +378,9 @@ def describe_backends(names: Optional[Sequence[str]] = None) -> List[Mapping[str
             cls = load_backend_class(name)
             rows.append({"name": name, "usable": True, "version": cls.framework_version(),
                          "devices": cls.available_devices(), "optimizers": list(cls.optimizers), "reason": ""})
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, BackendBug) as exc:
             rows.append({"name": name, "usable": False, "version": "", "devices": [], "optimizers": [],
-                         "reason": str(exc)})
+                         "reason": str(exc), "traceback": "" if isinstance(exc, BackendUnavailable)
+                         else "".join(traceback.format_exception(type(exc.__cause__), exc.__cause__,
+                                                                 exc.__cause__.__traceback__))})
     return rows

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 
@@ -101,8 +101,20 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``multistyle: error: ...; see 'multistyle run --help'``.
+
+    argparse prints the whole usage block before its error; every other user
+    mistake is one line, so option errors are too.  Sub-parsers inherit this
+    class through ``add_subparsers``.
+    """
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        self.exit(2, f"multistyle: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="multistyle",
         description="Neural style transfer (Gatys et al.) on PyTorch, MXNet Gluon and PaddlePaddle.")
     parser.add_argument("--version", action="version", version=f"multistyle {__version__}")
@@ -181,14 +193,19 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Every output location is checked here, before weights are loaded and the
+    # long optimisation starts: a run must not fail after it has done the work.
     images.check_output_path(args.output)
     for option, source in (("--content", args.content), ("--style", args.style)):
         if _same_file(args.output, source) or os.path.abspath(args.output) == os.path.abspath(source):
             raise MultistyleError(f"--output: {args.output!r} is the {option[2:]} image; refusing to overwrite an input")
-    if args.log and os.path.splitext(args.log)[1].lower() not in LOG_EXTENSIONS:
-        raise MultistyleError(f"--log: expected a .csv or .json file name, got {args.log!r}")
+    if args.log:
+        if os.path.splitext(args.log)[1].lower() not in LOG_EXTENSIONS:
+            raise MultistyleError(f"--log: expected a .csv or .json file name, got {args.log!r}")
+        images.check_writable(args.log, "--log")
     if args.save_every < 0:
         raise MultistyleError(f"--save-every: expected 0 (off) or a positive number of epochs, got {args.save_every}")
+    # Snapshots go beside the output, so the output's check covers their folder.
     kind, _ = parse_weights_spec(args.weights)
     if kind == "random":
         print("multistyle: warning: VGG-19 has random weights (untrained); the result will not look stylised. "
@@ -197,17 +214,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     bar = ProgressBar(args.epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
 
+    progress = {"epoch": 0, "snapshot": ""}
+
     def on_epoch(record: Dict[str, float], current: Callable[[], np.ndarray]) -> None:
         bar.update(record)
+        progress["epoch"] = int(record["epoch"])
         if args.save_every and record["epoch"] % args.save_every == 0 and record["epoch"] < args.epochs:
-            images.save_image(current(), _intermediate_path(args.output, int(record["epoch"])))
+            snapshot = _intermediate_path(args.output, int(record["epoch"]))
+            images.save_image(current(), snapshot)
+            progress["snapshot"] = snapshot
 
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UntrainedWeightsWarning)
-        result = transfer(args.content, args.style, backend=args.backend, device=args.device, weights=args.weights,
-                          size=args.size, max_pixels=args.max_pixels, callback=on_epoch, settings=settings,
-                          deterministic=args.deterministic)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UntrainedWeightsWarning)
+            result = transfer(args.content, args.style, backend=args.backend, device=args.device,
+                              weights=args.weights, size=args.size, max_pixels=args.max_pixels, callback=on_epoch,
+                              settings=settings, deterministic=args.deterministic)
+    except KeyboardInterrupt:
+        # Snapshots are written atomically, so the last one named here is complete.
+        kept = (f"the last snapshot is {progress['snapshot']}" if progress["snapshot"]
+                else "nothing was written")
+        raise Interrupted(f"after epoch {progress['epoch']} of {args.epochs}; {kept}; "
+                          f"{args.output} was not written") from None
     elapsed = time.perf_counter() - started
     result.save(args.output)
     if args.log:
@@ -219,6 +248,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} ({result.size[0]}x{result.size[1]}, {result.backend} on {result.device}, "
           f"{len(result.history)} epochs in {elapsed:.1f} s, final loss {final['total']:.4g})")
     return 0
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what was kept: ``main`` prints it as one line."""
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -282,7 +315,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sizes.append(pair)
     if os.path.splitext(args.output)[1].lower() != ".json":
         raise MultistyleError(f"--output: expected a .json file name, got {args.output!r}")
-    images.check_output_path(args.output.rsplit(".", 1)[0] + ".png")  # the folder must exist
+    images.check_writable(args.output, "--output")
     with tempfile.TemporaryDirectory() as folder:
         if args.content is None or args.style is None:
             synthetic = _synthetic_images(folder)
@@ -332,6 +365,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
                   f"optimizers: {', '.join(row['optimizers'])}")
         else:
             print(f"{row['name']:8} unusable  {row['reason']}")
+            if row.get("traceback"):  # a bug of ours: the report needs the traceback
+                print(row["traceback"], file=sys.stderr)
     return 0
 
 
@@ -349,9 +384,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except MultistyleError as exc:
         print(f"multistyle: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("multistyle: interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"multistyle: interrupted {exc}" if isinstance(exc, Interrupted)
+              else "multistyle: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system refused something the checks above could not foresee
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"multistyle: error: cannot access{where} ({exc.strerror or exc})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

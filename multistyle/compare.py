@@ -84,7 +84,7 @@ def peak_rss() -> int:
 
 
 def run_isolated(job: Dict[str, Any]) -> Dict[str, Any]:
-    """:func:`run_job` in a fresh child process; a user error comes back as ``{"error": ...}``."""
+    """:func:`run_job` in a fresh child process; any failure comes back as ``{"error": "one line"}``."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         try:
@@ -93,6 +93,9 @@ def run_isolated(job: Dict[str, Any]) -> Dict[str, Any]:
             return {"backend": job["backend"], "error": str(exc)}
         except concurrent.futures.process.BrokenProcessPool:
             return {"backend": job["backend"], "error": "the worker process died (out of memory, or a crash in the framework)"}
+        except Exception as exc:  # anything else in the worker (CUDA out of memory, a framework bug): this backend failed
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return {"backend": job["backend"], "error": f"{type(exc).__name__}: {first}".rstrip(": ")}
 
 
 def usable_backends(names: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
@@ -284,7 +287,11 @@ def compare(backends: Sequence[str], folder: str, job: Dict[str, Any], command: 
     if not usable:
         raise MultistyleError("--backends: none of " + ", ".join(backends) + " is usable: "
                               + "; ".join(unusable.values()))
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise MultistyleError(f"--output: cannot create folder {folder!r} ({exc.strerror or exc})") from None
+    images.check_writable(os.path.join(folder, "index.html"), "--output")  # before any backend runs
     epochs = Settings(**job["settings"]).epochs
     job = dict(job, snapshots=True, snapshot_every=max(1, epochs // 50))
     results = []

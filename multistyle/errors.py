@@ -19,3 +19,11 @@ class BackendUnavailable(MultistyleError):
 
 class WeightsError(MultistyleError):
     """VGG-19 weights could not be found, read or validated."""
+
+
+class BackendBug(RuntimeError):
+    """Importing a backend module failed in the module's own code: a bug, not a user mistake.
+
+    Deliberately not a :class:`MultistyleError`, so the CLI shows the
+    traceback that a bug report needs.
+    """

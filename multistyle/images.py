@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import warnings
 from typing import IO, Iterator, Optional, Tuple
 
@@ -26,6 +26,11 @@ RGB_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 #: Default limit on decoded pixels (``--max-pixels``): large enough for a
 #: 100-megapixel photo, small enough to stop a decompression bomb.
 DEFAULT_MAX_PIXELS = 100_000_000
+
+#: The raster formats accepted as input, by Pillow's names.  An explicit list,
+#: so that a file that sniffs as EPS/PostScript (rendered by running
+#: Ghostscript on it) or any other exotic plugin never reaches its decoder.
+INPUT_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
 
 #: Output formats by file extension.
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
@@ -56,19 +61,23 @@ def load_image(path: str, option: str = "image", max_pixels: int = DEFAULT_MAX_P
             # Pillow warns between 1x and 2x the limit and raises above 2x;
             # make the limit a hard one.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path, formats=INPUT_FORMATS) as image:
                 image.load()
-                image = ImageOps.exif_transpose(image)
+                image = to_rgb(ImageOps.exif_transpose(image))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MultistyleError(
             f"{option}: {path!r} has more than {max_pixels} pixels; raise --max-pixels if you trust it") from None
     except UnidentifiedImageError:
-        raise MultistyleError(f"{option}: {path!r} is not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise MultistyleError(f"{option}: cannot read image {path!r} ({exc})") from None
+        raise MultistyleError(f"{option}: {path!r} is not an image in a supported format "
+                              f"({', '.join(INPUT_FORMATS)})") from None
+    except MemoryError:
+        raise MultistyleError(f"{option}: {path!r} is too large to decode in memory; lower --max-pixels") from None
+    except Exception as exc:  # a damaged file: decoders raise OSError, SyntaxError, ValueError, struct.error, ...
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MultistyleError(f"{option}: cannot read image {path!r} ({detail})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
-    return to_rgb(image)
+    return image
 
 
 _INTEGER_GRAY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -137,18 +146,55 @@ def postprocess(array: np.ndarray) -> np.ndarray:
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def check_output_path(path: str, option: str = "--output") -> str:
-    """Validate an output path; return the Pillow format its extension names."""
+def output_format(path: str, option: str = "--output") -> str:
+    """The Pillow format an output path's extension names; refuse unknown extensions."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in SAVE_FORMATS:
         raise MultistyleError(
             f"{option}: cannot tell the image format of {path!r}; use one of {', '.join(sorted(SAVE_FORMATS))}")
+    return SAVE_FORMATS[extension]
+
+
+def check_writable(path: str, option: str) -> None:
+    """Refuse an output file that could not be written, before any long work.
+
+    The folder must exist and accept a new file: a probe file is created and
+    removed (permission bits alone do not tell, e.g. for root or a read-only
+    mount).  ``path`` itself must not be a directory.
+    """
     if os.path.isdir(path):
         raise MultistyleError(f"{option}: {path!r} is a directory, expected a file name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise MultistyleError(f"{option}: folder {folder!r} does not exist; create it first")
-    return SAVE_FORMATS[extension]
+    try:
+        os.unlink(_new_temp_file(folder, "multistyle-probe", ""))
+    except OSError as exc:
+        raise MultistyleError(f"{option}: cannot write in folder {folder!r} ({exc.strerror or exc}); "
+                              f"choose a writable folder") from None
+
+
+def check_output_path(path: str, option: str = "--output") -> str:
+    """Validate an image output path (format and writable folder); return the Pillow format."""
+    image_format = output_format(path, option)
+    check_writable(path, option)
+    return image_format
+
+
+def _new_temp_file(folder: str, base: str, extension: str) -> str:
+    """Create an empty, new file in ``folder`` and return its path.
+
+    Opened with mode 0o666 so that the user's umask decides the permissions,
+    as for any new file (``tempfile.mkstemp`` would make it 0o600 and the
+    rename would carry that over to the output).
+    """
+    while True:
+        temp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp{extension}")
+        try:
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return temp
+        except FileExistsError:
+            continue
 
 
 @contextlib.contextmanager
@@ -157,18 +203,24 @@ def atomic_path(path: str) -> Iterator[str]:
 
     For writers that want a file name (``mx.nd.save``, ``paddle.save``).  The
     temporary name keeps the extension, which some writers look at.  A failure
-    part way leaves ``path`` untouched and no temporary file behind.
+    part way (an exception, Ctrl-C) leaves ``path`` untouched and no temporary
+    file behind; an ``OSError`` (disk full, no permission) becomes a one-line
+    :class:`MultistyleError` naming the file.
     """
     folder = os.path.dirname(os.path.abspath(path))
     base, extension = os.path.splitext(os.path.basename(path))
-    fd, temp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{extension}", dir=folder)
-    os.close(fd)
+    temp = None
     try:
+        temp = _new_temp_file(folder, base, extension)
         yield temp
         os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
+    except BaseException as exc:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        if isinstance(exc, OSError):
+            raise MultistyleError(f"cannot write {path!r} ({exc.strerror or exc}); "
+                                  f"check the folder's permissions and free space") from None
         raise
 
 
@@ -181,7 +233,7 @@ def atomic_write(path: str) -> Iterator[IO[bytes]]:
 
 def save_image(pixels: np.ndarray, path: str) -> None:
     """Save an ``(H, W, 3)`` uint8 array atomically; the format comes from the extension."""
-    image_format = check_output_path(path)
+    image_format = output_format(path)
     options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
     with atomic_write(path) as handle:
         Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(handle, format=image_format, **options)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .backend import Backend, backend_for_weights, get_backend
 from .errors import MultistyleError, WeightsError
-from .images import atomic_path
+from .images import atomic_path, check_writable
 from .vgg import CONV_INDICES, LAYERS, Weights, canonical_weights, load_npz, save_npz
 
 ALL_CONVS = CONV_INDICES[-1]
@@ -64,9 +64,6 @@ def read_weights(path: str, last: int = ALL_CONVS, backend: Optional[Backend] = 
 
 def write_weights(weights: Weights, path: str) -> None:
     """Write ``weights`` as ``.npz`` or as the native format its extension names, atomically."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise MultistyleError(f"DST: folder {folder!r} does not exist; create it first")
     if path.lower().endswith(".npz"):
         save_npz(weights, path)
         return
@@ -104,6 +101,7 @@ def convert(source: str, destination: str) -> Tuple[Weights, Optional[str]]:
     """Convert between any two supported formats; returns the weights and the source format."""
     if os.path.abspath(source) == os.path.abspath(destination):
         raise MultistyleError(f"DST: {destination!r} is the source file; choose another name")
+    check_writable(destination, "DST")
     weights, kind = read_weights(source)
     write_weights(weights, destination)
     return weights, kind

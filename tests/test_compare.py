@@ -29,7 +29,7 @@ def report(image_files, npz_weights, tmp_path_factory):
     folder = tmp_path_factory.mktemp("report") / "report"
     argv = ["compare", "--backends", "torch,mxnet,paddle", "--content", image_files["content"],
             "--style", image_files["style"], "--output", str(folder), "--size", "24x32", "--epochs", "6",
-            "--weights", npz_weights]
+            "--weights", npz_weights, "--device", "cpu"]
     assert main(argv) == 0
     return folder, json.loads((folder / "report.json").read_text())
 
