@@ -6,8 +6,8 @@ untrusted file can do anything the user can.  ``paddle.save`` writes a state
 dict as a pickled ``dict`` of NumPy arrays; rebuilding one needs exactly three
 globals (``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and
 ``numpy.dtype``, under NumPy 2 also spelled ``numpy._core...``), plus
-``numpy.core.multiarray.scalar`` for NumPy scalars and ``OrderedDict`` for
-ordered state dicts.  :class:`StateDictUnpickler` admits those and nothing
+``numpy.core.multiarray.scalar`` for NumPy scalars, ``OrderedDict`` for
+ordered state dicts and ``_codecs.encode`` for protocol-2 bytes.  :class:`StateDictUnpickler` admits those and nothing
 else; any other global, and any persistent id, is refused before it is
 imported, with a one-line :class:`~multistyle.errors.WeightsError`.
 """
@@ -26,7 +26,10 @@ ALLOWED_GLOBALS: FrozenSet[Tuple[str, str]] = frozenset(
     (module, name)
     for prefix in ("numpy.core", "numpy._core")
     for module, name in ((f"{prefix}.multiarray", "_reconstruct"), (f"{prefix}.multiarray", "scalar"))
-) | frozenset({("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict")})
+) | frozenset({("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+              # Protocol 2 (older Paddle releases) writes array bytes as _codecs.encode(str, "latin1"):
+              # a pure data transform whose codecs come only from the standard `encodings` package.
+              ("_codecs", "encode")})
 
 
 class UnsafePickle(WeightsError):
