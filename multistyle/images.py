@@ -58,6 +58,9 @@ def load_image(path: str, option: str = "image", max_pixels: int = DEFAULT_MAX_P
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
+            # Decoders warn about damaged metadata (corrupt EXIF, truncated TIFF
+            # tags) while still decoding the pixels: not the user's concern.
+            warnings.simplefilter("ignore")
             # Pillow warns between 1x and 2x the limit and raises above 2x;
             # make the limit a hard one.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
