@@ -31,7 +31,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from .errors import BackendBug, BackendUnavailable, MultistyleError
+from .errors import BackendBug, BackendUnavailable, MultistyleError, first_line
 from .vgg import Weights
 
 Tensor = Any  # a native tensor of the backend's framework
@@ -305,8 +305,8 @@ def load_backend_class(name: str) -> Type[Backend]:
     except Exception as exc:
         if _fault_in_own_code(exc, module_name):
             owner = "multistyle" if name in BUILTIN_BACKENDS else f"the package that provides backend {name!r}"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise BackendBug(f"bug in {owner}: importing {module_name} raised {type(exc).__name__}: {first}; "
+            raise BackendBug(f"bug in {owner}: importing {module_name} raised {type(exc).__name__}: "
+                             f"{first_line(exc)}; "
                              f"please report it with the traceback above") from exc
         raise BackendUnavailable(_broken(spec, exc)) from None  # an installed framework that fails to import
     cls = getattr(module, class_name, None)
@@ -348,7 +348,7 @@ def _fault_in_own_code(exc: BaseException, module_name: str) -> bool:
 
 
 def _broken(spec: BackendSpec, exc: BaseException) -> str:
-    reason = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
+    reason = first_line(exc).rstrip(".")
     hint = spec.fix_hint or f"reinstall it with pip install --force-reinstall 'multistyle[{spec.extra}]'"
     return (f"backend {spec.name!r} is installed but broken: importing it raised "
             f"{type(exc).__name__}: {reason}; {hint}")

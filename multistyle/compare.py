@@ -26,7 +26,7 @@ import numpy as np
 
 from . import images
 from .backend import describe_backends
-from .errors import MultistyleError
+from .errors import MultistyleError, first_line
 from .transfer import Settings, UntrainedWeightsWarning, transfer
 
 TERMS = ("content", "style", "tv", "total")
@@ -94,8 +94,7 @@ def run_isolated(job: Dict[str, Any]) -> Dict[str, Any]:
         except concurrent.futures.process.BrokenProcessPool:
             return {"backend": job["backend"], "error": "the worker process died (out of memory, or a crash in the framework)"}
         except Exception as exc:  # anything else in the worker (CUDA out of memory, a framework bug): this backend failed
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return {"backend": job["backend"], "error": f"{type(exc).__name__}: {first}".rstrip(": ")}
+            return {"backend": job["backend"], "error": f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")}
 
 
 def usable_backends(names: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:

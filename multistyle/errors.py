@@ -9,6 +9,12 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none): one-line errors quote only that."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 class MultistyleError(Exception):
     """A problem with the user's input or environment, described in one line."""
 

@@ -18,7 +18,7 @@ from typing import IO, Iterator, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import MultistyleError
+from .errors import MultistyleError, first_line
 
 RGB_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 RGB_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -76,8 +76,7 @@ def load_image(path: str, option: str = "image", max_pixels: int = DEFAULT_MAX_P
     except MemoryError:
         raise MultistyleError(f"{option}: {path!r} is too large to decode in memory; lower --max-pixels") from None
     except Exception as exc:  # a damaged file: decoders raise OSError, SyntaxError, ValueError, struct.error, ...
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MultistyleError(f"{option}: cannot read image {path!r} ({detail})") from None
+        raise MultistyleError(f"{option}: cannot read image {path!r} ({first_line(exc) or type(exc).__name__})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
     return image

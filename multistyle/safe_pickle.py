@@ -19,7 +19,7 @@ from typing import Any, Dict, FrozenSet, Tuple
 
 import numpy as np
 
-from .errors import WeightsError
+from .errors import WeightsError, first_line
 
 #: The (module, name) pairs a pickled dict of NumPy arrays refers to.
 ALLOWED_GLOBALS: FrozenSet[Tuple[str, str]] = frozenset(
@@ -65,8 +65,7 @@ def load_state_dict(path: str, what: str = "Paddle checkpoint") -> Dict[str, np.
     except OSError as exc:
         raise WeightsError(f"weights {path}: cannot read it ({exc.strerror or exc})") from None
     except Exception as exc:  # truncated or not a pickle: UnpicklingError, EOFError, ValueError, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise WeightsError(f"weights {path}: not a readable {what} ({type(exc).__name__}: {first})") from None
+        raise WeightsError(f"weights {path}: not a readable {what} ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(state, dict):
         raise WeightsError(f"weights {path}: expected a state dict, found a {type(state).__name__}")
     return {str(key): value for key, value in state.items() if isinstance(value, np.ndarray)}

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .backend import Backend, backend_for_weights, get_backend
-from .errors import MultistyleError, WeightsError
+from .errors import MultistyleError, WeightsError, first_line
 from .images import atomic_path, check_writable
 from .vgg import CONV_INDICES, LAYERS, Weights, canonical_weights, load_npz, save_npz
 
@@ -30,9 +30,8 @@ def read_native(backend: Backend, path: str) -> Dict[str, np.ndarray]:
     except MultistyleError:
         raise
     except Exception as exc:  # the framework's reader rejected the file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise WeightsError(f"weights {path}: not a readable {backend.framework} checkpoint "
-                           f"({type(exc).__name__}: {first})") from None
+                           f"({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def _existing(path: str) -> None:
