@@ -69,6 +69,8 @@ class MXNetBackend(Backend):
     name = "mxnet"
     framework = "MXNet Gluon"
     weight_suffixes = (".params",)
+    # MXNet has no L-BFGS, and its RMSProp divides by sqrt(v + epsilon): both come from the core.
+    native_optimizers = {"adam": "gluon.Trainer('adam')"}
 
     def __init__(self, device: str = "auto") -> None:
         super().__init__(device)
@@ -95,6 +97,19 @@ class MXNetBackend(Backend):
 
     def asarray(self, array: np.ndarray) -> nd.NDArray:
         return nd.array(np.asarray(array, dtype=np.float32), ctx=self._ctx, dtype="float32")
+
+    def sum(self, tensor: nd.NDArray) -> nd.NDArray:
+        return nd.sum(tensor)
+
+    def max(self, tensor: nd.NDArray) -> nd.NDArray:
+        return nd.max(tensor)
+
+    def sqrt(self, tensor: nd.NDArray) -> nd.NDArray:
+        return nd.sqrt(tensor)
+
+    def clip_(self, tensor: nd.NDArray, low: nd.NDArray, high: nd.NDArray) -> None:
+        with autograd.pause():  # not part of the recorded graph, even inside a closure being recorded
+            tensor[:] = nd.broadcast_minimum(nd.broadcast_maximum(tensor, low), high)
 
     def to_numpy(self, tensor: nd.NDArray) -> np.ndarray:
         return tensor.asnumpy()
@@ -166,13 +181,12 @@ class MXNetBackend(Backend):
         # The names and format of Gluon's save_parameters.
         nd.save(path, {key: nd.array(value) for key, value in state_dict(weights).items()})
 
-    def value_and_grad(self, fn: Callable[[nd.NDArray], nd.NDArray], image: np.ndarray) -> Tuple[float, np.ndarray]:
-        x = self.asarray(image)
-        x.attach_grad()
+    def loss_and_grad(self, fn: Callable[[nd.NDArray], nd.NDArray], x: nd.NDArray) -> Tuple[nd.NDArray, nd.NDArray]:
+        x.attach_grad()  # a fresh gradient buffer each call: earlier gradients stay valid
         with autograd.record():
             loss = fn(x)
         loss.backward()
-        return self.item(loss), x.grad.asnumpy()
+        return loss.detach(), x.grad
 
     def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> GluonOptimizer:
         param = gluon.Parameter("image", shape=image.shape, dtype="float32")

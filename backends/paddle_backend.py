@@ -69,7 +69,42 @@ class PaddleOptimizer(Optimizer):
 
     @property
     def image(self) -> paddle.Tensor:
-        return self._image.detach()
+        return self._image.detach()  # shares storage with the parameter
+
+
+class PaddleLBFGS(PaddleOptimizer):
+    """``paddle.optimizer.LBFGS``: it calls the closure itself, and keeps its rate in a plain attribute.
+
+    ``paddle.optimizer.LBFGS.step`` reads ``self.learning_rate`` on every call
+    (paddle/optimizer/lbfgs.py), and it takes no ``LRScheduler``; so the
+    schedule's rate is copied into it after every epoch.
+    """
+
+    def step(self, closure: Callable[[paddle.Tensor], paddle.Tensor]) -> paddle.Tensor:
+        def evaluate() -> paddle.Tensor:
+            self._optimizer.clear_grad()
+            loss = closure(self._image)
+            loss.backward()
+            return loss
+
+        with warnings.catch_warnings():
+            # LBFGS.step calls paddle.to_tensor on a tensor (its step length), which warns every time.
+            warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+            return self._optimizer.step(evaluate)
+
+    def epoch_end(self) -> None:
+        self._scheduler.step()
+        self._optimizer.learning_rate = float(self._scheduler.get_lr())
+
+    @property
+    def lr(self) -> float:
+        return float(self._optimizer.learning_rate)
+
+
+def _step_decay(lr: float, decay: float, every: int) -> paddle.optimizer.lr.LRScheduler:
+    if decay < 1.0:
+        return paddle.optimizer.lr.StepDecay(learning_rate=lr, step_size=every, gamma=decay)
+    return paddle.optimizer.lr.LambdaDecay(learning_rate=lr, lr_lambda=lambda epoch: 1.0)  # StepDecay refuses 1
 
 
 class PaddleBackend(Backend):
@@ -78,6 +113,8 @@ class PaddleBackend(Backend):
     name = "paddle"
     framework = "PaddlePaddle"
     weight_suffixes = (".pdparams",)
+    # paddle.optimizer.RMSProp divides by sqrt(v + epsilon): the core's RMSprop computes torch's formula.
+    native_optimizers = {"adam": "paddle.optimizer.Adam", "lbfgs": "paddle.optimizer.LBFGS"}
 
     def __init__(self, device: str = "auto") -> None:
         super().__init__(device)
@@ -124,6 +161,19 @@ class PaddleBackend(Backend):
 
     def mean(self, tensor: paddle.Tensor) -> paddle.Tensor:
         return paddle.mean(tensor)
+
+    def sum(self, tensor: paddle.Tensor) -> paddle.Tensor:
+        return paddle.sum(tensor)
+
+    def max(self, tensor: paddle.Tensor) -> paddle.Tensor:
+        return paddle.max(tensor)
+
+    def sqrt(self, tensor: paddle.Tensor) -> paddle.Tensor:
+        return paddle.sqrt(tensor)
+
+    def clip_(self, tensor: paddle.Tensor, low: paddle.Tensor, high: paddle.Tensor) -> None:
+        with paddle.no_grad():  # assign works in place on a trainable leaf; the other in-place ops refuse
+            paddle.assign(paddle.minimum(paddle.maximum(tensor, low), high), output=tensor)
 
     def matmul(self, a: paddle.Tensor, b: paddle.Tensor) -> paddle.Tensor:
         return paddle.matmul(a, b)
@@ -181,19 +231,33 @@ class PaddleBackend(Backend):
         paddle.save({key: paddle.to_tensor(value, place=paddle.CPUPlace())
                      for key, value in state_dict(weights).items()}, path)
 
-    def value_and_grad(self, fn: Callable[[paddle.Tensor], paddle.Tensor], image: np.ndarray) -> Tuple[float, np.ndarray]:
-        x = self.asarray(image)
+    def loss_and_grad(self, fn: Callable[[paddle.Tensor], paddle.Tensor],
+                      x: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
+        x = x.detach()  # shares storage: an in-place clip by fn reaches the caller's x
         x.stop_gradient = False
         loss = fn(x)
-        loss.backward()
-        return self.item(loss), x.grad.numpy()
+        (grad,) = paddle.grad(loss, x)
+        return loss.detach(), grad
 
-    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> PaddleOptimizer:
+    def _trainable(self, image: np.ndarray) -> paddle.Tensor:
         x = self.asarray(image)
         x.stop_gradient = False
-        if lr_decay < 1.0:
-            scheduler = paddle.optimizer.lr.StepDecay(learning_rate=lr, step_size=lr_decay_every, gamma=lr_decay)
-        else:  # StepDecay refuses gamma = 1: a constant rate
-            scheduler = paddle.optimizer.lr.LambdaDecay(learning_rate=lr, lr_lambda=lambda epoch: 1.0)
+        return x
+
+    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> PaddleOptimizer:
+        x = self._trainable(image)
+        scheduler = _step_decay(lr, lr_decay, lr_decay_every)
         optimizer = paddle.optimizer.Adam(learning_rate=scheduler, parameters=[x], epsilon=1e-8)
         return PaddleOptimizer(x, optimizer, scheduler)
+
+    def lbfgs(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
+              line_search: bool = False) -> PaddleLBFGS:
+        # A port of torch.optim.LBFGS with torch's defaults in its signature (its docstring says
+        # tolerance_grad 1e-5 and strong-Wolfe by default; the code has 1e-7 and None, so every value is
+        # passed here); dynamic mode only; `parameters` must be a list.  max_iter=1: one epoch is one
+        # iteration, the history carried across step() calls in the optimizer's state.
+        x = self._trainable(image)
+        optimizer = paddle.optimizer.LBFGS(
+            learning_rate=lr, max_iter=1, history_size=100, tolerance_grad=1e-7, tolerance_change=1e-9,
+            line_search_fn="strong_wolfe" if line_search else None, parameters=[x])
+        return PaddleLBFGS(x, optimizer, _step_decay(lr, lr_decay, lr_decay_every))

@@ -75,6 +75,7 @@ class TorchBackend(Backend):
     name = "torch"
     framework = "PyTorch"
     weight_suffixes = (".pth", ".pt")
+    native_optimizers = {"adam": "torch.optim.Adam", "lbfgs": "torch.optim.LBFGS", "rmsprop": "torch.optim.RMSprop"}
 
     def __init__(self, device: str = "auto") -> None:
         super().__init__(device)
@@ -125,6 +126,19 @@ class TorchBackend(Backend):
 
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.mean()
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.sum()
+
+    def max(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.max()
+
+    def sqrt(self, tensor: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(tensor)
+
+    def clip_(self, tensor: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> None:
+        with torch.no_grad():
+            tensor.clamp_(low, high)
 
     def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.matmul(a, b)
@@ -177,14 +191,32 @@ class TorchBackend(Backend):
     def save_native_weights(self, weights: Weights, path: str) -> None:
         torch.save({key: torch.from_numpy(value) for key, value in state_dict(weights).items()}, path)
 
-    def value_and_grad(self, fn: Callable[[torch.Tensor], torch.Tensor], image: np.ndarray) -> Tuple[float, np.ndarray]:
-        x = self.asarray(image).requires_grad_(True)
+    def loss_and_grad(self, fn: Callable[[torch.Tensor], torch.Tensor],
+                      x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = x.detach().requires_grad_(True)  # shares storage: an in-place clip by fn reaches the caller's x
         loss = fn(x)
-        loss.backward()
-        return float(loss.detach()), self.to_numpy(x.grad)
+        (grad,) = torch.autograd.grad(loss, x)
+        return loss.detach(), grad
 
-    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
+    def _optimizer(self, make: Callable[[List[torch.Tensor]], torch.optim.Optimizer], image: np.ndarray,
+                   lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
         x = self.asarray(image).requires_grad_(True)
-        optimizer = torch.optim.Adam([x], lr=lr)
+        optimizer = make([x])
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_decay_every, gamma=lr_decay)
         return TorchOptimizer(x, optimizer, scheduler)
+
+    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
+        return self._optimizer(lambda params: torch.optim.Adam(params, lr=lr), image, lr_decay, lr_decay_every)
+
+    def lbfgs(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
+              line_search: bool = False) -> TorchOptimizer:
+        # max_iter=1: one multistyle epoch is one L-BFGS iteration (torch's default of 20 would make
+        # one step() twenty iterations).  The history and the first-step scaling live in the
+        # optimizer's state across step() calls, so the iterates are those of one long run.
+        return self._optimizer(lambda params: torch.optim.LBFGS(
+            params, lr=lr, max_iter=1, history_size=100, tolerance_grad=1e-7, tolerance_change=1e-9,
+            line_search_fn="strong_wolfe" if line_search else None), image, lr_decay, lr_decay_every)
+
+    def rmsprop(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
+        return self._optimizer(lambda params: torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-8),
+                               image, lr_decay, lr_decay_every)

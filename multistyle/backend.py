@@ -9,7 +9,10 @@ so the core uses ``+``, ``-``, ``*``, ``/`` and ``x[:, :, 1:, :]`` directly.
 Gradients live inside the backend: an :class:`Optimizer` takes a closure
 ``loss = closure(image)`` and records, differentiates and updates in the
 framework's own way, so a closure-driven optimizer such as L-BFGS fits the
-same interface.
+same interface.  Where a framework has no optimizer that computes what the
+others compute (MXNet has no L-BFGS; Paddle's and MXNet's RMSprop put epsilon
+inside the square root), the core supplies one written once over this
+protocol (:mod:`multistyle.optim`), using :meth:`Backend.loss_and_grad`.
 
 Backends are looked up lazily by name.  The built-in ones are listed in
 :data:`BUILTIN_BACKENDS`; third-party packages add theirs through the entry
@@ -32,36 +35,10 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 import numpy as np
 
 from .errors import BackendBug, BackendUnavailable, MultistyleError, first_line
+from .optim import OPTIMIZERS, Optimizer
 from .vgg import Weights
 
 Tensor = Any  # a native tensor of the backend's framework
-
-
-class Optimizer(abc.ABC):
-    """Updates one image tensor in place, the framework's own way.
-
-    ``step(closure)`` evaluates ``closure(image)`` with gradients recorded,
-    back-propagates and applies one update; it returns the loss tensor.
-    ``epoch_end()`` advances the learning-rate schedule by one epoch.
-    """
-
-    @abc.abstractmethod
-    def step(self, closure: Callable[[Tensor], Tensor]) -> Tensor:
-        """Run one optimisation step and return the loss the closure computed."""
-
-    @abc.abstractmethod
-    def epoch_end(self) -> None:
-        """Advance the learning-rate schedule by one epoch."""
-
-    @property
-    @abc.abstractmethod
-    def lr(self) -> float:
-        """The learning rate the next step will use."""
-
-    @property
-    @abc.abstractmethod
-    def image(self) -> Tensor:
-        """The image being optimised, as a native tensor."""
 
 
 class Backend(abc.ABC):
@@ -76,8 +53,10 @@ class Backend(abc.ABC):
     framework: ClassVar[str]
     #: File extensions of the framework's native checkpoints.
     weight_suffixes: ClassVar[Tuple[str, ...]] = ()
-    #: Optimizers :meth:`optimizer` accepts.
-    optimizers: ClassVar[Tuple[str, ...]] = ("adam",)
+    #: Optimizers the framework itself computes, by name (a method of that
+    #: name each), with the framework's class that does it; the others in
+    #: :data:`multistyle.optim.OPTIMIZERS` are written once in the core.
+    native_optimizers: ClassVar[Dict[str, str]] = {}
 
     def __init__(self, device: str = "auto") -> None:
         self.device = resolve_device(device, self.available_devices(), self.name)
@@ -136,6 +115,26 @@ class Backend(abc.ABC):
         """Mean of all elements, as a one-element tensor."""
 
     @abc.abstractmethod
+    def sum(self, tensor: Tensor) -> Tensor:
+        """Sum of all elements, as a one-element tensor."""
+
+    @abc.abstractmethod
+    def max(self, tensor: Tensor) -> Tensor:
+        """Largest element, as a one-element tensor."""
+
+    @abc.abstractmethod
+    def sqrt(self, tensor: Tensor) -> Tensor:
+        """Element-wise square root."""
+
+    @abc.abstractmethod
+    def clip_(self, tensor: Tensor, low: Tensor, high: Tensor) -> None:
+        """Clip ``tensor`` in place to ``[low, high]`` (tensors that broadcast to it), unrecorded.
+
+        ``tensor`` may be the parameter an optimizer is updating: the clip
+        changes it for the optimizer too, as ``x.clamp_()`` does in torch.
+        """
+
+    @abc.abstractmethod
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         """Matrix product of two 2-D tensors."""
 
@@ -175,25 +174,45 @@ class Backend(abc.ABC):
         """Write ``features.{i}.weight|bias`` in the framework's native format to the file ``path``."""
 
     # -- optimisation ----------------------------------------------------------
+    @classmethod
+    def optimizers(cls) -> Dict[str, str]:
+        """Every optimizer this backend offers, with whose code computes it (``torch.optim.LBFGS``, ``multistyle.optim``)."""
+        return {name: cls.native_optimizers.get(name, f"multistyle.optim.{core.__name__}" if core else "")
+                for name, core in OPTIMIZERS.items() if name in cls.native_optimizers or core is not None}
+
     def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
-                  lr_decay_every: int) -> Optimizer:
-        """An optimizer called ``name`` (one of :attr:`optimizers`) over a trainable copy of ``image``.
+                  lr_decay_every: int, line_search: bool = False) -> Optimizer:
+        """An optimizer called ``name`` (one of :meth:`optimizers`) over a trainable copy of ``image``.
 
         The learning rate is multiplied by ``lr_decay`` after every
-        ``lr_decay_every`` epochs, using the framework's own scheduler.
+        ``lr_decay_every`` epochs (the framework's own scheduler where the
+        framework's optimizer is used).  ``line_search`` (L-BFGS only) turns
+        on the strong-Wolfe line search.
         """
-        self.check_optimizer(name)
-        make: Callable[..., Optimizer] = getattr(self, name)
-        return make(image, lr, lr_decay, lr_decay_every)
+        self.check_optimizer(name, line_search)
+        options = {"line_search": line_search} if name == "lbfgs" else {}
+        if name in self.native_optimizers:
+            make: Callable[..., Optimizer] = getattr(self, name)
+            return make(image, lr, lr_decay, lr_decay_every, **options)
+        return OPTIMIZERS[name](self, image, lr, lr_decay, lr_decay_every, **options)  # type: ignore[misc]
 
     @abc.abstractmethod
-    def value_and_grad(self, fn: Callable[[Tensor], Tensor], image: np.ndarray) -> Tuple[float, np.ndarray]:
-        """``fn(x)`` and its gradient with respect to ``x``, at ``x = image``."""
+    def loss_and_grad(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``fn(x)`` and its gradient with respect to the tensor ``x``, both native; ``x`` is left as it was."""
 
-    def check_optimizer(self, name: str) -> None:
+    def value_and_grad(self, fn: Callable[[Tensor], Tensor], image: np.ndarray) -> Tuple[float, np.ndarray]:
+        """``fn(x)`` and its gradient with respect to ``x``, at ``x = image``, on the host."""
+        loss, grad = self.loss_and_grad(fn, self.asarray(image))
+        return self.item(loss), self.to_numpy(grad)
+
+    def check_optimizer(self, name: str, line_search: bool = False) -> None:
         """Refuse an optimizer this backend does not offer, naming those it does."""
-        if name not in self.optimizers:
-            raise MultistyleError(f"--optimizer: the {self.name} backend offers {', '.join(self.optimizers)}, not {name!r}")
+        offered = self.optimizers()
+        if name not in offered:
+            raise MultistyleError(f"--optimizer: the {self.name} backend offers {', '.join(offered)}, not {name!r}")
+        if line_search and name != "lbfgs":
+            raise MultistyleError(f"--line-search: only L-BFGS has a line search, not {name}; "
+                                  f"use --optimizer lbfgs or drop --line-search")
 
     @abc.abstractmethod
     def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> Optimizer:
@@ -377,7 +396,7 @@ def describe_backends(names: Optional[Sequence[str]] = None) -> List[Mapping[str
         try:
             cls = load_backend_class(name)
             rows.append({"name": name, "usable": True, "version": cls.framework_version(),
-                         "devices": cls.available_devices(), "optimizers": list(cls.optimizers), "reason": ""})
+                         "devices": cls.available_devices(), "optimizers": cls.optimizers(), "reason": ""})
         except (BackendUnavailable, BackendBug) as exc:
             rows.append({"name": name, "usable": False, "version": "", "devices": [], "optimizers": [],
                          "reason": str(exc), "traceback": "" if isinstance(exc, BackendUnavailable)

@@ -21,8 +21,9 @@ import numpy as np
 from . import __version__, images
 from .backend import backend_names, describe_backends, parse_device
 from .errors import MultistyleError
-from .transfer import (DEFAULT_SIZE, PRESETS, Settings, UntrainedWeightsWarning, settings_dict, target_size, transfer,
-                       write_log)
+from .optim import OPTIMIZERS
+from .transfer import (CLAMPS, DEFAULT_SIZE, PRESETS, Settings, UntrainedWeightsWarning, settings_dict, target_size,
+                       transfer, write_log)
 from .vgg import parse_weights_spec
 
 LOG_EXTENSIONS = (".csv", ".json")
@@ -69,25 +70,35 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
     model.add_argument("--weights", default="random:0" if bench else "imagenet", metavar="SPEC",
                        help="imagenet (the framework's model zoo), random[:SEED] (untrained, for tests), "
                             "or a file: .npz, .pth, .params, .pdparams (default: %(default)s)")
-    algo = parser.add_argument_group("algorithm")
+    algo = parser.add_argument_group("algorithm", "Options left out take the preset's value (README: Presets).")
     algo.add_argument("--preset", default=defaults.preset, choices=list(PRESETS),
                       help="d2l: the chapter's MXNet/Paddle layers; d2l-pytorch: what its PyTorch code computes "
-                           "(ReLU outputs); d2l-mxnet: its lr 0.9 (default: %(default)s)")
-    algo.add_argument("--epochs", type=int, default=20 if bench else defaults.epochs, help="default: %(default)s")
-    algo.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's, 0.3)")
-    algo.add_argument("--lr-decay", type=float, default=defaults.lr_decay, help="default: %(default)s")
-    algo.add_argument("--lr-decay-every", type=int, default=defaults.lr_decay_every, metavar="EPOCHS",
-                      help="default: %(default)s")
-    algo.add_argument("--content-weight", type=float, default=defaults.content_weight, help="default: %(default)s")
-    algo.add_argument("--style-weight", type=float, default=defaults.style_weight,
-                      help="default: %(default)s, the chapter's effective weight (it writes 1e3 but sums "
-                           "the style terms ten times)")
-    algo.add_argument("--tv-weight", type=float, default=defaults.tv_weight, help="default: %(default)s")
+                           "(ReLU outputs); d2l-mxnet: its lr 0.9; pytorch-tutorial: the PyTorch tutorial "
+                           "(L-BFGS, pixel space); viblo: the same with RMSprop (default: %(default)s)")
+    algo.add_argument("--epochs", type=int, default=20 if bench else None,
+                      help="optimizer iterations (default: " + ("%(default)s" if bench else "the preset's, 500") + ")")
+    algo.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS),
+                      help="default: the preset's, adam for d2l (see `multistyle backends`)")
+    algo.add_argument("--lr", type=float, default=None,
+                      help="learning rate (default: Adam the preset's, 0.3 for d2l; L-BFGS 1; RMSprop 0.01)")
+    algo.add_argument("--lr-decay", type=float, default=None, help="multiply the rate by this every "
+                      "--lr-decay-every epochs (default: the preset's, 0.8 for d2l, 1 for the tutorials)")
+    algo.add_argument("--lr-decay-every", type=int, default=None, metavar="EPOCHS", help="default: the preset's, 50")
+    algo.add_argument("--line-search", action="store_true",
+                      help="L-BFGS only: strong-Wolfe line search (several loss evaluations per iteration)")
+    algo.add_argument("--clamp", default=None, choices=list(CLAMPS),
+                      help="where the image is clamped to its valid range: inside every loss evaluation, after "
+                           "every step, at the end, never (default: the preset's, none for d2l, closure for "
+                           "the tutorials)")
+    algo.add_argument("--content-weight", type=float, default=None, help="default: the preset's, 1")
+    algo.add_argument("--style-weight", type=float, default=None,
+                      help="default: the preset's: 1e4 for d2l, the chapter's effective weight (it writes 1e3 but "
+                           "sums the style terms ten times); 1e6 for the tutorials")
+    algo.add_argument("--tv-weight", type=float, default=None, help="default: the preset's, 10 for d2l, 0 otherwise")
     algo.add_argument("--content-layers", type=_layers, default=None, metavar="NAMES",
-                      help="comma-separated VGG-19 layers (default: the preset's, conv4_4)")
+                      help="comma-separated VGG-19 layers (default: the preset's, conv4_4 for d2l)")
     algo.add_argument("--style-layers", type=_layers, default=None, metavar="NAMES",
-                      help="comma-separated VGG-19 layers (default: the preset's, conv1_1,...,conv5_1)")
-    algo.add_argument("--optimizer", default=defaults.optimizer, help="default: %(default)s (see `multistyle backends`)")
+                      help="comma-separated VGG-19 layers (default: the preset's, conv1_1,...,conv5_1 for d2l)")
     algo.add_argument("--init", default=defaults.init, choices=["content", "noise"], help="default: %(default)s")
     algo.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
     algo.add_argument("--deterministic", action="store_true",
@@ -211,15 +222,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("multistyle: warning: VGG-19 has random weights (untrained); the result will not look stylised. "
               "Use --weights imagenet or a weight file for real work.", file=sys.stderr)
 
-    settings = _settings(args)
-    bar = ProgressBar(args.epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
+    settings = _settings(args).resolved()
+    epochs = settings.epochs
+    bar = ProgressBar(epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
 
     progress = {"epoch": 0, "snapshot": ""}
 
     def on_epoch(record: Dict[str, float], current: Callable[[], np.ndarray]) -> None:
         bar.update(record)
         progress["epoch"] = int(record["epoch"])
-        if args.save_every and record["epoch"] % args.save_every == 0 and record["epoch"] < args.epochs:
+        if args.save_every and record["epoch"] % args.save_every == 0 and record["epoch"] < epochs:
             snapshot = _intermediate_path(args.output, int(record["epoch"]))
             images.save_image(current(), snapshot)
             progress["snapshot"] = snapshot
@@ -235,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Snapshots are written atomically, so the last one named here is complete.
         kept = (f"the last snapshot is {progress['snapshot']}" if progress["snapshot"]
                 else "nothing was written")
-        raise Interrupted(f"after epoch {progress['epoch']} of {args.epochs}; {kept}; "
+        raise Interrupted(f"after epoch {progress['epoch']} of {epochs}; {kept}; "
                           f"{args.output} was not written") from None
     elapsed = time.perf_counter() - started
     result.save(args.output)
@@ -258,7 +270,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(preset=args.preset, content_layers=args.content_layers, style_layers=args.style_layers,
                     lr=args.lr, lr_decay=args.lr_decay, lr_decay_every=args.lr_decay_every, epochs=args.epochs,
                     content_weight=args.content_weight, style_weight=args.style_weight,
-                    tv_weight=args.tv_weight, init=args.init, seed=args.seed, optimizer=args.optimizer)
+                    tv_weight=args.tv_weight, init=args.init, seed=args.seed, optimizer=args.optimizer,
+                    clamp=args.clamp, line_search=args.line_search)
 
 
 def _backend_list(text: str) -> List[str]:
@@ -362,7 +375,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
     for row in describe_backends():
         if row["usable"]:
             print(f"{row['name']:8} usable    {row['version']}; devices: {', '.join(row['devices'])}; "
-                  f"optimizers: {', '.join(row['optimizers'])}")
+                  f"optimizers: {', '.join(f'{name} ({source})' for name, source in row['optimizers'].items())}")
         else:
             print(f"{row['name']:8} unusable  {row['reason']}")
             if row.get("traceback"):  # a bug of ours: the report needs the traceback

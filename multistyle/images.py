@@ -126,26 +126,40 @@ def fit_long_edge(image_size_wh: Tuple[int, int], long_edge: int) -> Size:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def preprocess(image: Image.Image, size: Size) -> np.ndarray:
-    """Resize to ``size`` = ``(H, W)`` and normalise: a ``(1, 3, H, W)`` float32 array."""
+def preprocess(image: Image.Image, size: Size, normalize: bool = True) -> np.ndarray:
+    """Resize to ``size`` = ``(H, W)``, scale to [0, 1] and normalise: a ``(1, 3, H, W)`` float32 array.
+
+    With ``normalize=False`` the pixels stay in [0, 1] (the pixel-space presets).
+    """
     height, width = size
     resized = image.resize((width, height), Image.BILINEAR)
     array = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
-    array = (array - RGB_MEAN) / RGB_STD
+    if normalize:
+        array = (array - RGB_MEAN) / RGB_STD
     return np.ascontiguousarray(array.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
-def postprocess(array: np.ndarray) -> np.ndarray:
-    """Undo :func:`preprocess`: ``(1, 3, H, W)`` normalised floats to ``(H, W, 3)`` uint8.
+def postprocess(array: np.ndarray, normalized: bool = True) -> np.ndarray:
+    """Undo :func:`preprocess`: ``(1, 3, H, W)`` floats to ``(H, W, 3)`` uint8.
 
-    Pixels are clipped to [0, 1] here and only here; the optimisation itself
-    runs unclamped, as in the d2l chapter.
+    Pixels are clipped to [0, 1] here; whether the optimisation clamps them
+    too is the preset's ``clamp`` (the d2l chapter never does).
     """
     array = np.asarray(array, dtype=np.float32)
     if array.ndim == 4:
         array = array[0]
-    rgb = array.transpose(1, 2, 0) * RGB_STD + RGB_MEAN
+    rgb = array.transpose(1, 2, 0)
+    if normalized:
+        rgb = rgb * RGB_STD + RGB_MEAN
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def valid_range(normalized: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """The bounds of a valid image, ``(1, 3, 1, 1)`` each: [0, 1] per channel, normalised or not."""
+    low, high = np.zeros(3, np.float32), np.ones(3, np.float32)
+    if normalized:
+        low, high = (low - RGB_MEAN) / RGB_STD, (high - RGB_MEAN) / RGB_STD
+    return low.reshape(1, 3, 1, 1), high.reshape(1, 3, 1, 1)
 
 
 def output_format(path: str, option: str = "--output") -> str:

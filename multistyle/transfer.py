@@ -10,6 +10,18 @@ The chapter writes ``style_weight = 1e3`` but sums ``10 * styles_l + ...``,
 a list repeated ten times, so the style term really enters the total loss
 with weight 1e4.  multistyle states that effective weight: ``style_weight``
 defaults to 1e4 and the reported style loss is the term that enters the total.
+
+Two more recipes are presets: ``pytorch-tutorial`` (the PyTorch tutorial
+"Neural Transfer Using PyTorch": L-BFGS in pixel space) and ``viblo`` (the
+same objective with RMSprop).  In pixel space the image lives in [0, 1] and
+the ImageNet normalisation is the first operation of the objective; in the
+d2l presets the image is optimised already normalised.  A preset fixes every
+default (layers, loss weights, optimizer, rate and its decay, epochs, where
+the image is clamped); any of them can still be set explicitly.
+
+One epoch is one optimizer iteration, whatever the optimizer; its record
+counts the loss evaluations it took (L-BFGS with line search may take several)
+and reports the losses at the point the iteration started from.
 """
 
 from __future__ import annotations
@@ -31,23 +43,43 @@ from . import images
 from .backend import Backend, get_backend, parse_device
 from .errors import MultistyleError
 from .losses import content_loss, gram, style_loss, tv_loss
+from .optim import DEFAULT_LR, OPTIMIZERS
 from .weightfiles import read_weights
 from .vgg import (LAYER_BY_NAME, Weights, canonical_weights, deepest_index,
                   parse_weights_spec, random_weights, resolve_layers)
 
 D2L_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+#: The tutorial counts convolutions: its conv_1 ... conv_5 are these, and its content layer conv_4 is conv2_2.
+TUTORIAL_STYLE_LAYERS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1")
+
+_D2L = {"style_layers": D2L_STYLE_LAYERS, "content_layers": ("conv4_4",), "adam_lr": 0.3, "optimizer": "adam",
+        "domain": "normalized", "clamp": "none", "content_weight": 1.0, "style_weight": 1e4, "tv_weight": 10.0,
+        "epochs": 500, "lr_decay": 0.8, "lr_decay_every": 50}
+_TUTORIAL = {"style_layers": TUTORIAL_STYLE_LAYERS, "content_layers": ("conv2_2",),
+             # Adam is not part of these recipes; this rate is the chapter's 0.3 in normalised units
+             # expressed in pixel units (x the ImageNet standard deviation, about 0.226).
+             "adam_lr": 0.07, "domain": "pixel", "clamp": "closure", "content_weight": 1.0, "style_weight": 1e6,
+             "tv_weight": 0.0, "epochs": 300, "lr_decay": 1.0, "lr_decay_every": 50}
 
 #: Named settings.  ``d2l`` is the chapter as its MXNet and Paddle code
 #: computes it; ``d2l-pytorch`` is what its PyTorch code really computes
 #: (torchvision's in-place ReLUs overwrite the stored conv outputs, so it uses
 #: the ReLU outputs, except for conv5_1, the last layer of its cut network);
-#: ``d2l-mxnet`` is its MXNet code's learning rate.
+#: ``d2l-mxnet`` is its MXNet code's learning rate.  ``pytorch-tutorial`` is
+#: the PyTorch tutorial (L-BFGS, clamped inside each evaluation), ``viblo``
+#: the Viblo article built on it (RMSprop with torch's defaults).
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "d2l": {"style_layers": D2L_STYLE_LAYERS, "content_layers": ("conv4_4",), "lr": 0.3},
-    "d2l-pytorch": {"style_layers": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "conv5_1"),
-                    "content_layers": ("relu4_4",), "lr": 0.3},
-    "d2l-mxnet": {"style_layers": D2L_STYLE_LAYERS, "content_layers": ("conv4_4",), "lr": 0.9},
+    "d2l": _D2L,
+    "d2l-pytorch": dict(_D2L, style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "conv5_1"),
+                        content_layers=("relu4_4",)),
+    "d2l-mxnet": dict(_D2L, adam_lr=0.9),
+    "pytorch-tutorial": dict(_TUTORIAL, optimizer="lbfgs"),
+    "viblo": dict(_TUTORIAL, optimizer="rmsprop"),
 }
+
+#: Where the image is clamped to its valid range: inside every loss evaluation
+#: (the tutorial's closure), after every optimizer step, only at the end, never.
+CLAMPS = ("closure", "step", "end", "none")
 
 DEFAULT_SIZE = (300, 450)
 
@@ -63,29 +95,38 @@ class Settings:
     preset: str = "d2l"
     content_layers: Optional[Sequence[str]] = None
     style_layers: Optional[Sequence[str]] = None
+    optimizer: Optional[str] = None
     lr: Optional[float] = None
-    lr_decay: float = 0.8
-    lr_decay_every: int = 50
-    epochs: int = 500
-    content_weight: float = 1.0
-    style_weight: float = 1e4
-    tv_weight: float = 10.0
+    lr_decay: Optional[float] = None
+    lr_decay_every: Optional[int] = None
+    epochs: Optional[int] = None
+    content_weight: Optional[float] = None
+    style_weight: Optional[float] = None
+    tv_weight: Optional[float] = None
+    clamp: Optional[str] = None
+    line_search: bool = False
     init: str = "content"
     seed: int = 0
-    optimizer: str = "adam"
 
     def resolved(self) -> "Settings":
         """A copy with the preset applied and every value checked."""
         if self.preset not in PRESETS:
             raise MultistyleError(f"--preset: unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         preset = PRESETS[self.preset]
+        taken = {name: preset[name] for name in ("optimizer", "lr_decay", "lr_decay_every", "epochs", "content_weight",
+                                                 "style_weight", "tv_weight", "clamp") if getattr(self, name) is None}
+        optimizer = taken.get("optimizer", self.optimizer)
+        if optimizer not in OPTIMIZERS:
+            raise MultistyleError(f"--optimizer: expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        if self.lr is None:
+            taken["lr"] = float(preset["adam_lr"] if optimizer == "adam" else DEFAULT_LR[optimizer])
         out = replace(
             self,
             content_layers=tuple(resolve_layers(
                 preset["content_layers"] if self.content_layers is None else self.content_layers, "--content-layers")),
             style_layers=tuple(resolve_layers(
                 preset["style_layers"] if self.style_layers is None else self.style_layers, "--style-layers")),
-            lr=float(preset["lr"] if self.lr is None else self.lr),
+            **taken,
         )
         _positive("--epochs", out.epochs, integer=True)
         _positive("--lr", out.lr)
@@ -99,6 +140,11 @@ class Settings:
                 raise MultistyleError(f"{option}: expected a number >= 0, got {value!r}")
         if out.init not in ("content", "noise"):
             raise MultistyleError(f"--init: expected content or noise, got {out.init!r}")
+        if out.clamp not in CLAMPS:
+            raise MultistyleError(f"--clamp: expected one of {', '.join(CLAMPS)}, got {out.clamp!r}")
+        if out.line_search and out.optimizer != "lbfgs":
+            raise MultistyleError(f"--line-search: only L-BFGS has a line search, not {out.optimizer}; "
+                                  f"use --optimizer lbfgs or drop --line-search")
         if not isinstance(out.seed, int) or isinstance(out.seed, bool) or out.seed < 0:
             raise MultistyleError(f"--seed: expected an integer >= 0, got {out.seed!r}")
         return out
@@ -116,7 +162,7 @@ class Result:
     """What a run returns: the image, its loss history and how it was made."""
 
     image: np.ndarray  # (H, W, 3) uint8, clipped
-    array: np.ndarray  # (1, 3, H, W) float32, normalised, unclipped
+    array: np.ndarray  # (1, 3, H, W) float32, in the preset's domain (normalised, or pixels in [0, 1])
     history: List[Dict[str, float]]
     settings: Settings
     backend: str
@@ -153,30 +199,41 @@ class StyleLoss:
     """The objective of one job on one backend: targets computed once, loss terms per image.
 
     ``terms(x)`` returns native scalar tensors ``content``, ``style`` and
-    ``tv``, each already multiplied by its weight, and their sum ``total``.
+    ``tv``, each already multiplied by its weight, and their sum ``total``
+    (``tv`` is ``None`` when its weight is 0: the term is then not computed).
+    ``x`` and the images given here are in the preset's domain: normalised, or
+    pixels in [0, 1] that the objective normalises first.
     """
 
     def __init__(self, backend: Backend, weights: Weights, settings: Settings,
                  content_x: np.ndarray, style_x: np.ndarray) -> None:
         self.B = backend
         self.settings = settings
+        self.pixel = PRESETS[settings.preset]["domain"] == "pixel"
+        if self.pixel:
+            self.mean = backend.asarray(images.RGB_MEAN.reshape(1, 3, 1, 1))
+            self.std = backend.asarray(images.RGB_STD.reshape(1, 3, 1, 1))
         self.layer_names = list(dict.fromkeys(settings.content_layers + settings.style_layers))  # type: ignore[operator]
         self.extract = FeatureExtractor(backend, weights, self.layer_names)
-        content_features = self.extract(backend.asarray(content_x))
+        content_features = self.features(backend.asarray(content_x))
         self.content_targets = [content_features[name] for name in settings.content_layers]  # type: ignore[union-attr]
-        style_features = self.extract(backend.asarray(style_x))
+        style_features = self.features(backend.asarray(style_x))
         self.style_targets = [gram(backend, style_features[name]) for name in settings.style_layers]  # type: ignore[union-attr]
+
+    def features(self, x: Any) -> Dict[str, Any]:
+        """VGG-19 features of an image in the preset's domain."""
+        return self.extract((x - self.mean) / self.std if self.pixel else x)
 
     def terms(self, x: Any) -> Dict[str, Any]:
         B, settings = self.B, self.settings
-        features = self.extract(x)
+        features = self.features(x)
         content = sum_terms([content_loss(B, features[name], target)
                              for name, target in zip(settings.content_layers, self.content_targets)])  # type: ignore[arg-type]
         style = sum_terms([style_loss(B, features[name], target)
                            for name, target in zip(settings.style_layers, self.style_targets)])  # type: ignore[arg-type]
         out = {"content": settings.content_weight * content, "style": settings.style_weight * style,
-               "tv": settings.tv_weight * tv_loss(B, x)}
-        out["total"] = out["content"] + out["style"] + out["tv"]
+               "tv": settings.tv_weight * tv_loss(B, x) if settings.tv_weight else None}
+        out["total"] = out["content"] + out["style"] if out["tv"] is None else out["content"] + out["style"] + out["tv"]
         return out
 
 
@@ -248,11 +305,12 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     content_image = _as_image(content, "--content", max_pixels)
     style_image = _as_image(style, "--style", max_pixels)
     shape = target_size(content_image, size)
-    content_x = images.preprocess(content_image, shape)
-    style_x = images.preprocess(style_image, shape)
+    pixel = PRESETS[settings.preset]["domain"] == "pixel"
+    content_x = images.preprocess(content_image, shape, normalize=not pixel)
+    style_x = images.preprocess(style_image, shape, normalize=not pixel)
 
     B = get_backend(backend, device) if isinstance(backend, str) else backend
-    B.check_optimizer(settings.optimizer)  # before loading weights, which may take long
+    B.check_optimizer(settings.optimizer, settings.line_search)  # before loading weights, which may take long
     B.seed(settings.seed)
     if deterministic:
         B.set_deterministic()
@@ -263,32 +321,42 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
                       "use this for tests and smoke runs only", UntrainedWeightsWarning, stacklevel=2)
     objective = StyleLoss(B, vgg_weights, settings, content_x, style_x)
     optimizer = B.optimizer(settings.optimizer, initial_image(settings, content_x), settings.lr,
-                            settings.lr_decay, settings.lr_decay_every)
+                            settings.lr_decay, settings.lr_decay_every, line_search=settings.line_search)
+    low, high = (B.asarray(bound) for bound in images.valid_range(normalized=not pixel))
 
-    parts: Dict[str, Any] = {}
+    evaluations: List[Dict[str, Any]] = []
 
     def closure(x: Any) -> Any:
-        parts.update(objective.terms(x))
-        return parts["total"]
+        if settings.clamp == "closure":  # the tutorial: clamp the image itself, then evaluate
+            B.clip_(x, low, high)
+        evaluations.append(objective.terms(x))
+        return evaluations[-1]["total"]
 
     history: List[Dict[str, float]] = []
     for epoch in range(settings.epochs):
         started = time.perf_counter()
         lr = optimizer.lr
+        evaluations.clear()
         total = B.item(optimizer.step(closure))
+        if settings.clamp == "step":
+            B.clip_(optimizer.image, low, high)
         optimizer.epoch_end()
-        record = {"epoch": epoch + 1, "lr": lr, "content": B.item(parts["content"]),
-                  "style": B.item(parts["style"]), "tv": B.item(parts["tv"]),
-                  "total": total, "seconds": time.perf_counter() - started}
+        first = evaluations[0]  # the losses at the point this iteration started from, as `total`
+        record = {"epoch": epoch + 1, "lr": lr, "content": B.item(first["content"]),
+                  "style": B.item(first["style"]), "tv": 0.0 if first["tv"] is None else B.item(first["tv"]),
+                  "total": total, "evaluations": len(evaluations), "seconds": time.perf_counter() - started}
         if not math.isfinite(total):
             raise MultistyleError(f"the loss became {total} at epoch {epoch + 1}; lower --lr (now {settings.lr}) "
                                   f"or the loss weights, or check the weights file")
         history.append(record)
         if callback is not None:
-            callback(record, lambda: images.postprocess(B.to_numpy(optimizer.image)))
+            callback(record, lambda: images.postprocess(B.to_numpy(optimizer.image), normalized=not pixel))
 
+    if settings.clamp != "none":  # the tutorial clamps once more at the end
+        B.clip_(optimizer.image, low, high)
     final = B.to_numpy(optimizer.image)
-    return Result(image=images.postprocess(final), array=final, history=history, settings=settings,
+    return Result(image=images.postprocess(final, normalized=not pixel), array=final, history=history,
+                  settings=settings,
                   backend=B.name, device=B.device, framework_version=B.framework_version(),
                   weights=weights_label, untrained=untrained, size=shape, peak_device_memory=B.peak_device_memory())
 
@@ -315,7 +383,7 @@ def write_log(history: Sequence[Dict[str, float]], path: str, meta: Optional[Dic
         text = json.dumps({"meta": meta or {}, "epochs": list(history)}, indent=2)
     else:
         buffer = io.StringIO()
-        columns = ["epoch", "lr", "content", "style", "tv", "total", "seconds"]
+        columns = ["epoch", "lr", "content", "style", "tv", "total", "evaluations", "seconds"]
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in history:

@@ -64,7 +64,8 @@ def test_run_with_csv_log_long_edge_size_and_random_weights_warns(backend_name, 
     assert "random weights (untrained)" in stderr
     assert Image.open(out).size == (32, 24)  # content is 64x48: long edge 32 keeps 4:3
     lines = (tmp_path / "log.csv").read_text().splitlines()
-    assert lines[0] == "epoch,lr,content,style,tv,total,seconds" and len(lines) == 4
+    assert lines[0] == "epoch,lr,content,style,tv,total,evaluations,seconds" and len(lines) == 4
+    assert [line.split(",")[6] for line in lines[1:]] == ["1", "1", "1"]  # Adam: one evaluation an epoch
 
 
 def _errors(capsys, code, tmp_path, message):

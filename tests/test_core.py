@@ -108,7 +108,19 @@ def test_presets():
     assert torch_variant.content_layers == ("relu4_4",)
     assert Settings(preset="d2l-mxnet").resolved().lr == 0.9
     assert Settings(preset="d2l-mxnet", lr=0.1).resolved().lr == 0.1
-    assert set(PRESETS) == {"d2l", "d2l-pytorch", "d2l-mxnet"}
+    assert set(PRESETS) == {"d2l", "d2l-pytorch", "d2l-mxnet", "pytorch-tutorial", "viblo"}
+    assert (d2l.optimizer, d2l.clamp) == ("adam", "none")
+    tutorial = Settings(preset="pytorch-tutorial").resolved()
+    # The tutorial's conv_1..conv_5 and conv_4, named canonically.
+    assert tutorial.style_layers == ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1")
+    assert tutorial.content_layers == ("conv2_2",)
+    assert (tutorial.optimizer, tutorial.lr, tutorial.clamp, tutorial.epochs) == ("lbfgs", 1.0, "closure", 300)
+    assert (tutorial.content_weight, tutorial.style_weight, tutorial.tv_weight, tutorial.lr_decay) == (1, 1e6, 0, 1)
+    viblo = Settings(preset="viblo").resolved()
+    assert (viblo.optimizer, viblo.lr, viblo.style_layers) == ("rmsprop", 0.01, tutorial.style_layers)
+    # Each optimizer has its own default rate unless --lr is given.
+    assert Settings(optimizer="lbfgs").resolved().lr == 1.0 and Settings(optimizer="rmsprop").resolved().lr == 0.01
+    assert Settings(preset="viblo", optimizer="lbfgs", lr=0.5).resolved().lr == 0.5
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -121,6 +133,10 @@ def test_presets():
     ("init", "zeros", "--init"),
     ("preset", "gatys", "--preset: unknown preset 'gatys'"),
     ("seed", -1, "--seed"),
+    ("optimizer", "sgd", "--optimizer: expected one of adam, lbfgs, rmsprop"),
+    ("clamp", "sometimes", "--clamp: expected one of closure, step, end, none"),
+    ("line_search", True, "--line-search: only L-BFGS has a line search, not adam"),
+    ("lr", 0.0, "--lr: expected a positive number"),
 ])
 def test_bad_settings_are_refused(field, value, message):
     with pytest.raises(MultistyleError, match=message):

@@ -1,0 +1,246 @@
+"""Optimizers written once over the backend protocol, for frameworks that lack one.
+
+multistyle's optimizers have one semantics on every backend; a framework's own
+optimizer is used where it computes exactly that (see each backend's
+``native_optimizers``), and these where it does not:
+
+* :class:`LBFGS` -- MXNet has no L-BFGS.  This is the algorithm of
+  ``torch.optim.LBFGS`` (torch/optim/lbfgs.py, which ``paddle.optimizer.LBFGS``
+  ports line for line): the two-loop recursion with initial Hessian
+  ``H_diag = y.s / y.y``, a curvature pair kept only when ``y.s > 1e-10``, a
+  history of 100 pairs, a first step of ``min(1, 1/|g|_1) * lr``, and the same
+  termination tests (``max|g| <= tolerance_grad`` skips the update,
+  ``g.d > -tolerance_change`` stops before it).  One :meth:`LBFGS.step` is one
+  iteration, as ``torch.optim.LBFGS(max_iter=1)``: without line search it
+  evaluates the loss once.  The optional line search is the strong-Wolfe
+  search of Nocedal & Wright, *Numerical Optimization* (2nd ed.), algorithms
+  3.5 and 3.6, with cubic interpolation (their eq. 3.59), ``c1 = 1e-4``,
+  ``c2 = 0.9`` and at most 25 evaluations, the constants torch uses.
+* :class:`RMSprop` -- torch's formula ``x -= lr * g / (sqrt(v) + eps)`` with
+  ``v = alpha * v + (1 - alpha) * g**2``, alpha 0.99, eps 1e-8 (no momentum,
+  not centred).  Paddle's ``RMSProp`` and MXNet's ``RMSProp`` divide by
+  ``sqrt(v + eps)``, epsilon *inside* the root, which cannot be configured
+  away: where gradients are tiny that changes the step by orders of magnitude.
+
+Scalars (dot products, norms) are read to the host as Python floats: the
+control flow needs them there, and each is one small reduction next to a
+VGG-19 forward and backward pass.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+
+import numpy as np
+
+Tensor = Any  # a native tensor of the backend's framework
+Backend = Any  # a multistyle.backend.Backend (which imports this module, so not imported here)
+
+
+class Optimizer(abc.ABC):
+    """Updates one image tensor in place, the framework's own way.
+
+    ``step(closure)`` evaluates ``closure(image)`` with gradients recorded,
+    back-propagates and applies one update; it returns the loss tensor.
+    ``epoch_end()`` advances the learning-rate schedule by one epoch.
+    """
+
+    @abc.abstractmethod
+    def step(self, closure: Callable[[Tensor], Tensor]) -> Tensor:
+        """Run one optimisation step and return the loss the closure computed."""
+
+    @abc.abstractmethod
+    def epoch_end(self) -> None:
+        """Advance the learning-rate schedule by one epoch."""
+
+    @property
+    @abc.abstractmethod
+    def lr(self) -> float:
+        """The learning rate the next step will use."""
+
+    @property
+    @abc.abstractmethod
+    def image(self) -> Tensor:
+        """The image being optimised, as a native tensor."""
+
+
+#: The learning rate each optimizer uses when neither ``--lr`` nor the preset gives one.
+DEFAULT_LR = {"lbfgs": 1.0, "rmsprop": 0.01}
+
+
+def step_decay(lr: float, decay: float, every: int, epoch: int) -> float:
+    """The rate after ``epoch`` finished epochs: ``lr * decay ** (epoch // every)`` (torch's ``StepLR``)."""
+    return lr * decay ** (epoch // every)
+
+
+class CoreOptimizer(Optimizer):
+    """Holds the image as a native tensor and applies the step decay by epoch."""
+
+    def __init__(self, backend: Backend, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> None:
+        self.B = backend
+        self.x = backend.asarray(image)
+        self._lr0, self._decay, self._every = lr, lr_decay, lr_decay_every
+        self._epoch = 0
+
+    def epoch_end(self) -> None:
+        self._epoch += 1
+
+    @property
+    def lr(self) -> float:
+        return step_decay(self._lr0, self._decay, self._every, self._epoch)
+
+    @property
+    def image(self) -> Tensor:
+        return self.x
+
+    def dot(self, a: Tensor, b: Tensor) -> float:
+        return self.B.item(self.B.sum(a * b))
+
+    def max_abs(self, a: Tensor) -> float:
+        return self.B.item(self.B.max(self.B.abs(a)))
+
+
+class RMSprop(CoreOptimizer):
+    """``torch.optim.RMSprop`` with its defaults (alpha 0.99, eps 1e-8 outside the root), over the protocol."""
+
+    def __init__(self, backend: Backend, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
+                 alpha: float = 0.99, eps: float = 1e-8) -> None:
+        super().__init__(backend, image, lr, lr_decay, lr_decay_every)
+        self.alpha, self.eps = alpha, eps
+        self.v = backend.asarray(np.zeros_like(image, dtype=np.float32))
+
+    def step(self, closure: Callable[[Tensor], Tensor]) -> Tensor:
+        loss, g = self.B.loss_and_grad(closure, self.x)
+        # In torch's order: square_avg.mul_(alpha).addcmul_(g, g, 1 - alpha); param.addcdiv_(g, sqrt + eps, -lr).
+        self.v = self.v * self.alpha + g * g * (1.0 - self.alpha)
+        self.x = self.x - (g / (self.B.sqrt(self.v) + self.eps)) * self.lr
+        return loss
+
+
+class LBFGS(CoreOptimizer):
+    """L-BFGS as ``torch.optim.LBFGS(lr, max_iter=1, history_size=100)``, over the protocol."""
+
+    def __init__(self, backend: Backend, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
+                 line_search: bool = False, history_size: int = 100, tolerance_grad: float = 1e-7,
+                 tolerance_change: float = 1e-9) -> None:
+        super().__init__(backend, image, lr, lr_decay, lr_decay_every)
+        self.line_search = line_search
+        self.history_size = history_size
+        self.tolerance_grad, self.tolerance_change = tolerance_grad, tolerance_change
+        self.n_iter = 0
+        self.old_s: List[Tensor] = []
+        self.old_y: List[Tensor] = []
+        self.rho: List[float] = []
+        self.h_diag = 1.0
+        self.d: Optional[Tensor] = None
+        self.t = 0.0
+        self.prev_g: Optional[Tensor] = None
+
+    def step(self, closure: Callable[[Tensor], Tensor]) -> Tensor:
+        B = self.B
+        loss, g = B.loss_and_grad(closure, self.x)
+        if self.max_abs(g) <= self.tolerance_grad:  # optimal already: no update
+            return loss
+        self.n_iter += 1
+        if self.n_iter == 1:
+            d = -g
+        else:
+            y, s = g - self.prev_g, self.d * self.t
+            ys = self.dot(y, s)
+            if ys > 1e-10:  # keep the pair only where the curvature is positive
+                if len(self.old_y) == self.history_size:
+                    self.old_y.pop(0), self.old_s.pop(0), self.rho.pop(0)
+                self.old_y.append(y), self.old_s.append(s), self.rho.append(1.0 / ys)
+                self.h_diag = ys / self.dot(y, y)
+            d = self.two_loop(g)
+        self.prev_g = g
+        self.t = min(1.0, 1.0 / B.item(B.sum(B.abs(g)))) * self.lr if self.n_iter == 1 else self.lr
+        self.d = d
+        gtd = self.dot(g, d)
+        if gtd > -self.tolerance_change:  # not a descent direction any more
+            return loss
+        if self.line_search:
+            self.t = strong_wolfe(self, closure, B.item(loss), g, d, self.t, gtd)
+        self.x = self.x + d * self.t
+        return loss
+
+    def two_loop(self, g: Tensor) -> Tensor:
+        """``-H g`` for the L-BFGS inverse-Hessian approximation ``H`` (Nocedal & Wright, algorithm 7.4)."""
+        q = -g
+        alphas = [0.0] * len(self.old_y)
+        for i in range(len(self.old_y) - 1, -1, -1):
+            alphas[i] = self.dot(self.old_s[i], q) * self.rho[i]
+            q = q - self.old_y[i] * alphas[i]
+        r = q * self.h_diag
+        for i in range(len(self.old_y)):
+            beta = self.dot(self.old_y[i], r) * self.rho[i]
+            r = r + self.old_s[i] * (alphas[i] - beta)
+        return r
+
+
+def _cubic_minimum(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float,
+                   low: float, high: float) -> float:
+    """The minimiser in ``[low, high]`` of the cubic through two points with slopes (N&W eq. 3.59); else the middle."""
+    d1 = g1 + g2 - 3.0 * (f1 - f2) / (x1 - x2)
+    square = d1 * d1 - g1 * g2
+    if square < 0:
+        return (low + high) / 2.0
+    d2 = math.copysign(math.sqrt(square), x2 - x1)
+    denominator = g2 - g1 + 2.0 * d2
+    if denominator == 0:
+        return (low + high) / 2.0
+    return min(max(x2 - (x2 - x1) * (g2 + d2 - d1) / denominator, low), high)
+
+
+def strong_wolfe(opt: LBFGS, closure: Callable[[Tensor], Tensor], f0: float, g0: Tensor, d: Tensor, t: float,
+                 gtd0: float, c1: float = 1e-4, c2: float = 0.9, max_evals: int = 25) -> float:
+    """A step length along ``d`` from ``opt.x`` meeting the strong Wolfe conditions (N&W algorithms 3.5, 3.6)."""
+    B = opt.B
+    d_max = opt.max_abs(d)
+
+    def phi(step: float) -> Tuple[float, float]:
+        loss, grad = B.loss_and_grad(closure, opt.x + d * step)
+        return B.item(loss), opt.dot(grad, d)
+
+    evals = 0
+    t_prev, f_prev, gtd_prev = 0.0, f0, gtd0
+    bracket: Optional[List[Tuple[float, float, float]]] = None
+    while evals < max_evals:  # algorithm 3.5: grow the step until a bracket or an acceptable point
+        f, gtd = phi(t)
+        evals += 1
+        if f > f0 + c1 * t * gtd0 or (evals > 1 and f >= f_prev):
+            bracket = [(t_prev, f_prev, gtd_prev), (t, f, gtd)]
+            break
+        if abs(gtd) <= -c2 * gtd0:
+            return t
+        if gtd >= 0:
+            bracket = [(t, f, gtd), (t_prev, f_prev, gtd_prev)]
+            break
+        step = _cubic_minimum(t_prev, f_prev, gtd_prev, t, f, gtd, t + 0.01 * (t - t_prev), t * 10)
+        t_prev, f_prev, gtd_prev, t = t, f, gtd, step
+    if bracket is None:
+        return t
+    low, high = bracket  # algorithm 3.6 (zoom): `low` has the lower loss and satisfies the sufficient decrease
+    while evals < max_evals and abs(high[0] - low[0]) * d_max >= opt.tolerance_change:
+        left, right = sorted((low[0], high[0]))
+        t = _cubic_minimum(*low, *high, left, right)
+        margin = 0.1 * (right - left)
+        if min(t - left, right - t) < margin:  # too close to an end: step back from it
+            t = left + margin if t - left < right - t else right - margin
+        f, gtd = phi(t)
+        evals += 1
+        if f > f0 + c1 * t * gtd0 or f >= low[1]:
+            high = (t, f, gtd)
+        else:
+            if abs(gtd) <= -c2 * gtd0:
+                return t
+            if gtd * (high[0] - low[0]) >= 0:
+                high = low
+            low = (t, f, gtd)
+    return low[0]
+
+
+#: Optimizers by name: the core class, or ``None`` where only frameworks supply one.
+OPTIMIZERS: Dict[str, Optional[Type[CoreOptimizer]]] = {"adam": None, "lbfgs": LBFGS, "rmsprop": RMSprop}
