@@ -213,9 +213,14 @@ class TorchBackend(Backend):
         # max_iter=1: one multistyle epoch is one L-BFGS iteration (torch's default of 20 would make
         # one step() twenty iterations).  The history and the first-step scaling live in the
         # optimizer's state across step() calls, so the iterates are those of one long run.
+        # max_eval: torch gives the line search max_ls = max_eval - evaluations so far, and max_eval
+        # defaults to max_iter * 5 // 4 = 1, which leaves it no evaluation at all: it then returns a
+        # step of 0 whenever its first trial fails the Armijo test, and L-BFGS stalls for good.  1 + 25
+        # restores the 25 evaluations the search has by default (and Paddle's port always has).
         return self._optimizer(lambda params: torch.optim.LBFGS(
-            params, lr=lr, max_iter=1, history_size=100, tolerance_grad=1e-7, tolerance_change=1e-9,
-            line_search_fn="strong_wolfe" if line_search else None), image, lr_decay, lr_decay_every)
+            params, lr=lr, max_iter=1, max_eval=1 + 25, history_size=100, tolerance_grad=1e-7,
+            tolerance_change=1e-9, line_search_fn="strong_wolfe" if line_search else None),
+            image, lr_decay, lr_decay_every)
 
     def rmsprop(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
         return self._optimizer(lambda params: torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-8),

@@ -82,3 +82,46 @@ def adam(params: np.ndarray, grads: Sequence[np.ndarray], lrs: Sequence[float],
         v_hat = v / (1 - beta2 ** t)
         p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
         yield p.copy()
+
+
+def rmsprop(params: np.ndarray, grads: Sequence[np.ndarray], lrs: Sequence[float],
+            alpha: float = 0.99, eps: float = 1e-8):
+    """PyTorch-style RMSprop (epsilon outside the square root); yields params after each step."""
+    p = np.asarray(params, dtype=np.float64).copy()
+    v = np.zeros_like(p)
+    for g, lr in zip(grads, lrs):
+        v = alpha * v + (1 - alpha) * g * g
+        p = p - lr * g / (np.sqrt(v) + eps)
+        yield p.copy()
+
+
+def lbfgs(x0: np.ndarray, f_and_grad, steps: int, lr: float = 1.0, history: int = 100):
+    """Textbook L-BFGS with a fixed step (Nocedal & Wright alg. 7.4/7.5), float64; yields x after each iteration.
+
+    The first step is scaled by ``min(1, 1/|g|_1)``, later steps use ``lr``; a
+    curvature pair is kept only when ``y.s > 1e-10``; the initial inverse
+    Hessian is ``(y.s / y.y) I`` from the newest pair.
+    """
+    x = np.asarray(x0, dtype=np.float64).ravel().copy()
+    pairs = []  # (s, y, 1 / y.s)
+    gamma, previous = 1.0, None
+    for k in range(steps):
+        _, g = f_and_grad(x)
+        if previous is not None:
+            s, y = previous[0], g - previous[1]
+            if y @ s > 1e-10:
+                pairs = (pairs + [(s, y, 1.0 / (y @ s))])[-history:]
+                gamma = (y @ s) / (y @ y)
+        q = g.copy()
+        alphas = []
+        for s, y, rho in reversed(pairs):
+            alphas.append(rho * (s @ q))
+            q = q - alphas[-1] * y
+        r = gamma * q
+        for (s, y, rho), a in zip(pairs, reversed(alphas)):
+            r = r + s * (a - rho * (y @ r))
+        d = -r
+        t = min(1.0, 1.0 / np.abs(g).sum()) * lr if k == 0 else lr
+        previous = (t * d, g)
+        x = x + t * d
+        yield x.copy()
