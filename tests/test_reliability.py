@@ -237,8 +237,10 @@ def test_option_type_errors_are_one_line(capsys):
 def test_ctrl_c_keeps_the_last_snapshot_and_no_temporary_file(backend_name, image_files, tmp_path):
     out = tmp_path / "out.png"
     argv = run_args(image_files, out, "--backend", backend_name, "--save-every", "1", "--epochs", "100000")
+    # From the user's folder, not the repository's: there `python -m multistyle` would find the source
+    # folder ./multistyle, which lacks multistyle.backends (mapped from ./backends at install time).
     process = subprocess.Popen([sys.executable, "-m", "multistyle", *argv], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob("out.epoch*.png")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
