@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "report: results side by side, difference images, loss curves, "
                                               "timings and memory.")
     _add_run_options(compare, "compare")
+    compare.add_argument("--optimizers", metavar="NAMES",
+                         help="comma-separated optimizers to run on every backend (adam,lbfgs,rmsprop), each with "
+                              "its own default rate unless --lr is given; replaces --optimizer")
     bench = commands.add_parser("bench", help="time backends at several sizes",
                                 description="Seconds per iteration (median and p10-p90 after a warm-up), "
                                             "iterations per second and peak memory, per backend and size.")
@@ -303,12 +306,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     content = images.load_image(args.content, "--content", args.max_pixels)
     images.load_image(args.style, "--style", args.max_pixels)
     size = target_size(content, args.size)
+    variants = None
+    if args.optimizers:
+        names = list(dict.fromkeys(name.strip() for name in args.optimizers.split(",") if name.strip()))
+        unknown = [name for name in names if name not in OPTIMIZERS]
+        if unknown or not names:
+            raise MultistyleError(f"--optimizers: expected a comma-separated list of {', '.join(OPTIMIZERS)}, "
+                                  f"got {args.optimizers!r}")
+        args.optimizer = None
+        variants = {}
+        for name in names:
+            args.optimizer = name
+            variants[name] = settings_dict(_settings(args).resolved())
     data = compare.compare(backends, args.output, _job(args, settings, list(size)),
-                           compare.command_line(sys.argv[1:] if args.argv is None else args.argv))
+                           compare.command_line(sys.argv[1:] if args.argv is None else args.argv), variants)
     for row in data["backends"]:
-        print(f"{row['backend']:8} {row['seconds_per_iteration']:.4f} s/it  final loss {row['final']['total']:.5g}")
+        print(f"{row['label']:14} {row['seconds_per_iteration']:.4f} s/it  final loss {row['final']['total']:.5g}")
     for name, reason in {**data["unusable"], **data["failed"]}.items():
-        print(f"{name:8} did not run: {reason}")
+        print(f"{name:14} did not run: {reason}")
     print(f"wrote {os.path.join(args.output, 'index.html')}")
     return 0
 

@@ -57,7 +57,8 @@ def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
                           max_pixels=job.get("max_pixels", images.DEFAULT_MAX_PIXELS), callback=on_epoch,
                           deterministic=job.get("deterministic", False))
     seconds = time.perf_counter() - started
-    return {"backend": result.backend, "device": result.device, "framework": result.framework_version,
+    return {"backend": result.backend, "label": label, "optimizer": settings.optimizer,
+            "device": result.device, "framework": result.framework_version,
             "weights": result.weights, "untrained": result.untrained, "size": list(result.size),
             "history": result.history, "image": result.image, "snapshots": snapshots, "seconds": seconds,
             "peak_rss_bytes": peak_rss(),
@@ -86,15 +87,16 @@ def peak_rss() -> int:
 def run_isolated(job: Dict[str, Any]) -> Dict[str, Any]:
     """:func:`run_job` in a fresh child process; any failure comes back as ``{"error": "one line"}``."""
     context = multiprocessing.get_context("spawn")
+    failed = {"backend": job["backend"], "label": job.get("label", job["backend"])}
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         try:
             return pool.submit(run_job, job).result()
         except MultistyleError as exc:
-            return {"backend": job["backend"], "error": str(exc)}
+            return dict(failed, error=str(exc))
         except concurrent.futures.process.BrokenProcessPool:
-            return {"backend": job["backend"], "error": "the worker process died (out of memory, or a crash in the framework)"}
-        except Exception as exc:  # anything else in the worker (CUDA out of memory, a framework bug): this backend failed
-            return {"backend": job["backend"], "error": f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")}
+            return dict(failed, error="the worker process died (out of memory, or a crash in the framework)")
+        except Exception as exc:  # anything else in the worker (CUDA out of memory, a framework bug): this run failed
+            return dict(failed, error=f"{type(exc).__name__}: {first_line(exc)}".rstrip(": "))
 
 
 def usable_backends(names: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
@@ -123,7 +125,7 @@ def pixel_difference(a: np.ndarray, b: np.ndarray) -> Tuple[float, float]:
 
 
 def _plot(path: str, title: str, series: Dict[str, Tuple[Sequence[float], Sequence[float]]], ylabel: str,
-          log: bool) -> None:
+          log: bool, xlabel: str = "epoch") -> None:
     import matplotlib  # checked by compare() before any backend runs
 
     matplotlib.use("Agg")
@@ -135,7 +137,7 @@ def _plot(path: str, title: str, series: Dict[str, Tuple[Sequence[float], Sequen
     if log and all(v > 0 for _, y in series.values() for v in y):
         axes.set_yscale("log")
     axes.set_title(title)
-    axes.set_xlabel("epoch")
+    axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
     axes.legend()
@@ -154,14 +156,15 @@ def build_report(folder: str, results: List[Dict[str, Any]], unusable: Dict[str,
                  inputs: Dict[str, np.ndarray]) -> Dict[str, Any]:
     """Write images, plots, ``report.json`` and ``index.html`` into ``folder``; return the JSON data."""
     ok = [r for r in results if "error" not in r]
-    failed = {r["backend"]: r["error"] for r in results if "error" in r}
+    failed = {r["label"]: r["error"] for r in results if "error" in r}
     files = {"content": _save_png(inputs["content"], folder, "content.png"),
              "style": _save_png(inputs["style"], folder, "style.png")}
     for r in ok:
-        files[f"result_{r['backend']}"] = _save_png(r["image"], folder, f"result_{r['backend']}.png")
+        files[f"result_{r['label']}"] = _save_png(r["image"], folder, f"result_{r['label']}.png")
     pairs = []
-    for a, b in itertools.combinations(ok, 2):
-        name = f"{a['backend']}-{b['backend']}"
+    # Pixels are compared between backends running the same optimizer; across optimizers only losses are.
+    for a, b in ((a, b) for a, b in itertools.combinations(ok, 2) if a["optimizer"] == b["optimizer"]):
+        name = f"{a['label']}-{b['label']}"
         diff = np.abs(a["image"].astype(np.int16) - b["image"].astype(np.int16))
         files[f"diff_{name}"] = _save_png(np.clip(diff * DIFF_GAIN, 0, 255).astype(np.uint8), folder, f"diff_{name}.png")
         steps = sorted(set(a["snapshots"]) & set(b["snapshots"]))
@@ -173,9 +176,15 @@ def build_report(folder: str, results: List[Dict[str, Any]], unusable: Dict[str,
     plots = {}
     if ok:
         for term in TERMS:
-            series = {r["backend"]: ([h["epoch"] for h in r["history"]], [h[term] for h in r["history"]]) for r in ok}
+            series = {r["label"]: ([h["epoch"] for h in r["history"]], [h[term] for h in r["history"]]) for r in ok}
             plots[term] = f"loss_{term}.png"
             _plot(os.path.join(folder, plots[term]), f"{term} loss", series, "loss", log=True)
+        # Against wall-clock time: what an iteration costs differs by framework and optimizer.
+        series = {r["label"]: (list(itertools.accumulate(h["seconds"] for h in r["history"])),
+                               [h["total"] for h in r["history"]]) for r in ok}
+        plots["total_vs_seconds"] = "loss_total_vs_seconds.png"
+        _plot(os.path.join(folder, plots["total_vs_seconds"]), "total loss against time", series, "loss", log=True,
+              xlabel="seconds")
     if pairs:
         plots["drift"] = "pixel_drift.png"
         _plot(os.path.join(folder, plots["drift"]), "mean pixel difference between backends",
@@ -184,15 +193,16 @@ def build_report(folder: str, results: List[Dict[str, Any]], unusable: Dict[str,
     for r in ok:
         median, low, high = median_step(r["history"])
         others = {p["pair"]: {"max": p["max_pixel_difference"], "mean": p["mean_pixel_difference"]}
-                  for p in pairs if r["backend"] in p["pair"].split("-")}
-        rows.append({"backend": r["backend"], "framework": r["framework"], "device": r["device"],
+                  for p in pairs if r["label"] in p["pair"].split("-")}
+        rows.append({"label": r["label"], "backend": r["backend"], "optimizer": r["optimizer"],
+                     "framework": r["framework"], "device": r["device"],
                      "weights": r["weights"], "seconds_per_iteration": median, "seconds_p10": low, "seconds_p90": high,
                      "total_seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"],
                      "device_memory_bytes": r["device_memory_bytes"],
                      "final": {term: r["history"][-1][term] for term in TERMS}, "pixel_difference": others})
     data = {"meta": meta, "backends": rows, "pairs": pairs, "unusable": unusable, "failed": failed,
             "files": files, "plots": plots,
-            "history": {r["backend"]: r["history"] for r in ok}}
+            "history": {r["label"]: r["history"] for r in ok}}
     with images.atomic_write(os.path.join(folder, "report.json")) as handle:
         handle.write(json.dumps(data, indent=2).encode("utf-8"))
     with images.atomic_write(os.path.join(folder, "index.html")) as handle:
@@ -236,8 +246,8 @@ def render_html(data: Dict[str, Any]) -> str:
     parts.append(f"<figure><img src='{files['content']}' alt='content'><figcaption>content</figcaption></figure>")
     parts.append(f"<figure><img src='{files['style']}' alt='style'><figcaption>style</figcaption></figure>")
     for row in data["backends"]:
-        key = f"result_{row['backend']}"
-        parts.append(f"<figure><img src='{files[key]}' alt='{key}'><figcaption>{e(row['backend'])} "
+        key = f"result_{row['label']}"
+        parts.append(f"<figure><img src='{files[key]}' alt='{key}'><figcaption>{e(row['label'])} "
                      f"({e(row['framework'])}, {e(row['device'])})</figcaption></figure>")
     parts.append("</div>")
     if data["pairs"]:
@@ -260,12 +270,13 @@ def render_html(data: Dict[str, Any]) -> str:
                      "rounding difference in a tiny gradient can flip the direction of a whole step, so after a "
                      "few steps the images differ visibly, while each one is an equally good minimiser of the same "
                      "loss: the curves above stay together.</p>")
-    parts.append("<h2>Per backend</h2><table><tr><th>backend</th><th>framework</th><th>device</th>"
+    parts.append("<h2>Per run</h2><table><tr><th>backend</th><th>optimizer</th><th>framework</th><th>device</th>"
                  "<th>s/iteration (median, p10–p90)</th><th>total s</th><th>peak RSS</th><th>device memory</th>"
                  + "".join(f"<th>final {t}</th>" for t in TERMS) + "<th>pixel difference (max / mean)</th></tr>")
     for row in data["backends"]:
         diffs = "<br>".join(f"{e(k)}: {v['max']:.0f} / {v['mean']:.2f}" for k, v in row["pixel_difference"].items())
-        parts.append(f"<tr><td>{e(row['backend'])}</td><td>{e(row['framework'])}</td><td>{e(row['device'])}</td>"
+        parts.append(f"<tr><td>{e(row['label'])}</td><td>{e(row['optimizer'])}</td><td>{e(row['framework'])}</td>"
+                     f"<td>{e(row['device'])}</td>"
                      f"<td>{row['seconds_per_iteration']:.4f} ({row['seconds_p10']:.4f}–{row['seconds_p90']:.4f})</td>"
                      f"<td>{row['total_seconds']:.1f}</td><td>{_mb(row['peak_rss_bytes'])}</td>"
                      f"<td>{_mb(row['device_memory_bytes'])}</td>"
@@ -276,8 +287,14 @@ def render_html(data: Dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def compare(backends: Sequence[str], folder: str, job: Dict[str, Any], command: str) -> Dict[str, Any]:
-    """Run ``job`` on each usable backend and write the report into ``folder``."""
+def compare(backends: Sequence[str], folder: str, job: Dict[str, Any], command: str,
+            variants: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """Run ``job`` on each usable backend and write the report into ``folder``.
+
+    ``variants`` maps optimizer names to settings (each with that optimizer's
+    own rate unless one was given): every backend then runs each, labelled
+    ``backend_optimizer``.
+    """
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -293,19 +310,23 @@ def compare(backends: Sequence[str], folder: str, job: Dict[str, Any], command: 
     images.check_writable(os.path.join(folder, "index.html"), "--output")  # before any backend runs
     epochs = Settings(**job["settings"]).epochs
     job = dict(job, snapshots=True, snapshot_every=max(1, epochs // 50))
+    variants = variants or {job["settings"]["optimizer"]: job["settings"]}
     results = []
     for name in usable:
-        print(f"compare: running {name} ...", file=sys.stderr, flush=True)
-        results.append(run_isolated(dict(job, backend=name, label=name)))
+        for optimizer, settings in variants.items():
+            label = name if len(variants) == 1 else f"{name}_{optimizer}"
+            print(f"compare: running {label} ...", file=sys.stderr, flush=True)
+            results.append(run_isolated(dict(job, backend=name, label=label, settings=settings)))
     ok = [r for r in results if "error" not in r]
     if not ok:
-        raise MultistyleError("every backend failed: " + "; ".join(f"{r['backend']}: {r['error']}" for r in results))
+        raise MultistyleError("every run failed: " + "; ".join(f"{r['label']}: {r['error']}" for r in results))
     first = ok[0]
     content = images.load_image(job["content"], "--content", job.get("max_pixels", images.DEFAULT_MAX_PIXELS))
     style = images.load_image(job["style"], "--style", job.get("max_pixels", images.DEFAULT_MAX_PIXELS))
     size = tuple(first["size"])
     inputs = {name: images.postprocess(images.preprocess(image, size)) for name, image in (("content", content), ("style", style))}
     meta = {"command": command, "settings": job["settings"], "size": list(size), "weights": job["weights"],
+            "optimizers": {optimizer: settings for optimizer, settings in variants.items()},
             "untrained": first["untrained"], "zoo_weights": job["weights"] == "imagenet" and len(ok) > 1,
             "backends_requested": list(backends)}
     return build_report(folder, results, unusable, meta, inputs)

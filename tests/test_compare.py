@@ -111,6 +111,32 @@ def test_report_renders_in_headless_chromium_with_every_image_loaded(report, tmp
     assert pixels.shape[:2] == (1800, 1280) and pixels.std() > 10  # a page, not a blank
 
 
+@needs_a_backend
+def test_compare_optimizers_plots_loss_against_iterations_and_seconds(image_files, npz_weights, tmp_path, capsys):
+    folder = tmp_path / "report"
+    name = INSTALLED[0]
+    assert main(["compare", "--backends", name, "--optimizers", "adam,lbfgs,rmsprop", "--content",
+                 image_files["content"], "--style", image_files["style"], "--output", str(folder), "--size", "16x24",
+                 "--epochs", "3", "--weights", npz_weights, "--device", "cpu"]) == 0
+    data = json.loads((folder / "report.json").read_text())
+    labels = [f"{name}_{optimizer}" for optimizer in ("adam", "lbfgs", "rmsprop")]
+    assert [row["label"] for row in data["backends"]] == labels
+    assert [row["optimizer"] for row in data["backends"]] == ["adam", "lbfgs", "rmsprop"]
+    # Each optimizer ran with its own default rate: the d2l preset's 0.3 for Adam, 1 for L-BFGS, 0.01 for RMSprop.
+    assert [data["history"][label][0]["lr"] for label in labels] == pytest.approx([0.3, 1.0, 0.01])
+    assert data["pairs"] == []  # pixels are compared between backends, never across optimizers
+    assert "total_vs_seconds" in data["plots"] and (folder / data["plots"]["total_vs_seconds"]).is_file()
+    printed = capsys.readouterr().out
+    assert all(label in printed for label in labels)
+
+
+def test_compare_refuses_unknown_optimizers(image_files, tmp_path, capsys):
+    code = main(["compare", "--content", image_files["content"], "--style", image_files["style"],
+                 "--output", str(tmp_path / "r"), "--optimizers", "adam,sgd"])
+    assert code == 2 and "--optimizers: expected a comma-separated list of adam, lbfgs, rmsprop" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.skipif(bool(INSTALLED), reason="a framework is installed")
 def test_compare_with_no_usable_backend_says_so(image_files, tmp_path, capsys):
     code = main(["compare", "--content", image_files["content"], "--style", image_files["style"],

@@ -375,7 +375,7 @@ def test_compare_reports_a_backend_that_raised_and_runs_the_others(image_files, 
                  "--style", image_files["style"], "--output", str(folder), "--size", "16x16", "--epochs", "2",
                  "--weights", npz_weights, "--device", "cpu"])
     assert code == 0
-    assert "oom      did not run: RuntimeError: CUDA out of memory. Tried to allocate 20.00 GiB" in capsys.readouterr().out
+    assert f"{'oom':14} did not run: RuntimeError: CUDA out of memory. Tried to allocate 20.00 GiB" in capsys.readouterr().out
     data = json.loads((folder / "report.json").read_text())
     assert data["failed"] == {"oom": "RuntimeError: CUDA out of memory. Tried to allocate 20.00 GiB"}
     assert [row["backend"] for row in data["backends"]] == [installed[0]]
