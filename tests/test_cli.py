@@ -92,8 +92,13 @@ def _errors(capsys, code, tmp_path, message):
     (lambda a, p: a.extend(["--max-pixels", "100"]), "raise --max-pixels"),
     (lambda a, p: a.__setitem__(5, str(p / "out.gif2")), "cannot tell the image format"),
     (lambda a, p: a.__setitem__(5, str(p / "nodir" / "out.png")), "does not exist; create it first"),
+    (lambda a, p: a.extend(["--line-search"]), "--line-search: only L-BFGS has a line search, not adam"),
+    (lambda a, p: a.extend(["--preset", "viblo", "--line-search"]), "--line-search: only L-BFGS has a line search"),
+    (lambda a, p: a.extend(["--optimizer", "lbfgs", "--lr", "0"]), "--lr: expected a positive number, got 0.0"),
+    (lambda a, p: a.extend(["--optimizer", "rmsprop", "--lr", "-1"]), "--lr: expected a positive number"),
 ], ids=["missing", "directory", "backend", "size", "zero-size", "zero-epochs", "negative-epochs", "layer",
-        "weights-file", "log", "device", "max-pixels", "format", "folder"])
+        "weights-file", "log", "device", "max-pixels", "format", "folder", "line-search-adam", "line-search-rmsprop",
+        "zero-lr", "negative-lr"])
 def test_bad_input_one_line_error_and_nothing_written(image_files, tmp_path, capsys, change, message):
     args = job(image_files, tmp_path / "out.png")
     change(args, tmp_path)

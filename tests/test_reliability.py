@@ -224,7 +224,9 @@ def test_a_failing_write_is_one_line_and_leaves_nothing(backend_name, image_file
 def test_option_type_errors_are_one_line(capsys):
     for argv, message in ((["run", "--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
                           (["run", "--content", "a.png"], "the following arguments are required"),
-                          (["frobnicate"], "invalid choice: 'frobnicate'")):
+                          (["frobnicate"], "invalid choice: 'frobnicate'"),
+                          (["run", "--optimizer", "sgd"], "argument --optimizer: invalid choice: 'sgd'"),
+                          (["run", "--clamp", "often"], "argument --clamp: invalid choice: 'often'")):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2
