@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from . import __version__, images
 from .backend import backend_names, describe_backends, parse_device
 from .errors import MultistyleError
 from .optim import OPTIMIZERS
+from .progress import ProgressBar
 from .transfer import (CLAMPS, DEFAULT_SIZE, PRESETS, Settings, UntrainedWeightsWarning, settings_dict, target_size,
                        transfer, write_log)
 from .vgg import parse_weights_spec
@@ -161,37 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
     info = actions.add_parser("info", help="format, layers, shapes, dtype and checksum of a file")
     info.add_argument("file", metavar="FILE")
     return parser
-
-
-class ProgressBar:
-    """A one-line progress display on a terminal; silent elsewhere."""
-
-    def __init__(self, total: int, stream: TextIO, enabled: bool, label: str = "") -> None:
-        self.label = label + " " if label else ""
-        self.total = total
-        self.stream = stream
-        self.enabled = enabled
-        self.started = time.perf_counter()
-        self.last_draw = 0.0
-
-    def update(self, record: Dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        done = int(record["epoch"])
-        if done < self.total and now - self.last_draw < 0.1:
-            return
-        self.last_draw = now
-        width = 24
-        filled = width * done // self.total
-        rate = (now - self.started) / done
-        self.stream.write(
-            f"\r{self.label}[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-            f"total {record['total']:.4g}  content {record['content']:.3g}  style {record['style']:.3g}  "
-            f"tv {record['tv']:.3g}  {rate:.3f}s/it ")
-        if done == self.total:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def _intermediate_path(output: str, epoch: int) -> str:

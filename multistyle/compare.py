@@ -27,6 +27,7 @@ import numpy as np
 from . import images
 from .backend import describe_backends
 from .errors import MultistyleError, first_line
+from .progress import ProgressBar
 from .transfer import Settings, UntrainedWeightsWarning, transfer
 
 TERMS = ("content", "style", "tv", "total")
@@ -35,8 +36,6 @@ DIFF_GAIN = 8  # difference images show |a - b| x 8 (in 0..255 levels), clipped
 
 def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
     """Run one backend's job in this process and measure it.  Runs in a child process."""
-    from .cli import ProgressBar
-
     settings = Settings(**job["settings"])
     every = max(1, int(job.get("snapshot_every", 1)))
     snapshots: Dict[int, np.ndarray] = {}

@@ -209,7 +209,7 @@ def test_missing_framework_error_names_the_extra(name, image_files, tmp_path, ca
 def test_progress_bar_shows_losses_on_a_terminal_only():
     import io
 
-    from multistyle.cli import ProgressBar
+    from multistyle.progress import ProgressBar
 
     stream = io.StringIO()
     bar = ProgressBar(3, stream, enabled=True)
