@@ -8,7 +8,7 @@ Threads: importing Paddle sets ``OMP_NUM_THREADS=1`` when it is unset, which
 makes Paddle (and any framework imported after it) run on one core; measured
 here, a VGG-19 step then takes about 1.6 times as long on two cores.  So this
 module sets ``OMP_NUM_THREADS`` to the number of usable cores before the
-import, unless the user has set it, and silences the warning Paddle prints
+import (:func:`multistyle.backend.use_all_cores`), unless the user has set it, and silences the warning Paddle prints
 about it (it concerns data-parallel training).
 """
 
@@ -22,26 +22,19 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from multistyle.backend import Backend, Optimizer, use_all_cores
 
-def _cpu_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-os.environ.setdefault("OMP_NUM_THREADS", str(_cpu_threads()))
+use_all_cores()  # before the import: Paddle would set OMP_NUM_THREADS=1
 with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
     # Paddle warns that ccache (a C++ build cache) is missing, and prints a
     # data-parallel warning when OMP_NUM_THREADS > 1; neither applies here.
     warnings.filterwarnings("ignore", message=".*ccache.*")
     import paddle
-from paddle import nn
+from paddle import nn  # noqa: E402
 
-from multistyle.backend import Backend, Optimizer
-from multistyle.errors import WeightsError
-from multistyle.safe_pickle import load_state_dict
-from multistyle.vgg import LAYERS, Weights, state_dict
+from multistyle.errors import WeightsError  # noqa: E402
+from multistyle.safe_pickle import load_state_dict  # noqa: E402
+from multistyle.vgg import LAYERS, Weights, state_dict  # noqa: E402
 
 
 class PaddleOptimizer(Optimizer):

@@ -219,6 +219,24 @@ class Backend(abc.ABC):
         """The framework's Adam (epsilon 1e-8, added after the bias correction) with a step decay."""
 
 
+def use_all_cores() -> None:
+    """Set ``OMP_NUM_THREADS`` to the usable cores before a framework's import, unless the user has set it.
+
+    Called by backends whose framework picks fewer OpenMP threads than there
+    are usable cores when the variable is unset: Paddle sets it to 1 at
+    import (``paddle/base/__init__.py``), and MXNet uses half the logical
+    processors on x86, assuming hyper-threads (``src/engine/openmp.cc``,
+    ``OpenMP::OpenMP``): one thread on a 2-core machine.  Both read the
+    variable only at import, so this must run first; a value the user set is
+    kept.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(cores))
+
+
 _DEVICE = re.compile(r"^(auto|cpu|gpu)(?::(\d+))?$")
 
 

@@ -382,3 +382,20 @@ def test_compare_reports_a_backend_that_raised_and_runs_the_others(image_files, 
     assert data["failed"] == {"oom": "RuntimeError: CUDA out of memory. Tried to allocate 20.00 GiB"}
     assert [row["backend"] for row in data["backends"]] == [installed[0]]
     assert "Backend <b>oom</b> did not run: RuntimeError: CUDA out of memory" in (folder / "index.html").read_text()
+
+
+@pytest.mark.parametrize("name", ["mxnet", "paddle"])
+def test_backends_use_every_core_unless_the_user_says_otherwise(name, tmp_path):
+    """MXNet would run half the logical processors' worth of OpenMP threads, Paddle one."""
+    require(name)
+    code = ("import os, warnings; warnings.simplefilter('ignore');"
+            f"from multistyle.backend import load_backend_class; load_backend_class({name!r});"
+            "print(os.environ['OMP_NUM_THREADS'])")
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for preset, expected in ((None, str(cores)), ("1", "1")):
+        if preset is not None:
+            env["OMP_NUM_THREADS"] = preset
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == expected, (preset, out.stdout)

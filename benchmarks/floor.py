@@ -1,0 +1,98 @@
+"""The floor of each framework: what one style-transfer iteration cannot undercut.
+
+The same VGG-19 layers the d2l presets run (``features`` up to ``conv5_1``,
+index 28), frozen, a forward pass and the gradient with respect to the input
+only, written bare in each framework with nothing of multistyle in between:
+no losses, no optimizer.  ``chapter_vs_multistyle.py`` times these beside the
+chapter's loop and ``multistyle.transfer``.  Each function returns the
+seconds of every iteration, read back to the host each time (MXNet runs
+asynchronously).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+LAST = 28  # conv5_1, the deepest layer of the d2l presets
+Weights = Dict[int, Tuple[np.ndarray, np.ndarray]]
+
+
+def torch_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float]:
+    import torch
+    import torchvision
+
+    net = torchvision.models.vgg19().features[: LAST + 1]
+    with torch.no_grad():
+        for i, (w, b) in ((i, wb) for i, wb in weights.items() if i <= LAST):
+            net[i].weight.copy_(torch.from_numpy(w))
+            net[i].bias.copy_(torch.from_numpy(b))
+    net.eval().requires_grad_(False)
+    image = torch.tensor(x, requires_grad=True)
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        loss = net(image).mean()
+        (grad,) = torch.autograd.grad(loss, image)
+        loss.item()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def mxnet_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float]:
+    import mxnet as mx
+    from mxnet import autograd, nd
+    from mxnet.gluon.model_zoo import vision
+
+    features = vision.vgg19(pretrained=False).features
+    net = mx.gluon.nn.Sequential()
+    for i in range(LAST + 1):
+        net.add(features[i])
+    net.initialize(ctx=mx.cpu())
+    net(nd.array(x))  # materialise deferred shapes before setting weights
+    for i, (w, b) in ((i, wb) for i, wb in weights.items() if i <= LAST):
+        net[i].weight.set_data(nd.array(w))
+        net[i].bias.set_data(nd.array(b))
+    net.collect_params().setattr("grad_req", "null")
+    image = nd.array(x)
+    image.attach_grad()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        with autograd.record():
+            loss = net(image).mean()
+        loss.backward()
+        image.grad.wait_to_read()
+        float(loss.asscalar())
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def paddle_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ccache.*")
+        import paddle
+
+    net = paddle.vision.models.vgg19(pretrained=False).features[: LAST + 1]
+    for i, (w, b) in ((i, wb) for i, wb in weights.items() if i <= LAST):
+        net[i].weight.set_value(w)
+        net[i].bias.set_value(b)
+    net.eval()
+    for param in net.parameters():
+        param.stop_gradient = True
+    image = paddle.to_tensor(x)
+    image.stop_gradient = False
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        loss = net(image).mean()
+        (grad,) = paddle.grad(loss, image)
+        float(loss)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+FLOORS = {"torch": torch_floor, "mxnet": mxnet_floor, "paddle": paddle_floor}
