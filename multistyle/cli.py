@@ -91,6 +91,11 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
                       help="where the image is clamped to its valid range: inside every loss evaluation, after "
                            "every step, at the end, never (default: the preset's, none for d2l, closure for "
                            "the tutorials)")
+    algo.add_argument("--until-loss", type=float, default=None, metavar="VALUE",
+                      help="stop once the total loss is at or below VALUE")
+    algo.add_argument("--tol", type=float, default=None, metavar="REL",
+                      help="stop once the best loss of the last 20 epochs is less than REL (relative) below the "
+                           "best before them")
     algo.add_argument("--content-weight", type=float, default=None, help="default: the preset's, 1")
     algo.add_argument("--style-weight", type=float, default=None,
                       help="default: the preset's: 1e4 for d2l, the chapter's effective weight (it writes 1e3 but "
@@ -227,11 +232,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.log:
         meta = {"backend": result.backend, "device": result.device, "framework": result.framework_version,
                 "weights": result.weights, "size": list(result.size), "settings": settings_dict(result.settings),
-                "seconds": elapsed}
+                "seconds": elapsed, "stopped": result.stopped}
         write_log(result.history, args.log, meta)
     final = result.history[-1]
     print(f"wrote {args.output} ({result.size[0]}x{result.size[1]}, {result.backend} on {result.device}, "
-          f"{len(result.history)} epochs in {elapsed:.1f} s, final loss {final['total']:.4g})")
+          f"{len(result.history)} epochs in {elapsed:.1f} s, final loss {final['total']:.4g})"
+          + (f"; stopped early: {result.stopped}" if result.stopped else ""))
     return 0
 
 
@@ -244,7 +250,7 @@ def _settings(args: argparse.Namespace) -> Settings:
                     lr=args.lr, lr_decay=args.lr_decay, lr_decay_every=args.lr_decay_every, epochs=args.epochs,
                     content_weight=args.content_weight, style_weight=args.style_weight,
                     tv_weight=args.tv_weight, init=args.init, seed=args.seed, optimizer=args.optimizer,
-                    clamp=args.clamp, line_search=args.line_search)
+                    clamp=args.clamp, line_search=args.line_search, until_loss=args.until_loss, tol=args.tol)
 
 
 def _backend_list(text: str) -> List[str]:

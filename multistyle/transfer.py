@@ -105,6 +105,8 @@ class Settings:
     tv_weight: Optional[float] = None
     clamp: Optional[str] = None
     line_search: bool = False
+    until_loss: Optional[float] = None
+    tol: Optional[float] = None
     init: str = "content"
     seed: int = 0
 
@@ -142,6 +144,11 @@ class Settings:
             raise MultistyleError(f"--init: expected content or noise, got {out.init!r}")
         if out.clamp not in CLAMPS:
             raise MultistyleError(f"--clamp: expected one of {', '.join(CLAMPS)}, got {out.clamp!r}")
+        if out.until_loss is not None:
+            _positive("--until-loss", out.until_loss)
+        if out.tol is not None and not (isinstance(out.tol, (int, float)) and 0 < out.tol < 1):
+            raise MultistyleError(f"--tol: expected a relative improvement between 0 and 1 (e.g. 0.001), "
+                                  f"got {out.tol!r}")
         if out.line_search and out.optimizer != "lbfgs":
             raise MultistyleError(f"--line-search: only L-BFGS has a line search, not {out.optimizer}; "
                                   f"use --optimizer lbfgs or drop --line-search")
@@ -172,6 +179,7 @@ class Result:
     untrained: bool
     size: Tuple[int, int]
     peak_device_memory: Optional[int] = None  # bytes, where the framework reports it
+    stopped: str = ""  # why the run ended before --epochs (--until-loss, --tol), or ""
 
     def save(self, path: str) -> None:
         """Save the image atomically; the format follows the extension."""
@@ -351,6 +359,11 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
         history.append(record)
         if callback is not None:
             callback(record, lambda: images.postprocess(B.to_numpy(optimizer.image), normalized=not pixel))
+        stopped = stop_reason(settings, history)
+        if stopped:
+            break
+    else:
+        stopped = ""
 
     if settings.clamp != "none":  # the tutorial clamps once more at the end
         B.clip_(optimizer.image, low, high)
@@ -358,7 +371,31 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     return Result(image=images.postprocess(final, normalized=not pixel), array=final, history=history,
                   settings=settings,
                   backend=B.name, device=B.device, framework_version=B.framework_version(),
-                  weights=weights_label, untrained=untrained, size=shape, peak_device_memory=B.peak_device_memory())
+                  weights=weights_label, untrained=untrained, size=shape, peak_device_memory=B.peak_device_memory(),
+                  stopped=stopped)
+
+
+#: Epochs over which --tol measures the improvement.
+TOL_WINDOW = 20
+
+
+def stop_reason(settings: Settings, history: Sequence[Dict[str, float]]) -> str:
+    """Why to stop after the last epoch of ``history`` (``--until-loss``, ``--tol``), or ``""`` to go on.
+
+    ``--tol`` compares the best loss of the last 20 epochs with the best one
+    before them, so a single spike (L-BFGS) neither stops a run nor hides progress.
+    """
+    epoch, total = len(history), history[-1]["total"]
+    if settings.until_loss is not None and total <= settings.until_loss:
+        return f"the loss reached {total:.6g} <= --until-loss {settings.until_loss:g} at epoch {epoch}"
+    if settings.tol is not None and epoch > TOL_WINDOW:
+        before = min(row["total"] for row in history[:-TOL_WINDOW])
+        recent = min(row["total"] for row in history[-TOL_WINDOW:])
+        if recent > before * (1 - settings.tol):
+            gain = (before - recent) / before
+            return (f"the loss improved by {max(gain, 0):.2g} (< --tol {settings.tol:g}) over the "
+                    f"{TOL_WINDOW} epochs to epoch {epoch}")
+    return ""
 
 
 def initial_image(settings: Settings, content_x: np.ndarray) -> np.ndarray:

@@ -96,9 +96,13 @@ def _errors(capsys, code, tmp_path, message):
     (lambda a, p: a.extend(["--preset", "viblo", "--line-search"]), "--line-search: only L-BFGS has a line search"),
     (lambda a, p: a.extend(["--optimizer", "lbfgs", "--lr", "0"]), "--lr: expected a positive number, got 0.0"),
     (lambda a, p: a.extend(["--optimizer", "rmsprop", "--lr", "-1"]), "--lr: expected a positive number"),
+    (lambda a, p: a.extend(["--tol", "0"]), "--tol: expected a relative improvement between 0 and 1"),
+    (lambda a, p: a.extend(["--tol", "1.5"]), "--tol: expected a relative improvement between 0 and 1"),
+    (lambda a, p: a.extend(["--until-loss", "-3"]), "--until-loss: expected a positive number"),
+    (lambda a, p: a.extend(["--until-loss", "nan"]), "--until-loss: expected a positive number"),
 ], ids=["missing", "directory", "backend", "size", "zero-size", "zero-epochs", "negative-epochs", "layer",
         "weights-file", "log", "device", "max-pixels", "format", "folder", "line-search-adam", "line-search-rmsprop",
-        "zero-lr", "negative-lr"])
+        "zero-lr", "negative-lr", "zero-tol", "big-tol", "negative-until-loss", "nan-until-loss"])
 def test_bad_input_one_line_error_and_nothing_written(image_files, tmp_path, capsys, change, message):
     args = job(image_files, tmp_path / "out.png")
     change(args, tmp_path)
@@ -234,3 +238,24 @@ def test_same_seed_gives_identical_files(backend_name, image_files, tmp_path, ca
     # rounding difference may tip a value across a level); another seed gives another picture.
     assert np.abs(outputs[0] - outputs[1]).max() <= 1
     assert np.abs(outputs[0] - outputs[2]).mean() > 1.0
+
+
+def test_until_loss_and_tol_stop_early_and_say_why(backend_name, image_files, tmp_path, capsys):
+    # A first run tells the losses; the loss after epoch 3 becomes the target of the second.
+    log = tmp_path / "log.json"
+    assert main(["run", *job(image_files, tmp_path / "a.png", "--backend", backend_name, "--epochs", "8", "--log",
+                    str(log))]) == 0
+    totals = [row["total"] for row in json.loads(log.read_text())["epochs"]]
+    target = totals[3] * (1 + 1e-4)
+    first_below = next(i for i, total in enumerate(totals) if total <= target)
+    assert main(["run", *job(image_files, tmp_path / "b.png", "--backend", backend_name, "--epochs", "8", "--log",
+                             str(log), "--until-loss", repr(target))]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(log.read_text())
+    assert len(data["epochs"]) == first_below + 1 < 8
+    assert data["meta"]["stopped"].startswith("the loss reached") and "stopped early: the loss reached" in out
+    # --tol 0.999: no 20 epochs improve the loss by 99.9 %, so the run stops right after the first window.
+    assert main(["run", *job(image_files, tmp_path / "c.png", "--backend", backend_name, "--epochs", "40", "--size",
+                             "16x16", "--log", str(log), "--tol", "0.999")]) == 0
+    data = json.loads(log.read_text())
+    assert len(data["epochs"]) == 21 and "(< --tol 0.999) over the 20 epochs to epoch 21" in data["meta"]["stopped"]

@@ -335,3 +335,22 @@ def test_device_errors():
     for bad in ("cuda", "cpu:1", "gpu:a"):
         with pytest.raises(MultistyleError, match="--device: expected auto, cpu, gpu or gpu:N"):
             registry.resolve_device(bad, ["cpu"], "x")
+
+
+def test_stop_rules_ignore_a_single_spike():
+    from multistyle.transfer import stop_reason
+
+    def history(totals):
+        return [{"epoch": i + 1, "total": t} for i, t in enumerate(totals)]
+
+    settings = Settings(tol=0.01).resolved()
+    improving = [100.0 * 0.99 ** i for i in range(30)]  # 1 % an epoch: 18 % over 20 epochs
+    assert stop_reason(settings, history(improving)) == ""
+    spiky = improving[:29] + [1e6]  # an L-BFGS blow-up on the last epoch: the window's best still improved
+    assert stop_reason(settings, history(spiky)) == ""
+    flat = improving[:10] + [improving[9] * (1 - 0.001)] * 20  # 0.1 % over the last 20 epochs
+    assert "(< --tol 0.01) over the 20 epochs to epoch 30" in stop_reason(settings, history(flat))
+    assert stop_reason(settings, history(flat[:20])) == ""  # no full window before epoch 21
+    target = Settings(until_loss=50.0).resolved()
+    assert stop_reason(target, history([80.0, 50.0])) == "the loss reached 50 <= --until-loss 50 at epoch 2"
+    assert stop_reason(target, history([80.0, 50.1])) == ""
