@@ -91,6 +91,10 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
                       help="where the image is clamped to its valid range: inside every loss evaluation, after "
                            "every step, at the end, never (default: the preset's, none for d2l, closure for "
                            "the tutorials)")
+    algo.add_argument("--scales", type=int, default=1, metavar="N",
+                      help="coarse to fine: optimise first at 1/2**(N-1) of the size, then double it, starting "
+                           "each scale from the last result; the epochs go mostly to the small scales "
+                           "(default: %(default)s)")
     algo.add_argument("--until-loss", type=float, default=None, metavar="VALUE",
                       help="stop once the total loss is at or below VALUE")
     algo.add_argument("--tol", type=float, default=None, metavar="REL",
@@ -250,7 +254,8 @@ def _settings(args: argparse.Namespace) -> Settings:
                     lr=args.lr, lr_decay=args.lr_decay, lr_decay_every=args.lr_decay_every, epochs=args.epochs,
                     content_weight=args.content_weight, style_weight=args.style_weight,
                     tv_weight=args.tv_weight, init=args.init, seed=args.seed, optimizer=args.optimizer,
-                    clamp=args.clamp, line_search=args.line_search, until_loss=args.until_loss, tol=args.tol)
+                    clamp=args.clamp, line_search=args.line_search, until_loss=args.until_loss, tol=args.tol,
+                    scales=args.scales)
 
 
 def _backend_list(text: str) -> List[str]:

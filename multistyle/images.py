@@ -154,6 +154,14 @@ def postprocess(array: np.ndarray, normalized: bool = True) -> np.ndarray:
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def resize_array(array: np.ndarray, size: Size) -> np.ndarray:
+    """Resize a ``(1, 3, h, w)`` float image to ``size`` = ``(H, W)``, channel by channel, bilinear (Pillow)."""
+    height, width = size
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(channel, dtype=np.float32), mode="F")
+                           .resize((width, height), Image.BILINEAR)) for channel in np.asarray(array)[0]]
+    return np.stack(channels)[None].astype(np.float32)
+
+
 def valid_range(normalized: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """The bounds of a valid image, ``(1, 3, 1, 1)`` each: [0, 1] per channel, normalised or not."""
     low, high = np.zeros(3, np.float32), np.ones(3, np.float32)

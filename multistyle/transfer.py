@@ -107,6 +107,7 @@ class Settings:
     line_search: bool = False
     until_loss: Optional[float] = None
     tol: Optional[float] = None
+    scales: int = 1
     init: str = "content"
     seed: int = 0
 
@@ -144,6 +145,9 @@ class Settings:
             raise MultistyleError(f"--init: expected content or noise, got {out.init!r}")
         if out.clamp not in CLAMPS:
             raise MultistyleError(f"--clamp: expected one of {', '.join(CLAMPS)}, got {out.clamp!r}")
+        _positive("--scales", out.scales, integer=True)
+        if out.scales > out.epochs:  # type: ignore[operator]
+            raise MultistyleError(f"--scales: {out.scales} scales need at least as many epochs, got {out.epochs}")
         if out.until_loss is not None:
             _positive("--until-loss", out.until_loss)
         if out.tol is not None and not (isinstance(out.tol, (int, float)) and 0 < out.tol < 1):
@@ -314,8 +318,7 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     style_image = _as_image(style, "--style", max_pixels)
     shape = target_size(content_image, size)
     pixel = PRESETS[settings.preset]["domain"] == "pixel"
-    content_x = images.preprocess(content_image, shape, normalize=not pixel)
-    style_x = images.preprocess(style_image, shape, normalize=not pixel)
+    plan = scale_plan(shape, settings.scales, settings.epochs)  # type: ignore[arg-type]
 
     B = get_backend(backend, device) if isinstance(backend, str) else backend
     B.check_optimizer(settings.optimizer, settings.line_search)  # before loading weights, which may take long
@@ -327,11 +330,44 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     if untrained:
         warnings.warn("VGG-19 has random weights (untrained): the result is not a stylised image; "
                       "use this for tests and smoke runs only", UntrainedWeightsWarning, stacklevel=2)
-    objective = StyleLoss(B, vgg_weights, settings, content_x, style_x)
-    optimizer = B.optimizer(settings.optimizer, initial_image(settings, content_x), settings.lr,
-                            settings.lr_decay, settings.lr_decay_every, line_search=settings.line_search)
     low, high = (B.asarray(bound) for bound in images.valid_range(normalized=not pixel))
+    history: List[Dict[str, float]] = []
+    stopped, start = "", None
+    for number, (scale_shape, epochs) in enumerate(plan):
+        content_x = images.preprocess(content_image, scale_shape, normalize=not pixel)
+        style_x = images.preprocess(style_image, scale_shape, normalize=not pixel)
+        # The first scale starts as the settings say; each later one from the previous result, upsampled.
+        start = initial_image(settings, content_x) if start is None else images.resize_array(start, scale_shape)
+        objective = StyleLoss(B, vgg_weights, settings, content_x, style_x)
+        optimizer = B.optimizer(settings.optimizer, start, settings.lr, settings.lr_decay,  # type: ignore[arg-type]
+                                settings.lr_decay_every, line_search=settings.line_search)
+        stopped = _optimise(B, objective, optimizer, settings, epochs, (low, high), history, callback,
+                            pixel, number if len(plan) > 1 else None, final=number == len(plan) - 1)
+        start = B.to_numpy(optimizer.image)
+        if stopped:
+            break
 
+    if settings.clamp != "none":  # the tutorial clamps once more at the end
+        B.clip_(optimizer.image, low, high)
+    final = B.to_numpy(optimizer.image)
+    if final.shape[2:] != tuple(shape):  # stopped early at a coarse scale: deliver the size asked for
+        final = images.resize_array(final, shape)
+    return Result(image=images.postprocess(final, normalized=not pixel), array=final, history=history,
+                  settings=settings,
+                  backend=B.name, device=B.device, framework_version=B.framework_version(),
+                  weights=weights_label, untrained=untrained, size=shape, peak_device_memory=B.peak_device_memory(),
+                  stopped=stopped)
+
+
+def _optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Settings, epochs: int,
+              bounds: Tuple[Any, Any], history: List[Dict[str, float]], callback: Optional[Callback], pixel: bool,
+              scale: Optional[int], final: bool) -> str:
+    """Run ``epochs`` iterations, appending to ``history``; return why it stopped early, or ``""``.
+
+    The stop rules judge only the ``final`` (full-size) scale: losses at other sizes are not comparable.
+    """
+    low, high = bounds
+    first_epoch = len(history)
     evaluations: List[Dict[str, Any]] = []
 
     def closure(x: Any) -> Any:
@@ -340,8 +376,7 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
         evaluations.append(objective.terms(x))
         return evaluations[-1]["total"]
 
-    history: List[Dict[str, float]] = []
-    for epoch in range(settings.epochs):
+    for _ in range(epochs):
         started = time.perf_counter()
         lr = optimizer.lr
         evaluations.clear()
@@ -350,29 +385,39 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
             B.clip_(optimizer.image, low, high)
         optimizer.epoch_end()
         first = evaluations[0]  # the losses at the point this iteration started from, as `total`
-        record = {"epoch": epoch + 1, "lr": lr, "content": B.item(first["content"]),
+        epoch = len(history) + 1
+        record = {"epoch": epoch, "lr": lr, "content": B.item(first["content"]),
                   "style": B.item(first["style"]), "tv": 0.0 if first["tv"] is None else B.item(first["tv"]),
                   "total": total, "evaluations": len(evaluations), "seconds": time.perf_counter() - started}
+        if scale is not None:
+            record["scale"] = scale
         if not math.isfinite(total):
-            raise MultistyleError(f"the loss became {total} at epoch {epoch + 1}; lower --lr (now {settings.lr}) "
+            raise MultistyleError(f"the loss became {total} at epoch {epoch}; lower --lr (now {settings.lr}) "
                                   f"or the loss weights, or check the weights file")
         history.append(record)
         if callback is not None:
             callback(record, lambda: images.postprocess(B.to_numpy(optimizer.image), normalized=not pixel))
-        stopped = stop_reason(settings, history)
+        stopped = stop_reason(settings, history[first_epoch:]) if final else ""
         if stopped:
-            break
-    else:
-        stopped = ""
+            return stopped
+    return ""
 
-    if settings.clamp != "none":  # the tutorial clamps once more at the end
-        B.clip_(optimizer.image, low, high)
-    final = B.to_numpy(optimizer.image)
-    return Result(image=images.postprocess(final, normalized=not pixel), array=final, history=history,
-                  settings=settings,
-                  backend=B.name, device=B.device, framework_version=B.framework_version(),
-                  weights=weights_label, untrained=untrained, size=shape, peak_device_memory=B.peak_device_memory(),
-                  stopped=stopped)
+
+def scale_plan(shape: Tuple[int, int], scales: int, epochs: int) -> List[Tuple[Tuple[int, int], int]]:
+    """``[(size, epochs), ...]`` from coarse to fine for ``--scales``: each size half the next one.
+
+    The epochs are weighted 2**(scales - 1 - k) toward the coarse scales, where an epoch costs a
+    quarter as much per halving, and every scale gets at least one.
+    """
+    height, width = shape
+    sizes = [(max(1, round(height / 2 ** k)), max(1, round(width / 2 ** k))) for k in range(scales - 1, -1, -1)]
+    if min(sizes[0]) < 16:
+        raise MultistyleError(f"--scales: {scales} scales of {height}x{width} make the coarsest "
+                              f"{sizes[0][0]}x{sizes[0][1]}, smaller than 16 pixels; use fewer scales or a larger size")
+    weights = [2 ** (scales - 1 - k) for k in range(scales)]
+    counts = [max(1, int(epochs * w / sum(weights))) for w in weights]
+    counts[0] += epochs - sum(counts)  # what rounding left goes to the coarsest scale
+    return list(zip(sizes, counts))
 
 
 #: Epochs over which --tol measures the improvement.
@@ -385,10 +430,10 @@ def stop_reason(settings: Settings, history: Sequence[Dict[str, float]]) -> str:
     ``--tol`` compares the best loss of the last 20 epochs with the best one
     before them, so a single spike (L-BFGS) neither stops a run nor hides progress.
     """
-    epoch, total = len(history), history[-1]["total"]
+    epoch, total = int(history[-1]["epoch"]), history[-1]["total"]
     if settings.until_loss is not None and total <= settings.until_loss:
         return f"the loss reached {total:.6g} <= --until-loss {settings.until_loss:g} at epoch {epoch}"
-    if settings.tol is not None and epoch > TOL_WINDOW:
+    if settings.tol is not None and len(history) > TOL_WINDOW:
         before = min(row["total"] for row in history[:-TOL_WINDOW])
         recent = min(row["total"] for row in history[-TOL_WINDOW:])
         if recent > before * (1 - settings.tol):

@@ -259,3 +259,14 @@ def test_until_loss_and_tol_stop_early_and_say_why(backend_name, image_files, tm
                              "16x16", "--log", str(log), "--tol", "0.999")]) == 0
     data = json.loads(log.read_text())
     assert len(data["epochs"]) == 21 and "(< --tol 0.999) over the 20 epochs to epoch 21" in data["meta"]["stopped"]
+
+
+def test_scales_run_coarse_to_fine_and_deliver_the_size_asked_for(backend_name, image_files, tmp_path, capsys):
+    log, out = tmp_path / "log.json", tmp_path / "out.png"
+    assert main(["run", *job(image_files, out, "--backend", backend_name, "--size", "32x48", "--epochs", "7",
+                             "--scales", "2", "--log", str(log))]) == 0, capsys.readouterr().err
+    rows = json.loads(log.read_text())["epochs"]
+    assert [row["epoch"] for row in rows] == list(range(1, 8))
+    assert [row["scale"] for row in rows] == [0] * 5 + [1] * 2  # weights 2:1, the remainder to the coarse scale
+    assert Image.open(out).size == (48, 32)
+    assert rows[4]["total"] < rows[0]["total"]  # the coarse scale made progress that the fine one starts from

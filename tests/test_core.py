@@ -354,3 +354,27 @@ def test_stop_rules_ignore_a_single_spike():
     target = Settings(until_loss=50.0).resolved()
     assert stop_reason(target, history([80.0, 50.0])) == "the loss reached 50 <= --until-loss 50 at epoch 2"
     assert stop_reason(target, history([80.0, 50.1])) == ""
+
+
+def test_scale_plan_halves_sizes_and_favours_coarse_scales():
+    from multistyle.transfer import scale_plan
+
+    assert scale_plan((300, 450), 1, 500) == [((300, 450), 500)]
+    plan = scale_plan((300, 450), 3, 500)
+    assert [size for size, _ in plan] == [(75, 112), (150, 225), (300, 450)]
+    assert [epochs for _, epochs in plan] == [287, 142, 71] and sum(e for _, e in plan) == 500
+    assert [e for _, e in scale_plan((64, 64), 3, 3)] == [1, 1, 1]  # every scale gets an epoch
+    with pytest.raises(MultistyleError, match="--scales: 3 scales of 40x60 make the coarsest 10x15, smaller than 16"):
+        scale_plan((40, 60), 3, 10)
+    with pytest.raises(MultistyleError, match="--scales: 4 scales need at least as many epochs, got 3"):
+        Settings(scales=4, epochs=3).resolved()
+
+
+def test_resize_array_is_bilinear_per_channel():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 3, 8, 12)).astype(np.float32)
+    np.testing.assert_allclose(images.resize_array(x, (8, 12)), x, rtol=1e-6, atol=1e-6)  # same size: unchanged
+    flat = np.broadcast_to(np.array([1.5, -2.0, 0.25], np.float32)[None, :, None, None], (1, 3, 5, 7))
+    up = images.resize_array(flat, (10, 14))
+    assert up.shape == (1, 3, 10, 14) and up.dtype == np.float32
+    np.testing.assert_allclose(up, np.broadcast_to(flat[:, :, :1, :1], up.shape), rtol=1e-6)
