@@ -150,9 +150,11 @@ class LBFGS(CoreOptimizer):
             y, s = g - self.prev_g, self.d * self.t
             ys = self.dot(y, s)
             if ys > 1e-10:  # keep the pair only where the curvature is positive
-                if len(self.old_y) == self.history_size:
-                    self.old_y.pop(0), self.old_s.pop(0), self.rho.pop(0)
-                self.old_y.append(y), self.old_s.append(s), self.rho.append(1.0 / ys)
+                if len(self.old_y) == self.history_size:  # forget the oldest pair
+                    del self.old_y[0], self.old_s[0], self.rho[0]
+                self.old_y.append(y)
+                self.old_s.append(s)
+                self.rho.append(1.0 / ys)
                 self.h_diag = ys / self.dot(y, y)
             d = self.two_loop(g)
         self.prev_g = g

@@ -341,17 +341,15 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
         objective = StyleLoss(B, vgg_weights, settings, content_x, style_x)
         optimizer = B.optimizer(settings.optimizer, start, settings.lr, settings.lr_decay,  # type: ignore[arg-type]
                                 settings.lr_decay_every, line_search=settings.line_search)
+        final_scale = number == len(plan) - 1
         stopped = _optimise(B, objective, optimizer, settings, epochs, (low, high), history, callback,
-                            pixel, number if len(plan) > 1 else None, final=number == len(plan) - 1)
-        start = B.to_numpy(optimizer.image)
-        if stopped:
-            break
+                            pixel, number if len(plan) > 1 else None, final=final_scale)
+        if not final_scale:  # the stop rules judge only the final scale, so no run ends before it
+            start = B.to_numpy(optimizer.image)
 
     if settings.clamp != "none":  # the tutorial clamps once more at the end
         B.clip_(optimizer.image, low, high)
     final = B.to_numpy(optimizer.image)
-    if final.shape[2:] != tuple(shape):  # stopped early at a coarse scale: deliver the size asked for
-        final = images.resize_array(final, shape)
     return Result(image=images.postprocess(final, normalized=not pixel), array=final, history=history,
                   settings=settings,
                   backend=B.name, device=B.device, framework_version=B.framework_version(),
