@@ -124,6 +124,13 @@ class MXNetBackend(Backend):
     def to_numpy(self, tensor: nd.NDArray) -> np.ndarray:
         return tensor.asnumpy()
 
+    def pack(self, tensors: Sequence[nd.NDArray]) -> nd.NDArray:
+        return nd.concat(*[t.detach().reshape((-1,)) for t in tensors], dim=0)
+
+    @property
+    def asynchronous(self) -> bool:
+        return True  # the engine queues every operation, on the CPU too
+
     def shape(self, tensor: nd.NDArray) -> Tuple[int, ...]:
         return tuple(int(d) for d in tensor.shape)
 

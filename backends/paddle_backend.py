@@ -143,6 +143,13 @@ class PaddleBackend(Backend):
     def to_numpy(self, tensor: paddle.Tensor) -> np.ndarray:
         return tensor.numpy()
 
+    def pack(self, tensors: Sequence[paddle.Tensor]) -> paddle.Tensor:
+        return paddle.concat([t.detach().reshape([-1]) for t in tensors])
+
+    @property
+    def asynchronous(self) -> bool:
+        return self.device != "cpu"  # CUDA streams
+
     def shape(self, tensor: paddle.Tensor) -> Tuple[int, ...]:
         return tuple(int(d) for d in tensor.shape)
 

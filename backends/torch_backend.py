@@ -115,6 +115,13 @@ class TorchBackend(Backend):
     def to_numpy(self, tensor: torch.Tensor) -> np.ndarray:
         return tensor.detach().cpu().numpy()
 
+    def pack(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+    @property
+    def asynchronous(self) -> bool:
+        return self._device.type == "cuda"
+
     def shape(self, tensor: torch.Tensor) -> Tuple[int, ...]:
         return tuple(int(d) for d in tensor.shape)
 

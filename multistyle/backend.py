@@ -98,6 +98,19 @@ class Backend(abc.ABC):
         return float(np.asarray(self.to_numpy(tensor)).reshape(()))
 
     @abc.abstractmethod
+    def pack(self, tensors: Sequence[Tensor]) -> Tensor:
+        """One 1-D tensor on the device: ``tensors`` (one-element or 1-D) flattened and joined, detached.
+
+        Loss values are packed so that a run reads them back in one transfer,
+        a few epochs at a time, instead of waiting for the device per value.
+        """
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether the framework queues work and returns before it is done (MXNet's engine, CUDA)."""
+        return False
+
+    @abc.abstractmethod
     def shape(self, tensor: Tensor) -> Tuple[int, ...]:
         """The shape as a tuple of Python ints."""
 

@@ -224,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", UntrainedWeightsWarning)
             result = transfer(args.content, args.style, backend=args.backend, device=args.device,
                               weights=args.weights, size=args.size, max_pixels=args.max_pixels, callback=on_epoch,
-                              settings=settings, deterministic=args.deterministic)
+                              settings=settings, deterministic=args.deterministic, snapshot_every=args.save_every)
     except KeyboardInterrupt:
         # Snapshots are written atomically, so the last one named here is complete.
         kept = (f"the last snapshot is {progress['snapshot']}" if progress["snapshot"]

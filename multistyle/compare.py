@@ -54,7 +54,8 @@ def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
         result = transfer(job["content"], job["style"], backend=job["backend"], device=job["device"],
                           weights=job["weights"], size=tuple(job["size"]), settings=settings,
                           max_pixels=job.get("max_pixels", images.DEFAULT_MAX_PIXELS), callback=on_epoch,
-                          deterministic=job.get("deterministic", False))
+                          deterministic=job.get("deterministic", False),
+                          snapshot_every=every if job.get("snapshots") else 0)
     seconds = time.perf_counter() - started
     return {"backend": result.backend, "label": label, "optimizer": settings.optimizer,
             "device": result.device, "framework": result.framework_version,

@@ -298,15 +298,20 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
              device: str = "auto", weights: str = "imagenet",
              size: Union[None, int, str, Tuple[int, int]] = DEFAULT_SIZE,
              max_pixels: int = images.DEFAULT_MAX_PIXELS, callback: Optional[Callback] = None,
-             settings: Optional[Settings] = None, deterministic: bool = False, **overrides: Any) -> Result:
+             settings: Optional[Settings] = None, deterministic: bool = False, snapshot_every: int = 0,
+             **overrides: Any) -> Result:
     """Stylise ``content`` with ``style`` and return a :class:`Result`.
 
     ``content`` and ``style`` are paths, PIL images or uint8 arrays.  Any
     field of :class:`Settings` may be passed as a keyword (``epochs=100``,
     ``preset="d2l-mxnet"``).  ``callback(record, image)`` is called after
-    every epoch with the epoch's losses and a function returning the current
-    image as uint8 pixels.  ``deterministic`` turns on the framework's
-    deterministic switches where it has them (GPU convolutions).
+    every epoch, in order, with the epoch's losses and a function returning the
+    current image as uint8 pixels.  On an asynchronous device (MXNet, CUDA)
+    losses are read a few epochs at a time, so the callback is called in short
+    bursts and ``image()`` may be a few epochs ahead of the record, except at
+    every ``snapshot_every``-th epoch and the last, where it is that epoch's
+    image.  ``deterministic`` turns on the framework's deterministic switches
+    where it has them (GPU convolutions).
     """
     known = {f.name for f in fields(Settings)}
     unknown = sorted(set(overrides) - known)
@@ -343,7 +348,8 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
                                 settings.lr_decay_every, line_search=settings.line_search)
         final_scale = number == len(plan) - 1
         stopped = _optimise(B, objective, optimizer, settings, epochs, (low, high), history, callback,
-                            pixel, number if len(plan) > 1 else None, final=final_scale)
+                            pixel, number if len(plan) > 1 else None, final=final_scale,
+                            snapshot_every=snapshot_every)
         if not final_scale:  # the stop rules judge only the final scale, so no run ends before it
             start = B.to_numpy(optimizer.image)
 
@@ -357,16 +363,30 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
                   stopped=stopped)
 
 
+#: On an asynchronous device (MXNet's engine, CUDA) losses are read back at most this many epochs at a time.
+READ_BATCH = 8
+
+
 def _optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Settings, epochs: int,
               bounds: Tuple[Any, Any], history: List[Dict[str, float]], callback: Optional[Callback], pixel: bool,
-              scale: Optional[int], final: bool) -> str:
+              scale: Optional[int], final: bool, snapshot_every: int = 0) -> str:
     """Run ``epochs`` iterations, appending to ``history``; return why it stopped early, or ``""``.
 
     The stop rules judge only the ``final`` (full-size) scale: losses at other sizes are not comparable.
+
+    Each epoch's losses stay on the device, packed in one small tensor; they are
+    read in one transfer per batch of epochs.  A synchronous device, or a run
+    with a stop rule (which needs each loss as it comes), reads every epoch; an
+    asynchronous one reads up to :data:`READ_BATCH` epochs at a time, and at
+    every ``snapshot_every``-th epoch, so the device is not kept waiting for the
+    host.  An epoch's ``seconds`` is the wall time of its batch shared out.
     """
     low, high = bounds
     first_epoch = len(history)
     evaluations: List[Dict[str, Any]] = []
+    stop_rules = settings.until_loss is not None or settings.tol is not None
+    batch = READ_BATCH if B.asynchronous and not stop_rules else 1
+    pending: List[Tuple[Dict[str, Any], Any, bool]] = []  # (record so far, packed losses, has tv) per unread epoch
 
     def closure(x: Any) -> Any:
         if settings.clamp == "closure":  # the tutorial: clamp the image itself, then evaluate
@@ -374,30 +394,45 @@ def _optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Settin
         evaluations.append(objective.terms(x))
         return evaluations[-1]["total"]
 
-    for _ in range(epochs):
-        started = time.perf_counter()
+    since = time.perf_counter()
+    for index in range(epochs):
         lr = optimizer.lr
         evaluations.clear()
-        total = B.item(optimizer.step(closure))
+        optimizer.step(closure)
         if settings.clamp == "step":
             B.clip_(optimizer.image, low, high)
         optimizer.epoch_end()
-        first = evaluations[0]  # the losses at the point this iteration started from, as `total`
-        epoch = len(history) + 1
-        record = {"epoch": epoch, "lr": lr, "content": B.item(first["content"]),
-                  "style": B.item(first["style"]), "tv": 0.0 if first["tv"] is None else B.item(first["tv"]),
-                  "total": total, "evaluations": len(evaluations), "seconds": time.perf_counter() - started}
-        if scale is not None:
-            record["scale"] = scale
-        if not math.isfinite(total):
-            raise MultistyleError(f"the loss became {total} at epoch {epoch}; lower --lr (now {settings.lr}) "
-                                  f"or the loss weights, or check the weights file")
-        history.append(record)
-        if callback is not None:
-            callback(record, lambda: images.postprocess(B.to_numpy(optimizer.image), normalized=not pixel))
-        stopped = stop_reason(settings, history[first_epoch:]) if final else ""
-        if stopped:
-            return stopped
+        first = evaluations[0]  # the losses at the point this iteration started from
+        has_tv = first["tv"] is not None
+        terms = [first["content"], first["style"], first["total"]] + ([first["tv"]] if has_tv else [])
+        epoch = len(history) + len(pending) + 1
+        pending.append(({"epoch": epoch, "lr": lr, "evaluations": len(evaluations)}, B.pack(terms), has_tv))
+        # The first epoch (warm-up, slow) is read alone, so that its time is not shared with others.
+        if (len(pending) < batch and 0 < index < epochs - 1
+                and not (snapshot_every and epoch % snapshot_every == 0)):
+            continue
+        values = B.to_numpy(B.pack([packed for _, packed, _ in pending])).astype(float).tolist()
+        seconds = (time.perf_counter() - since) / len(pending)
+        offset = 0
+        for partial, _, has_tv in pending:
+            content, style, total = values[offset:offset + 3]
+            tv = values[offset + 3] if has_tv else 0.0
+            offset += 4 if has_tv else 3
+            record = {"epoch": partial["epoch"], "lr": partial["lr"], "content": content, "style": style, "tv": tv,
+                      "total": total, "evaluations": partial["evaluations"], "seconds": seconds}
+            if scale is not None:
+                record["scale"] = scale
+            if not math.isfinite(total):
+                raise MultistyleError(f"the loss became {total} at epoch {record['epoch']}; lower --lr (now "
+                                      f"{settings.lr}) or the loss weights, or check the weights file")
+            history.append(record)
+            if callback is not None:
+                callback(record, lambda: images.postprocess(B.to_numpy(optimizer.image), normalized=not pixel))
+            stopped = stop_reason(settings, history[first_epoch:]) if final else ""
+            if stopped:  # only with batches of one epoch: the image is this epoch's
+                return stopped
+        pending.clear()
+        since = time.perf_counter()
     return ""
 
 

@@ -50,6 +50,20 @@ def test_item_is_a_python_float(backend):
     assert value == pytest.approx(float(X.mean()), rel=1e-5)
 
 
+def test_pack_joins_detached_scalars_and_vectors(backend):
+    x = backend.asarray(X)
+    scalars = [backend.mean(x), backend.sum(backend.square(x)), backend.max(x)]
+    packed = backend.pack(scalars)
+    assert backend.shape(packed) == (3,)
+    np.testing.assert_allclose(backend.to_numpy(packed), [X.mean(), np.square(X).sum(), X.max()], rtol=1e-5)
+    twice = backend.to_numpy(backend.pack([packed, backend.pack(scalars[:1])]))
+    np.testing.assert_allclose(twice, [X.mean(), np.square(X).sum(), X.max(), X.mean()], rtol=1e-5)
+    # Detached: a loss packed for reading later keeps no graph alive.  d(c * mean)/dx is c / n with c
+    # the packed (constant) mean; were it attached, d(mean**2)/dx would be twice that.
+    _, grad = backend.loss_and_grad(lambda t: backend.sum(backend.pack([backend.mean(t)]) * backend.mean(t)), x)
+    np.testing.assert_allclose(backend.to_numpy(grad), np.full(X.shape, X.mean() / X.size), rtol=1e-4)
+
+
 def test_asarray_copies(backend):
     source = X.copy()
     t = backend.asarray(source)
