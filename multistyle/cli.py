@@ -18,14 +18,14 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tupl
 
 import numpy as np
 
-from . import __version__, images
+from . import __version__, images, memory
 from .backend import backend_names, describe_backends, parse_device
 from .errors import MultistyleError
 from .optim import OPTIMIZERS
 from .progress import ProgressBar
-from .transfer import (CLAMPS, DEFAULT_SIZE, PRESETS, Settings, UntrainedWeightsWarning, settings_dict, target_size,
-                       transfer, write_log)
-from .vgg import parse_weights_spec
+from .transfer import (CLAMPS, DEFAULT_SIZE, PRESETS, Settings, UntrainedWeightsWarning, plan_memory, scale_plan,
+                       settings_dict, target_size, transfer, write_log)
+from .vgg import LAYERS, deepest_index, parse_weights_spec
 
 LOG_EXTENSIONS = (".csv", ".json")
 
@@ -120,6 +120,12 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
     out.add_argument("--save-every", type=int, default=0, metavar="N",
                      help="also save the image every N epochs, as OUTPUT-stem.epochNNNNN.ext")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
+    plan = parser.add_argument_group("planning")
+    plan.add_argument("--plan", action="store_true",
+                      help="print the job's plan and predicted peak memory, and stop (loads no framework)")
+    plan.add_argument("--max-memory", default=None, metavar="SIZE",
+                      help="refuse, before any work, a job predicted to need more memory than SIZE (e.g. 4G, "
+                           "1.5GiB); the error names the largest size that fits")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -205,6 +211,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               "Use --weights imagenet or a weight file for real work.", file=sys.stderr)
 
     settings = _settings(args).resolved()
+    limit = None if args.max_memory is None else memory.parse_bytes(args.max_memory)
+    if args.plan:
+        return _print_plan(args, settings, limit)
     epochs = settings.epochs
     bar = ProgressBar(epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
 
@@ -224,7 +233,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", UntrainedWeightsWarning)
             result = transfer(args.content, args.style, backend=args.backend, device=args.device,
                               weights=args.weights, size=args.size, max_pixels=args.max_pixels, callback=on_epoch,
-                              settings=settings, deterministic=args.deterministic, snapshot_every=args.save_every)
+                              settings=settings, deterministic=args.deterministic, snapshot_every=args.save_every,
+                              max_memory=limit)
     except KeyboardInterrupt:
         # Snapshots are written atomically, so the last one named here is complete.
         kept = (f"the last snapshot is {progress['snapshot']}" if progress["snapshot"]
@@ -242,6 +252,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} ({result.size[0]}x{result.size[1]}, {result.backend} on {result.device}, "
           f"{len(result.history)} epochs in {elapsed:.1f} s, final loss {final['total']:.4g})"
           + (f"; stopped early: {result.stopped}" if result.stopped else ""))
+    return 0
+
+
+def _print_plan(args: argparse.Namespace, settings: Settings, limit: Optional[int]) -> int:
+    """``run --plan``: what the job would do and need, from the options and image headers alone."""
+    if args.backend not in backend_names():
+        raise MultistyleError(f"--backend: unknown backend {args.backend!r}; choose from {', '.join(backend_names())}")
+    kind, number = parse_device(args.device)
+    device = f"gpu:{number or 0}" if kind == "gpu" else "cpu"
+    content = images.load_image(args.content, "--content", args.max_pixels)
+    images.load_image(args.style, "--style", args.max_pixels)
+    shape = target_size(content, args.size)
+    steps = scale_plan(shape, settings.scales, settings.epochs)  # type: ignore[arg-type]
+    layers = list(dict.fromkeys(list(settings.content_layers) + list(settings.style_layers)))  # type: ignore[arg-type]
+    predicted = plan_memory(args.backend, device, shape, settings)
+    assumed = " (--device auto: planned for the CPU; give --device gpu to plan for a GPU)" if kind == "auto" else ""
+    print(f"plan: {args.backend} on {device}{assumed}, {shape[0]}x{shape[1]}, preset {settings.preset}, "
+          f"{settings.optimizer} lr {settings.lr:g}, {settings.epochs} epochs")
+    print("scales: " + ", ".join(f"{h}x{w} for {n} epochs" for (h, w), n in steps))
+    print(f"layers: {', '.join(layers)} (VGG-19 cut after {LAYERS[deepest_index(layers)].name})")
+    print(f"predicted peak memory: {predicted.describe()}")
+    memory.check_limit(limit, predicted, args.backend,
+                       lambda at: plan_memory(args.backend, device, at, settings), shape)
+    if limit is not None:
+        print(f"fits in --max-memory {args.max_memory} ({memory.format_bytes(limit)})")
     return 0
 
 

@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from . import images
+from . import images, memory
 from .backend import Backend, get_backend, parse_device
 from .errors import MultistyleError
 from .losses import content_loss, gram, style_loss, tv_loss
@@ -299,7 +299,7 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
              size: Union[None, int, str, Tuple[int, int]] = DEFAULT_SIZE,
              max_pixels: int = images.DEFAULT_MAX_PIXELS, callback: Optional[Callback] = None,
              settings: Optional[Settings] = None, deterministic: bool = False, snapshot_every: int = 0,
-             **overrides: Any) -> Result:
+             max_memory: Optional[int] = None, **overrides: Any) -> Result:
     """Stylise ``content`` with ``style`` and return a :class:`Result`.
 
     ``content`` and ``style`` are paths, PIL images or uint8 arrays.  Any
@@ -311,7 +311,8 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     bursts and ``image()`` may be a few epochs ahead of the record, except at
     every ``snapshot_every``-th epoch and the last, where it is that epoch's
     image.  ``deterministic`` turns on the framework's deterministic switches
-    where it has them (GPU convolutions).
+    where it has them (GPU convolutions).  ``max_memory`` (bytes) refuses a
+    job predicted to need more (:mod:`multistyle.memory`) before weights load.
     """
     known = {f.name for f in fields(Settings)}
     unknown = sorted(set(overrides) - known)
@@ -327,6 +328,8 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
 
     B = get_backend(backend, device) if isinstance(backend, str) else backend
     B.check_optimizer(settings.optimizer, settings.line_search)  # before loading weights, which may take long
+    predicted = plan_memory(B.name, B.device, shape, settings)
+    memory.check_limit(max_memory, predicted, B.name, lambda at: plan_memory(B.name, B.device, at, settings), shape)
     B.seed(settings.seed)
     if deterministic:
         B.set_deterministic()
@@ -365,6 +368,13 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
 
 #: On an asynchronous device (MXNet's engine, CUDA) losses are read back at most this many epochs at a time.
 READ_BATCH = 8
+
+
+def plan_memory(backend: str, device: str, shape: Tuple[int, int], settings: Settings) -> memory.Prediction:
+    """Predicted peak memory of a job (resolved ``settings``) whose full size is ``shape``."""
+    final_epochs = scale_epochs(settings.scales, settings.epochs)[-1]  # type: ignore[arg-type]
+    return memory.predict(backend, device, shape, list(settings.content_layers) + list(settings.style_layers),  # type: ignore[arg-type]
+                          settings.optimizer, final_epochs)  # type: ignore[arg-type]
 
 
 def _optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Settings, epochs: int,
@@ -437,20 +447,22 @@ def _optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Settin
 
 
 def scale_plan(shape: Tuple[int, int], scales: int, epochs: int) -> List[Tuple[Tuple[int, int], int]]:
-    """``[(size, epochs), ...]`` from coarse to fine for ``--scales``: each size half the next one.
-
-    The epochs are weighted 2**(scales - 1 - k) toward the coarse scales, where an epoch costs a
-    quarter as much per halving, and every scale gets at least one.
-    """
+    """``[(size, epochs), ...]`` from coarse to fine for ``--scales``: each size half the next one."""
     height, width = shape
     sizes = [(max(1, round(height / 2 ** k)), max(1, round(width / 2 ** k))) for k in range(scales - 1, -1, -1)]
     if min(sizes[0]) < 16:
         raise MultistyleError(f"--scales: {scales} scales of {height}x{width} make the coarsest "
                               f"{sizes[0][0]}x{sizes[0][1]}, smaller than 16 pixels; use fewer scales or a larger size")
+    return list(zip(sizes, scale_epochs(scales, epochs)))
+
+
+def scale_epochs(scales: int, epochs: int) -> List[int]:
+    """Epochs per scale, coarse to fine: weighted 2**(scales - 1 - k) toward the coarse scales, where an
+    epoch costs a quarter as much per halving, and at least one each."""
     weights = [2 ** (scales - 1 - k) for k in range(scales)]
     counts = [max(1, int(epochs * w / sum(weights))) for w in weights]
     counts[0] += epochs - sum(counts)  # what rounding left goes to the coarsest scale
-    return list(zip(sizes, counts))
+    return counts
 
 
 #: Epochs over which --tol measures the improvement.

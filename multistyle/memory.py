@@ -1,0 +1,167 @@
+"""Predicted peak memory of a job, from its size, layers, optimizer and backend, without running it.
+
+A run holds, besides the framework itself: the VGG-19 weights up to the
+deepest layer in use, the activations one forward and backward pass keeps
+(every layer's output up to that layer, the targets, the gradients in flight),
+the optimizer's state in image-sized vectors (Adam 2, RMSprop 1, L-BFGS 2 per
+history pair, up to 100 pairs) and the images.  Each part is counted exactly
+from the VGG-19 description; how many copies each framework keeps of the first
+two, and what the framework costs at rest, are measured per backend
+(``benchmarks/memory.py`` fits them and checks the prediction at three sizes).
+
+Nothing here imports a framework: ``multistyle run --plan`` answers in a
+fraction of a second.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from .errors import MultistyleError
+from .vgg import LAYERS, LAYER_BY_NAME
+
+FLOAT = 4  # bytes per float32
+LBFGS_HISTORY = 100
+
+
+class Model(NamedTuple):
+    """Per backend: the process at rest (bytes), copies of the weights, copies of one pass's activations."""
+
+    base: float
+    weights: float
+    activations: float
+
+
+#: Host memory on the CPU device, fitted by ``benchmarks/memory.py`` on this project's 2-core x86-64 Linux
+#: machine (torch 2.x, MXNet 1.9.1, Paddle 3.x; peak resident set size of a fresh ``multistyle run``).
+HOST: Dict[str, Model] = {
+    "torch": Model(base=330e6, weights=2.0, activations=2.0),
+    "mxnet": Model(base=330e6, weights=2.0, activations=2.0),
+    "paddle": Model(base=330e6, weights=2.0, activations=2.0),
+}
+#: A backend without a measured model (a third-party one) gets the largest of each part.
+FALLBACK = Model(*(max(getattr(m, f) for m in HOST.values()) for f in Model._fields))
+#: On a GPU the device holds the weights once and the activations of a pass with their gradients; the host
+#: keeps the process and a NumPy copy of the weights.  Not calibrated on a GPU yet (none was lent).
+DEVICE = Model(base=0.0, weights=1.0, activations=2.0)
+
+OPTIMIZER_STATE = {"adam": 2, "rmsprop": 1}  # image-sized vectors, beside the image and its gradient
+
+
+def _spatial(shape: Tuple[int, int], last: int) -> List[Tuple[int, int, int]]:
+    """(channels, height, width) of each layer's output up to ``last``."""
+    height, width = shape
+    out = []
+    for layer in LAYERS[:last + 1]:
+        if layer.kind == "pool":
+            height, width = height // 2, width // 2
+        out.append((layer.out_channels, height, width))
+    return out
+
+
+def activation_bytes(shape: Tuple[int, int], last: int) -> int:
+    """Bytes of every layer's output, up to layer ``last``, for an image of ``shape``."""
+    return FLOAT * sum(c * h * w for c, h, w in _spatial(shape, last))
+
+
+def weight_bytes(last: int) -> int:
+    """Bytes of the convolution weights and biases up to layer ``last``."""
+    return FLOAT * sum(layer.out_channels * (layer.in_channels * 9 + 1)
+                       for layer in LAYERS[:last + 1] if layer.kind == "conv")
+
+
+def optimizer_vectors(optimizer: str, epochs: int) -> int:
+    """Image-sized vectors an optimizer keeps, with the image and its gradient."""
+    if optimizer == "lbfgs":
+        return 2 + 2 * min(epochs, LBFGS_HISTORY) + 3  # + direction, previous gradient, line-search point
+    return 2 + OPTIMIZER_STATE.get(optimizer, 2)
+
+
+@dataclass
+class Prediction:
+    """Predicted peak bytes: ``host`` (resident set), ``device`` (GPU memory, or ``None`` on the CPU)."""
+
+    host: int
+    device: Optional[int]
+    parts: Dict[str, int]
+
+    @property
+    def peak(self) -> int:
+        return self.host if self.device is None else max(self.host, self.device)
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{name} {format_bytes(value)}" for name, value in self.parts.items())
+        text = f"host {format_bytes(self.host)}"
+        if self.device is not None:
+            text += f", GPU {format_bytes(self.device)} (not yet checked against a GPU)"
+        return f"{text} ({parts})"
+
+
+def predict(backend: str, device: str, shape: Tuple[int, int], layers: Sequence[str], optimizer: str,
+            epochs: int) -> Prediction:
+    """Peak memory of a run whose final (largest) scale is ``shape`` and runs ``epochs`` epochs there."""
+    last = max(LAYER_BY_NAME[name].index for name in layers)
+    model = HOST.get(backend, FALLBACK)
+    weights = weight_bytes(last)
+    activations = activation_bytes(shape, last)
+    image = FLOAT * 3 * shape[0] * shape[1]
+    state = optimizer_vectors(optimizer, epochs) * image + 4 * image  # + content, style, start, result arrays
+    if device == "cpu":
+        parts = {"framework": int(model.base), "weights": int(model.weights * weights),
+                 "activations": int(model.activations * activations), "optimizer and images": state}
+        return Prediction(host=sum(parts.values()), device=None, parts=parts)
+    parts = {"framework": int(model.base), "weights": int(DEVICE.weights * weights),
+             "activations": int(DEVICE.activations * activations), "optimizer and images": state}
+    host = int(model.base + model.weights * weights + 4 * image)
+    return Prediction(host=host, device=parts["weights"] + parts["activations"] + state, parts=parts)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
+
+
+def parse_bytes(text: str, option: str = "--max-memory") -> int:
+    """``"4G"``, ``"1.5GiB"``, ``"800M"``, ``"123456"`` -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
+        raise MultistyleError(f"{option}: expected a size such as 4G, 1.5GiB or 800M, got {text!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_bytes(count: float) -> str:
+    for unit, size in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if count >= size:
+            return f"{count / size:.2f} {unit}"
+    return f"{int(count)} B"
+
+
+def largest_fitting(limit: int, predict_at: Callable[[Tuple[int, int]], Prediction],
+                    shape: Tuple[int, int]) -> Optional[Tuple[int, int]]:
+    """The largest size with ``shape``'s aspect ratio whose prediction fits in ``limit``, or ``None``."""
+    def size(scale: float) -> Tuple[int, int]:
+        return max(1, int(shape[0] * scale)), max(1, int(shape[1] * scale))
+
+    low, high = 16 / min(shape), 1.0
+    if predict_at(size(low)).peak > limit:
+        return None
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if predict_at(size(middle)).peak <= limit else (low, middle)
+    return size(low)
+
+
+def check_limit(limit: Optional[int], prediction: Prediction, backend: str,
+                predict_at: Callable[[Tuple[int, int]], Prediction], shape: Tuple[int, int]) -> None:
+    """Refuse a job predicted to need more than ``limit`` bytes, naming the largest size that fits."""
+    if limit is None or prediction.peak <= limit:
+        return
+    where = "host" if prediction.device is None or prediction.host >= prediction.device else "GPU"
+    fits = largest_fitting(limit, predict_at, shape)
+    hint = (f"use --size {fits[0]}x{fits[1]} or smaller, or raise --max-memory" if fits else
+            f"no size fits: {backend} alone needs about {format_bytes(HOST.get(backend, FALLBACK).base)}; "
+            f"raise --max-memory")
+    raise MultistyleError(f"--max-memory: the job needs about {format_bytes(prediction.peak)} of {where} memory "
+                          f"at {shape[0]}x{shape[1]}, more than {format_bytes(limit)}; {hint}")
