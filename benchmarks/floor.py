@@ -6,7 +6,10 @@ only, written bare in each framework with nothing of multistyle in between:
 no losses, no optimizer.  ``chapter_vs_multistyle.py`` times these beside the
 chapter's loop and ``multistyle.transfer``.  Each function returns the
 seconds of every iteration, read back to the host each time (MXNet runs
-asynchronously).
+asynchronously).  ``capture=True`` runs the same network through the
+framework's graph capture (``torch.compile``, Gluon's
+``hybridize(static_alloc=True, static_shape=True)``, ``paddle.jit.to_static``):
+``graph_capture.py`` measures what each gives.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ LAST = 28  # conv5_1, the deepest layer of the d2l presets
 Weights = Dict[int, Tuple[np.ndarray, np.ndarray]]
 
 
-def torch_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float]:
+def torch_floor(x: np.ndarray, weights: Weights, iterations: int, capture: bool = False) -> List[float]:
     import torch
     import torchvision
 
@@ -31,6 +34,8 @@ def torch_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float]
             net[i].weight.copy_(torch.from_numpy(w))
             net[i].bias.copy_(torch.from_numpy(b))
     net.eval().requires_grad_(False)
+    if capture:
+        net = torch.compile(net)
     image = torch.tensor(x, requires_grad=True)
     times = []
     for _ in range(iterations):
@@ -42,13 +47,13 @@ def torch_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float]
     return times
 
 
-def mxnet_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float]:
+def mxnet_floor(x: np.ndarray, weights: Weights, iterations: int, capture: bool = False) -> List[float]:
     import mxnet as mx
     from mxnet import autograd, nd
     from mxnet.gluon.model_zoo import vision
 
     features = vision.vgg19(pretrained=False).features
-    net = mx.gluon.nn.Sequential()
+    net = mx.gluon.nn.HybridSequential()
     for i in range(LAST + 1):
         net.add(features[i])
     net.initialize(ctx=mx.cpu())
@@ -57,6 +62,8 @@ def mxnet_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float]
         net[i].weight.set_data(nd.array(w))
         net[i].bias.set_data(nd.array(b))
     net.collect_params().setattr("grad_req", "null")
+    if capture:
+        net.hybridize(static_alloc=True, static_shape=True)
     image = nd.array(x)
     image.attach_grad()
     times = []
@@ -71,7 +78,7 @@ def mxnet_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float]
     return times
 
 
-def paddle_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float]:
+def paddle_floor(x: np.ndarray, weights: Weights, iterations: int, capture: bool = False) -> List[float]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ccache.*")
         import paddle
@@ -83,6 +90,8 @@ def paddle_floor(x: np.ndarray, weights: Weights, iterations: int) -> List[float
     net.eval()
     for param in net.parameters():
         param.stop_gradient = True
+    if capture:
+        net = paddle.jit.to_static(net, full_graph=True)
     image = paddle.to_tensor(x)
     image.stop_gradient = False
     times = []

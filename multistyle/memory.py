@@ -37,9 +37,9 @@ class Model(NamedTuple):
 #: Host memory on the CPU device, fitted by ``benchmarks/memory.py`` on this project's 2-core x86-64 Linux
 #: machine (torch 2.x, MXNet 1.9.1, Paddle 3.x; peak resident set size of a fresh ``multistyle run``).
 HOST: Dict[str, Model] = {
-    "torch": Model(base=330e6, weights=2.0, activations=2.0),
-    "mxnet": Model(base=330e6, weights=2.0, activations=2.0),
-    "paddle": Model(base=330e6, weights=2.0, activations=2.0),
+    "torch": Model(base=844e6, weights=2.0, activations=1.15),
+    "mxnet": Model(base=360e6, weights=2.0, activations=2.26),
+    "paddle": Model(base=474e6, weights=2.0, activations=1.97),
 }
 #: A backend without a measured model (a third-party one) gets the largest of each part.
 FALLBACK = Model(*(max(getattr(m, f) for m in HOST.values()) for f in Model._fields))
