@@ -54,6 +54,10 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
     if bench:
         job.add_argument("--sizes", default="150x225,300x450", metavar="HxW,...",
                          help="comma-separated working sizes (default: %(default)s)")
+        job.add_argument("--floor", type=int, default=8, metavar="N",
+                         help="also time N iterations of the backend's floor (its VGG-19, frozen: forward and input "
+                              "gradient only) in the same process, and print s/it ÷ floor; 0: off "
+                              "(default: %(default)s)")
     else:
         job.add_argument("--size", default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", metavar="HxW|N",
                          help="working size as HEIGHTxWIDTH, or one number for the long edge keeping the "
@@ -364,6 +368,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.content is None or args.style is None:
             synthetic = _synthetic_images(folder)
         job = _job(args, settings, None)
+        if args.floor < 0:
+            raise MultistyleError(f"--floor: expected 0 (off) or a number of iterations, got {args.floor}")
+        job["floor"] = args.floor
         job["content"] = args.content or synthetic[0]
         job["style"] = args.style or synthetic[1]
         rows, unusable = compare.bench(backends, sizes, job)

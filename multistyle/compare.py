@@ -25,10 +25,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import images
-from .backend import describe_backends
+from .backend import describe_backends, get_backend
 from .errors import MultistyleError, first_line
 from .progress import ProgressBar
-from .transfer import Settings, UntrainedWeightsWarning, transfer
+from .transfer import Settings, UntrainedWeightsWarning, load_weights, transfer
+from .vgg import deepest_index
 
 TERMS = ("content", "style", "tv", "total")
 DIFF_GAIN = 8  # difference images show |a - b| x 8 (in 0..255 levels), clipped
@@ -57,12 +58,38 @@ def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
                           deterministic=job.get("deterministic", False),
                           snapshot_every=every if job.get("snapshots") else 0)
     seconds = time.perf_counter() - started
-    return {"backend": result.backend, "label": label, "optimizer": settings.optimizer,
+    rss = peak_rss()  # the run's own, before the floor (below) allocates a network of its own
+    floor = floor_times(job, settings.resolved(), int(job["floor"])) if job.get("floor") else None
+    return {"backend": result.backend, "label": label, "optimizer": settings.optimizer, "floor": floor,
             "device": result.device, "framework": result.framework_version,
             "weights": result.weights, "untrained": result.untrained, "size": list(result.size),
             "history": result.history, "image": result.image, "snapshots": snapshots, "seconds": seconds,
-            "peak_rss_bytes": peak_rss(),
+            "peak_rss_bytes": rss,
             "device_memory_bytes": result.peak_device_memory}
+
+
+def floor_times(job: Dict[str, Any], settings: Settings, iterations: int) -> List[float]:
+    """Seconds per iteration of the backend's bare floor for this job: its VGG-19 up to the deepest layer in
+    use, frozen, forward and the gradient with respect to the input only; no losses, no optimizer."""
+    B = get_backend(job["backend"], job["device"])
+    layers = list(settings.content_layers) + list(settings.style_layers)  # type: ignore[arg-type]
+    weights, _, _ = load_weights(job["weights"], B, deepest_index(layers))
+    net = B.vgg19_layers(weights, deepest_index(layers))
+    height, width = job["size"]
+    x = B.asarray(np.random.default_rng(0).standard_normal((1, 3, height, width), dtype=np.float32))
+
+    def forward(t: Any) -> Any:
+        for layer in net:
+            t = layer(t)
+        return B.mean(t)
+
+    times = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        loss, grad = B.loss_and_grad(forward, x)
+        B.to_numpy(B.pack([loss, B.mean(grad)]))  # waits for both, on an asynchronous device too
+        times.append(time.perf_counter() - started)
+    return times
 
 
 def peak_rss() -> int:
@@ -355,6 +382,9 @@ def bench(backends: Sequence[str], sizes: Sequence[Tuple[int, int]], job: Dict[s
                 row["error"] = r["error"]
             else:
                 median, low, high = median_step(r["history"])
+                if r.get("floor"):
+                    floor = statistics.median(r["floor"][1:])  # the first is warm-up
+                    row.update({"floor_seconds_per_iteration": floor, "over_floor": median / floor})
                 row.update({"framework": r["framework"], "device": r["device"], "iterations": len(r["history"]),
                             "seconds_per_iteration": median, "seconds_p10": low, "seconds_p90": high,
                             "iterations_per_second": 1.0 / median, "peak_rss_bytes": r["peak_rss_bytes"],
@@ -365,14 +395,17 @@ def bench(backends: Sequence[str], sizes: Sequence[Tuple[int, int]], job: Dict[s
 
 def bench_table(rows: Sequence[Dict[str, Any]]) -> List[str]:
     """The lines ``multistyle bench`` prints."""
-    lines = [f"{'backend':8} {'size':>9} {'s/it':>8} {'p10-p90':>15} {'it/s':>6} {'peak RSS':>9} {'device mem':>10}  framework, device"]
+    lines = [f"{'backend':8} {'size':>9} {'s/it':>8} {'p10-p90':>15} {'it/s':>6} {'floor s/it':>10} {'÷floor':>6} "
+             f"{'peak RSS':>9} {'device mem':>10}  framework, device"]
     for row in rows:
         size = f"{row['size'][0]}x{row['size'][1]}"
         if "error" in row:
             lines.append(f"{row['backend']:8} {size:>9} failed: {row['error']}")
             continue
         spread = f"{row['seconds_p10']:.3f}-{row['seconds_p90']:.3f}"
+        floor = (f"{row['floor_seconds_per_iteration']:10.4f} {row['over_floor']:6.2f}"
+                 if "floor_seconds_per_iteration" in row else f"{'-':>10} {'-':>6}")
         lines.append(f"{row['backend']:8} {size:>9} {row['seconds_per_iteration']:8.4f} {spread:>15} "
-                     f"{row['iterations_per_second']:6.2f} {_mb(row['peak_rss_bytes']):>9} "
+                     f"{row['iterations_per_second']:6.2f} {floor} {_mb(row['peak_rss_bytes']):>9} "
                      f"{_mb(row['device_memory_bytes']):>10}  {row['framework']}, {row['device']}")
     return lines

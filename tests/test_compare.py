@@ -53,6 +53,10 @@ def test_report_figures(report):
         assert 0 < row["seconds_p10"] <= row["seconds_per_iteration"] <= row["seconds_p90"]
         assert row["total_seconds"] >= row["seconds_per_iteration"] * 5
         assert row["peak_rss_bytes"] > 50 * 2 ** 20
+        # The floor's time and the ratio printed (no comparison of times: that is for benchmarks).
+        assert row["floor_seconds_per_iteration"] > 0
+        assert row["over_floor"] == pytest.approx(row["seconds_per_iteration"] / row["floor_seconds_per_iteration"])
+        assert f"{row['over_floor']:6.2f}".strip() in printed.split("\n")[1 + data["results"].index(row)].split()
         assert row["device"] == "cpu" and row["device_memory_bytes"] is None
         assert row["final"]["total"] == pytest.approx(data["history"][row["backend"]][-1]["total"])
         assert Image.open(folder / f"result_{row['backend']}.png").size == (32, 24)
@@ -161,7 +165,7 @@ def test_compare_bad_options(image_files, tmp_path, capsys, args, message):
 def test_bench_prints_and_writes_figures(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--backends", ",".join(INSTALLED), "--sizes", "16x16,24x32", "--epochs", "4",
-                 "--output", str(out)]) == 0
+                 "--floor", "3", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())
     assert [(r["backend"], r["size"]) for r in data["results"]] == [(n, s) for n in INSTALLED for s in ([16, 16], [24, 32])]
@@ -169,6 +173,10 @@ def test_bench_prints_and_writes_figures(tmp_path, capsys):
         assert row["iterations"] == 4 and row["iterations_per_second"] == pytest.approx(1 / row["seconds_per_iteration"])
         assert row["seconds_p10"] <= row["seconds_per_iteration"] <= row["seconds_p90"]
         assert row["peak_rss_bytes"] > 50 * 2 ** 20
+        # The floor's time and the ratio printed (no comparison of times: that is for benchmarks).
+        assert row["floor_seconds_per_iteration"] > 0
+        assert row["over_floor"] == pytest.approx(row["seconds_per_iteration"] / row["floor_seconds_per_iteration"])
+        assert f"{row['over_floor']:6.2f}".strip() in printed.split("\n")[1 + data["results"].index(row)].split()
         assert f"{row['backend']:8} {row['size'][0]}x{row['size'][1]}".split() == printed.split("\n")[
             1 + data["results"].index(row)].split()[:2]
 
@@ -176,6 +184,7 @@ def test_bench_prints_and_writes_figures(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--sizes", "16"], "--sizes: expected HxW"),
     (["--output", "bench.txt"], "--output: expected a .json"),
+    (["--floor", "-1"], "--floor: expected 0 (off)"),
 ])
 def test_bench_bad_options(capsys, args, message):
     assert main(["bench", *args]) == 2
