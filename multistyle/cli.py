@@ -95,10 +95,10 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
                       help="where the image is clamped to its valid range: inside every loss evaluation, after "
                            "every step, at the end, never (default: the preset's, none for d2l, closure for "
                            "the tutorials)")
-    algo.add_argument("--scales", type=int, default=1, metavar="N",
+    algo.add_argument("--scales", type=int, default=None, metavar="N",
                       help="coarse to fine: optimise first at 1/2**(N-1) of the size, then double it, starting "
                            "each scale from the last result; the epochs go mostly to the small scales "
-                           "(default: %(default)s)")
+                           "(default: the preset's, 1)")
     algo.add_argument("--until-loss", type=float, default=None, metavar="VALUE",
                       help="stop once the total loss is at or below VALUE")
     algo.add_argument("--tol", type=float, default=None, metavar="REL",

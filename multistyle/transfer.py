@@ -54,12 +54,12 @@ TUTORIAL_STYLE_LAYERS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1")
 
 _D2L = {"style_layers": D2L_STYLE_LAYERS, "content_layers": ("conv4_4",), "adam_lr": 0.3, "optimizer": "adam",
         "domain": "normalized", "clamp": "none", "content_weight": 1.0, "style_weight": 1e4, "tv_weight": 10.0,
-        "epochs": 500, "lr_decay": 0.8, "lr_decay_every": 50}
+        "epochs": 500, "lr_decay": 0.8, "lr_decay_every": 50, "scales": 1}
 _TUTORIAL = {"style_layers": TUTORIAL_STYLE_LAYERS, "content_layers": ("conv2_2",),
              # Adam is not part of these recipes; this rate is the chapter's 0.3 in normalised units
              # expressed in pixel units (x the ImageNet standard deviation, about 0.226).
              "adam_lr": 0.07, "domain": "pixel", "clamp": "closure", "content_weight": 1.0, "style_weight": 1e6,
-             "tv_weight": 0.0, "epochs": 300, "lr_decay": 1.0, "lr_decay_every": 50}
+             "tv_weight": 0.0, "epochs": 300, "lr_decay": 1.0, "lr_decay_every": 50, "scales": 1}
 
 #: Named settings.  ``d2l`` is the chapter as its MXNet and Paddle code
 #: computes it; ``d2l-pytorch`` is what its PyTorch code really computes
@@ -107,7 +107,7 @@ class Settings:
     line_search: bool = False
     until_loss: Optional[float] = None
     tol: Optional[float] = None
-    scales: int = 1
+    scales: Optional[int] = None
     init: str = "content"
     seed: int = 0
 
@@ -117,7 +117,7 @@ class Settings:
             raise MultistyleError(f"--preset: unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         preset = PRESETS[self.preset]
         taken = {name: preset[name] for name in ("optimizer", "lr_decay", "lr_decay_every", "epochs", "content_weight",
-                                                 "style_weight", "tv_weight", "clamp") if getattr(self, name) is None}
+                                                 "style_weight", "tv_weight", "clamp", "scales") if getattr(self, name) is None}
         optimizer = taken.get("optimizer", self.optimizer)
         if optimizer not in OPTIMIZERS:
             raise MultistyleError(f"--optimizer: expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")

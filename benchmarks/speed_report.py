@@ -1,0 +1,77 @@
+"""Issue 9's figures in one run: per-iteration speed, time to a finished image, and memory, per backend.
+
+1. Seconds per iteration of the chapter's loop, the framework's floor,
+   multistyle in-process and in a fresh ``multistyle run`` process, with
+   ms/floor and chapter/ms (``chapter_vs_multistyle.py``).
+2. Wall time to the chapter's 500-epoch loss: the chapter (500 x its s/it
+   from part 1), multistyle's ``d2l`` and ``--preset fast`` (``time_to_loss.py``).
+3. Predicted against measured peak memory (``memory.py``).
+
+    python benchmarks/speed_report.py --sizes 150x225,300x450
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+
+import chapter_vs_multistyle
+import memory as memory_benchmark
+import time_to_loss
+from multistyle.backend import BackendUnavailable, load_backend_class
+from multistyle.memory import format_bytes
+from multistyle.transfer import Settings, plan_memory
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="torch,mxnet,paddle")
+    parser.add_argument("--sizes", default="150x225,300x450")
+    parser.add_argument("--memory-sizes", default="150x225,300x450,600x900")
+    parser.add_argument("--parts", default="speed,time,memory")
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    sizes = [tuple(int(v) for v in text.split("x")) for text in args.sizes.split(",")]
+    backends = []
+    for name in args.backends.split(","):
+        try:
+            load_backend_class(name)
+            backends.append(name)
+        except BackendUnavailable as exc:
+            print(f"{name}: skipped: {exc}")
+    print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, {platform.system()}, "
+          f"Python {platform.python_version()}; synthetic weights (random:0), CPU device", flush=True)
+    chapter = {}
+    if "speed" in parts or "time" in parts:
+        print("\n## 1. Seconds per iteration (median; 2 alternating rounds of 12, 2 warm-up each)", flush=True)
+        print(chapter_vs_multistyle.HEADER, flush=True)
+        for name in backends:
+            for size in sizes:
+                row = chapter_vs_multistyle.measure(name, size)
+                chapter[(name, size)] = row["chapter"]
+                print(chapter_vs_multistyle.line(name, size, row), flush=True)
+    if "time" in parts:
+        print("\n## 2. Time to the chapter's 500-epoch loss", flush=True)
+        print(time_to_loss.table([])[0], flush=True)
+        for name in backends:
+            for size in sizes:
+                rows = time_to_loss.measure(name, list(size), chapter[(name, size)])
+                print("\n".join(time_to_loss.table(rows)[1:]), flush=True)
+    if "memory" in parts:
+        print("\n## 3. Peak memory of a fresh `multistyle run` (Adam, 3 epochs): predicted vs measured", flush=True)
+        print(f"{'backend':8} {'size':>8} {'predicted':>11} {'measured':>11} {'pred/meas':>9}", flush=True)
+        settings = Settings(epochs=3).resolved()
+        for name in backends:
+            for text in args.memory_sizes.split(","):
+                size = tuple(int(v) for v in text.split("x"))
+                predicted = plan_memory(name, "cpu", size, settings).host
+                measured = memory_benchmark.measure(name, size, "adam", 3)
+                print(f"{name:8} {size[0]:>3}x{size[1]:<4} {format_bytes(predicted):>11} "
+                      f"{format_bytes(measured):>11} {predicted / measured:9.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
