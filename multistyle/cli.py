@@ -79,7 +79,8 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
     algo.add_argument("--preset", default=defaults.preset, choices=list(PRESETS),
                       help="d2l: the chapter's MXNet/Paddle layers; d2l-pytorch: what its PyTorch code computes "
                            "(ReLU outputs); d2l-mxnet: its lr 0.9; pytorch-tutorial: the PyTorch tutorial "
-                           "(L-BFGS, pixel space); viblo: the same with RMSprop (default: %(default)s)")
+                           "(L-BFGS, pixel space); viblo: the same with RMSprop; fast: the d2l objective, coarse to fine "
+                           "on a shorter schedule (default: %(default)s)")
     algo.add_argument("--epochs", type=int, default=20 if bench else None,
                       help="optimizer iterations (default: " + ("%(default)s" if bench else "the preset's, 500") + ")")
     algo.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS),

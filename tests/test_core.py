@@ -108,7 +108,8 @@ def test_presets():
     assert torch_variant.content_layers == ("relu4_4",)
     assert Settings(preset="d2l-mxnet").resolved().lr == 0.9
     assert Settings(preset="d2l-mxnet", lr=0.1).resolved().lr == 0.1
-    assert set(PRESETS) == {"d2l", "d2l-pytorch", "d2l-mxnet", "pytorch-tutorial", "viblo"}
+    assert set(PRESETS) == {"d2l", "d2l-pytorch", "d2l-mxnet", "pytorch-tutorial", "viblo", "fast"}
+    assert d2l.scales == 1
     assert (d2l.optimizer, d2l.clamp) == ("adam", "none")
     tutorial = Settings(preset="pytorch-tutorial").resolved()
     # The tutorial's conv_1..conv_5 and conv_4, named canonically.
@@ -121,6 +122,15 @@ def test_presets():
     # Each optimizer has its own default rate unless --lr is given.
     assert Settings(optimizer="lbfgs").resolved().lr == 1.0 and Settings(optimizer="rmsprop").resolved().lr == 0.01
     assert Settings(preset="viblo", optimizer="lbfgs", lr=0.5).resolved().lr == 0.5
+
+
+def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_objective():
+    fast, d2l = PRESETS["fast"], PRESETS["d2l"]
+    for key in ("style_layers", "content_layers", "content_weight", "style_weight", "tv_weight", "domain", "clamp"):
+        assert fast[key] == d2l[key], key
+    resolved = Settings(preset="fast").resolved()
+    assert resolved.scales == fast["scales"] > 1 and resolved.epochs == fast["epochs"] < d2l["epochs"]
+    assert Settings(preset="fast", scales=1, epochs=50).resolved().scales == 1  # options still win
 
 
 @pytest.mark.parametrize("field, value, message", [
