@@ -1,8 +1,7 @@
 """Predicted against measured peak memory: ``multistyle.memory`` vs the peak RSS of a fresh ``multistyle run``.
 
-For each backend and size, a fresh ``python -m multistyle run`` process (a
-few epochs on synthetic weights, on the CPU) is measured with ``wait4``: its
-own peak resident set size, nothing of this process.  The prediction is what
+For each backend and size, a fresh ``multistyle run`` process (a few epochs
+on synthetic weights, on the CPU) reports its own peak resident set size.  The prediction is what
 ``multistyle run --plan`` prints for the same job.  ``--fit`` also fits the
 per-backend constants of :data:`multistyle.memory.HOST` (least squares on the
 relative error) from the same measurements, to paste there.
@@ -28,19 +27,25 @@ from multistyle.vgg import LAYER_BY_NAME
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
 
 
+#: A fresh ``multistyle run`` that reports its own peak RSS (``VmHWM`` of its address space) on its last line.
+#: Not ``wait4``'s ``ru_maxrss``: Linux carries the parent's high-water mark into a child across ``exec``, so a
+#: child of a big process (this one, once it has imported a framework) would seem as big as its parent.
+RUN_AND_REPORT = ("import sys\nfrom multistyle.cli import main\nfrom multistyle.compare import peak_rss\n"
+                  "code = main(sys.argv[1:])\nprint('peak_rss_bytes', peak_rss(), file=sys.stderr)\nsys.exit(code)")
+
+
 def measure(backend: str, size: Tuple[int, int], optimizer: str, epochs: int) -> int:
     """Peak RSS in bytes of a fresh ``multistyle run`` of this job."""
     with tempfile.TemporaryDirectory() as folder:
-        command = [sys.executable, "-m", "multistyle", "run", "--backend", backend, "--device", "cpu",
+        command = [sys.executable, "-c", RUN_AND_REPORT, "run", "--backend", backend, "--device", "cpu",
                    "--content", os.path.join(EXAMPLES, "content.jpg"), "--style", os.path.join(EXAMPLES, "style.jpg"),
                    "--output", os.path.join(folder, "out.png"), "--size", f"{size[0]}x{size[1]}",
                    "--epochs", str(epochs), "--optimizer", optimizer, "--weights", "random:0", "--quiet"]
-        process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(process.pid, 0)
-        error = process.stderr.read().decode() if process.stderr else ""
-        if status != 0:
-            raise RuntimeError(f"{backend} {size}: {error.strip().splitlines()[-1] if error.strip() else status}")
-        return int(usage.ru_maxrss) * 1024  # kilobytes on Linux
+        done = subprocess.run(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        lines = done.stderr.strip().splitlines()
+        if done.returncode != 0 or not lines or not lines[-1].startswith("peak_rss_bytes "):
+            raise RuntimeError(f"{backend} {size}: {lines[-1] if lines else done.returncode}")
+        return int(lines[-1].split()[1])
 
 
 def fit(rows: List[Dict[str, float]]) -> memory.Model:
