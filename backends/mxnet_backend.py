@@ -152,7 +152,8 @@ class MXNetBackend(Backend):
     def reshape(self, tensor: nd.NDArray, shape: Sequence[int]) -> nd.NDArray:
         return tensor.reshape(tuple(shape))
 
-    def vgg19_layers(self, weights: Weights, last: int) -> List[Callable[[nd.NDArray], nd.NDArray]]:
+    def vgg19_layers(self, weights: Weights, last: int,
+                     pooling: str = "max") -> List[Callable[[nd.NDArray], nd.NDArray]]:
         net = gluon.nn.Sequential()
         convs = []
         for spec in LAYERS[: last + 1]:
@@ -163,7 +164,8 @@ class MXNetBackend(Backend):
             elif spec.kind == "relu":
                 net.add(gluon.nn.Activation("relu"))
             else:
-                net.add(gluon.nn.MaxPool2D(pool_size=2, strides=2))
+                pool = gluon.nn.MaxPool2D if pooling == "max" else gluon.nn.AvgPool2D
+                net.add(pool(pool_size=2, strides=2))
         net.initialize(ctx=self._ctx)
         for index, conv in convs:
             weight, bias = weights[index]

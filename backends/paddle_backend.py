@@ -184,7 +184,8 @@ class PaddleBackend(Backend):
     def reshape(self, tensor: paddle.Tensor, shape: Sequence[int]) -> paddle.Tensor:
         return paddle.reshape(tensor, list(shape))
 
-    def vgg19_layers(self, weights: Weights, last: int) -> List[Callable[[paddle.Tensor], paddle.Tensor]]:
+    def vgg19_layers(self, weights: Weights, last: int,
+                     pooling: str = "max") -> List[Callable[[paddle.Tensor], paddle.Tensor]]:
         layers: List[nn.Layer] = []
         for spec in LAYERS[: last + 1]:
             if spec.kind == "conv":
@@ -196,7 +197,8 @@ class PaddleBackend(Backend):
             elif spec.kind == "relu":
                 layers.append(nn.ReLU())
             else:
-                layers.append(nn.MaxPool2D(kernel_size=2, stride=2))
+                pool = nn.MaxPool2D if pooling == "max" else nn.AvgPool2D
+                layers.append(pool(kernel_size=2, stride=2))
         net = nn.Sequential(*layers)
         net.to(device=self._place)
         net.eval()

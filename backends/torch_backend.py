@@ -156,7 +156,8 @@ class TorchBackend(Backend):
     def reshape(self, tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         return tensor.reshape(tuple(shape))
 
-    def vgg19_layers(self, weights: Weights, last: int) -> List[Callable[[torch.Tensor], torch.Tensor]]:
+    def vgg19_layers(self, weights: Weights, last: int,
+                     pooling: str = "max") -> List[Callable[[torch.Tensor], torch.Tensor]]:
         layers: List[nn.Module] = []
         for spec in LAYERS[: last + 1]:
             if spec.kind == "conv":
@@ -169,7 +170,8 @@ class TorchBackend(Backend):
             elif spec.kind == "relu":
                 layers.append(nn.ReLU(inplace=False))
             else:
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
+                layers.append(pool(kernel_size=2, stride=2))
         net = nn.Sequential(*layers).to(self._device).eval().requires_grad_(False)
         return list(net)
 

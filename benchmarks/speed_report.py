@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("--backends", default="torch,mxnet,paddle")
     parser.add_argument("--sizes", default="150x225,300x450")
     parser.add_argument("--memory-sizes", default="150x225,300x450,600x900")
+    parser.add_argument("--time-sizes", default=None, help="sizes of part 3 (default: --sizes)")
     parser.add_argument("--parts", default="speed,time,memory")
     args = parser.parse_args()
     parts = args.parts.split(",")
@@ -67,9 +68,11 @@ def main() -> int:
     if "time" in parts:
         print("\n## 3. Time to the chapter's 500-epoch loss", flush=True)
         print(time_to_loss.table([])[0], flush=True)
-        for size in sizes:  # the smaller size first, for every backend
+        time_sizes = sizes if args.time_sizes is None else [tuple(int(v) for v in text.split("x"))
+                                                            for text in args.time_sizes.split(",")]
+        for size in time_sizes:  # the smaller size first, for every backend
             for name in backends:
-                rows = time_to_loss.measure(name, list(size), chapter[(name, size)])
+                rows = time_to_loss.measure(name, list(size), chapter.get((name, size)))
                 print("\n".join(time_to_loss.table(rows)[1:]), flush=True)
     return 0
 

@@ -161,10 +161,11 @@ class Backend(abc.ABC):
 
     # -- VGG-19 ----------------------------------------------------------------
     @abc.abstractmethod
-    def vgg19_layers(self, weights: Weights, last: int) -> List[Callable[[Tensor], Tensor]]:
+    def vgg19_layers(self, weights: Weights, last: int, pooling: str = "max") -> List[Callable[[Tensor], Tensor]]:
         """Native layers ``0..last`` of VGG-19 ``features``, frozen, on the device.
 
         ``weights`` maps convolution indices to OIHW ``(weight, bias)`` arrays.
+        ``pooling`` is ``max`` (VGG's own) or ``avg``: 2x2, stride 2, either way.
         ReLUs must not work in place: the core keeps layer outputs for the
         losses, and an in-place ReLU would overwrite a stored conv output.
         """

@@ -18,13 +18,13 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tupl
 
 import numpy as np
 
-from . import __version__, images, memory
+from . import __version__, animation, images, memory
 from .backend import backend_names, describe_backends, parse_device
 from .errors import MultistyleError
 from .optim import OPTIMIZERS
 from .progress import ProgressBar
-from .transfer import (CLAMPS, DEFAULT_SIZE, PRESETS, Settings, UntrainedWeightsWarning, plan_memory, scale_plan,
-                       settings_dict, target_size, transfer, write_log)
+from .transfer import (CLAMPS, DEFAULT_SIZE, PRESETS, Settings, UntrainedWeightsWarning, blend_mismatch, plan_memory,
+                       scale_plan, settings_dict, target_size, transfer, write_log)
 from .vgg import LAYERS, deepest_index, parse_weights_spec
 
 LOG_EXTENSIONS = (".csv", ".json")
@@ -34,6 +34,23 @@ def _layers(text: str) -> List[str]:
     return [part.strip() for part in text.split(",")]
 
 
+def _image_list(text: str) -> List[str]:
+    """``a.jpg,b.jpg`` -> two paths; a path that exists as given (commas and all) is one."""
+    if os.path.exists(text):
+        return [text]
+    paths = [part.strip() for part in text.split(",")]
+    if not all(paths):
+        raise argparse.ArgumentTypeError(f"expected comma-separated image files, got {text!r}")
+    return paths
+
+
+def _numbers(text: str) -> List[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None:
     """The job's options; ``mode`` is ``run``, ``compare`` or ``bench``."""
     defaults = Settings()
@@ -41,8 +58,9 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
     bench = mode == "bench"
     job.add_argument("--content", required=not bench, metavar="FILE",
                      help="content image" + (" (default: a synthetic one)" if bench else ""))
-    job.add_argument("--style", required=not bench, metavar="FILE",
-                     help="style image" + (" (default: a synthetic one)" if bench else ""))
+    job.add_argument("--style", required=not bench, metavar="FILE[,FILE...]", type=_image_list,
+                     help="style image, or several, comma-separated, blended by --style-blend"
+                          + (" (default: a synthetic one)" if bench else ""))
     if mode == "run":
         job.add_argument("--output", required=True, metavar="FILE",
                          help="result image; the format follows the extension (.png .jpg .webp .tif .bmp)")
@@ -111,10 +129,27 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
                            "sums the style terms ten times); 1e6 for the tutorials")
     algo.add_argument("--tv-weight", type=float, default=None, help="default: the preset's, 10 for d2l, 0 otherwise")
     algo.add_argument("--content-layers", type=_layers, default=None, metavar="NAMES",
-                      help="comma-separated VGG-19 layers (default: the preset's, conv4_4 for d2l)")
+                      help="comma-separated VGG-19 layers, each optionally NAME:WEIGHT (default: the preset's, "
+                           "conv4_4 for d2l; weight 1)")
     algo.add_argument("--style-layers", type=_layers, default=None, metavar="NAMES",
-                      help="comma-separated VGG-19 layers (default: the preset's, conv1_1,...,conv5_1 for d2l)")
-    algo.add_argument("--init", default=defaults.init, choices=["content", "noise"], help="default: %(default)s")
+                      help="comma-separated VGG-19 layers, each optionally NAME:WEIGHT, e.g. conv1_1:1,conv2_1:0.5 "
+                           "(default: the preset's, conv1_1,...,conv5_1 for d2l; weight 1)")
+    algo.add_argument("--style-blend", type=_numbers, default=None, metavar="W,W,...",
+                      help="one weight per style image (>= 0, normalised to sum 1): each style layer's target is "
+                           "the weighted sum of the styles' Gram matrices (default: equal)")
+    algo.add_argument("--style-scale", type=float, default=None, metavar="S",
+                      help="resize each style image to S x the working size's long edge, keeping its aspect "
+                           "ratio, before taking its features: the size of the texture (default: the style is "
+                           "resized to the working size itself, as the chapter does)")
+    algo.add_argument("--preserve-color", default=defaults.preserve_color, choices=["none", "luminance", "histogram"],
+                      help="luminance: keep the result's luminance and the content's colours (YUV, after "
+                           "optimisation); histogram: match the style's colour mean and covariance to the "
+                           "content's (before) (default: %(default)s)")
+    algo.add_argument("--pooling", default=defaults.pooling, choices=["max", "avg"],
+                      help="VGG-19's pooling layers: max (its own) or avg, often smoother (default: %(default)s)")
+    algo.add_argument("--init", default=defaults.init, metavar="content|noise|style|FILE",
+                      help="the start image: the content image, seeded noise, the (first) style image or an "
+                           "image file, resized to the working size (default: %(default)s)")
     algo.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
     algo.add_argument("--deterministic", action="store_true",
                       help="turn on the framework's deterministic switches (GPU convolutions); slower")
@@ -124,6 +159,11 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
     out.add_argument("--log", metavar="FILE", help="per-epoch losses and timings, .csv or .json")
     out.add_argument("--save-every", type=int, default=0, metavar="N",
                      help="also save the image every N epochs, as OUTPUT-stem.epochNNNNN.ext")
+    out.add_argument("--animate", metavar="FILE",
+                     help="also write the optimisation as an animation, .gif or .webp: a frame every "
+                          "--animate-every epochs, the result last")
+    out.add_argument("--animate-every", type=int, default=0, metavar="N",
+                     help="epochs between animation frames (default: about 50 frames in all)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     plan = parser.add_argument_group("planning")
     plan.add_argument("--plan", action="store_true",
@@ -200,25 +240,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Every output location is checked here, before weights are loaded and the
     # long optimisation starts: a run must not fail after it has done the work.
     images.check_output_path(args.output)
-    for option, source in (("--content", args.content), ("--style", args.style)):
+    for option, source in (("--content", args.content), *(("--style", path) for path in args.style)):
         if _same_file(args.output, source) or os.path.abspath(args.output) == os.path.abspath(source):
             raise MultistyleError(f"--output: {args.output!r} is the {option[2:]} image; refusing to overwrite an input")
     if args.log:
         if os.path.splitext(args.log)[1].lower() not in LOG_EXTENSIONS:
             raise MultistyleError(f"--log: expected a .csv or .json file name, got {args.log!r}")
         images.check_writable(args.log, "--log")
+    if args.animate:
+        animation.check_animation_path(args.animate)
+        if args.animate_every < 0:
+            raise MultistyleError(f"--animate-every: expected a positive number of epochs, got {args.animate_every}")
     if args.save_every < 0:
         raise MultistyleError(f"--save-every: expected 0 (off) or a positive number of epochs, got {args.save_every}")
     # Snapshots go beside the output, so the output's check covers their folder.
     kind, _ = parse_weights_spec(args.weights)
-    if kind == "random":
-        print("multistyle: warning: VGG-19 has random weights (untrained); the result will not look stylised. "
-              "Use --weights imagenet or a weight file for real work.", file=sys.stderr)
 
     settings = _settings(args).resolved()
+    if settings.style_blend is not None and len(settings.style_blend) != len(args.style):
+        raise MultistyleError(blend_mismatch(len(settings.style_blend), len(args.style)))
     limit = None if args.max_memory is None else memory.parse_bytes(args.max_memory)
     if args.plan:
         return _print_plan(args, settings, limit)
+    if kind == "random":  # after every check of the options, so that a mistake is the only line printed
+        print("multistyle: warning: VGG-19 has random weights (untrained); the result will not look stylised. "
+              "Use --weights imagenet or a weight file for real work.", file=sys.stderr)
     epochs = settings.epochs
     bar = ProgressBar(epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
 
@@ -239,13 +285,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             result = transfer(args.content, args.style, backend=args.backend, device=args.device,
                               weights=args.weights, size=args.size, max_pixels=args.max_pixels, callback=on_epoch,
                               settings=settings, deterministic=args.deterministic, snapshot_every=args.save_every,
-                              max_memory=limit)
+                              max_memory=limit, animate=args.animate, animate_every=args.animate_every)
     except KeyboardInterrupt:
+        bar.close()  # before the message, so that it gets a line of its own
         # Snapshots are written atomically, so the last one named here is complete.
         kept = (f"the last snapshot is {progress['snapshot']}" if progress["snapshot"]
                 else "nothing was written")
         raise Interrupted(f"after epoch {progress['epoch']} of {epochs}; {kept}; "
                           f"{args.output} was not written") from None
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - started
     result.save(args.output)
     if args.log:
@@ -267,7 +316,8 @@ def _print_plan(args: argparse.Namespace, settings: Settings, limit: Optional[in
     kind, number = parse_device(args.device)
     device = f"gpu:{number or 0}" if kind == "gpu" else "cpu"
     content = images.load_image(args.content, "--content", args.max_pixels)
-    images.load_image(args.style, "--style", args.max_pixels)
+    for path in args.style:
+        images.load_image(path, "--style", args.max_pixels)
     shape = target_size(content, args.size)
     steps = scale_plan(shape, settings.scales, settings.epochs)  # type: ignore[arg-type]
     layers = list(dict.fromkeys(list(settings.content_layers) + list(settings.style_layers)))  # type: ignore[arg-type]
@@ -295,7 +345,8 @@ def _settings(args: argparse.Namespace) -> Settings:
                     content_weight=args.content_weight, style_weight=args.style_weight,
                     tv_weight=args.tv_weight, init=args.init, seed=args.seed, optimizer=args.optimizer,
                     clamp=args.clamp, line_search=args.line_search, until_loss=args.until_loss, tol=args.tol,
-                    scales=args.scales)
+                    scales=args.scales, style_blend=args.style_blend, style_scale=args.style_scale,
+                    preserve_color=args.preserve_color, pooling=args.pooling)
 
 
 def _backend_list(text: str) -> List[str]:
@@ -325,7 +376,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise MultistyleError(f"--output: {args.output!r} is a file; compare writes a folder")
     content = images.load_image(args.content, "--content", args.max_pixels)
-    images.load_image(args.style, "--style", args.max_pixels)
+    for path in args.style:
+        images.load_image(path, "--style", args.max_pixels)
     size = target_size(content, args.size)
     variants = None
     if args.optimizers:
@@ -373,7 +425,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise MultistyleError(f"--floor: expected 0 (off) or a number of iterations, got {args.floor}")
         job["floor"] = args.floor
         job["content"] = args.content or synthetic[0]
-        job["style"] = args.style or synthetic[1]
+        job["style"] = args.style or [synthetic[1]]
         rows, unusable = compare.bench(backends, sizes, job)
     print("\n".join(compare.bench_table(rows)))
     for name, reason in unusable.items():

@@ -50,13 +50,16 @@ def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
             snapshots[epoch] = current()
 
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UntrainedWeightsWarning)
-        result = transfer(job["content"], job["style"], backend=job["backend"], device=job["device"],
-                          weights=job["weights"], size=tuple(job["size"]), settings=settings,
-                          max_pixels=job.get("max_pixels", images.DEFAULT_MAX_PIXELS), callback=on_epoch,
-                          deterministic=job.get("deterministic", False),
-                          snapshot_every=every if job.get("snapshots") else 0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UntrainedWeightsWarning)
+            result = transfer(job["content"], job["style"], backend=job["backend"], device=job["device"],
+                              weights=job["weights"], size=tuple(job["size"]), settings=settings,
+                              max_pixels=job.get("max_pixels", images.DEFAULT_MAX_PIXELS), callback=on_epoch,
+                              deterministic=job.get("deterministic", False),
+                              snapshot_every=every if job.get("snapshots") else 0)
+    finally:
+        bar.close()
     seconds = time.perf_counter() - started
     rss = peak_rss()  # the run's own, before the floor (below) allocates a network of its own
     floor = floor_times(job, settings.resolved(), int(job["floor"])) if job.get("floor") else None
@@ -349,7 +352,8 @@ def compare(backends: Sequence[str], folder: str, job: Dict[str, Any], command: 
         raise MultistyleError("every run failed: " + "; ".join(f"{r['label']}: {r['error']}" for r in results))
     first = ok[0]
     content = images.load_image(job["content"], "--content", job.get("max_pixels", images.DEFAULT_MAX_PIXELS))
-    style = images.load_image(job["style"], "--style", job.get("max_pixels", images.DEFAULT_MAX_PIXELS))
+    first_style = job["style"][0] if isinstance(job["style"], (list, tuple)) else job["style"]
+    style = images.load_image(first_style, "--style", job.get("max_pixels", images.DEFAULT_MAX_PIXELS))
     size = tuple(first["size"])
     inputs = {name: images.postprocess(images.preprocess(image, size)) for name, image in (("content", content), ("style", style))}
     meta = {"command": command, "settings": job["settings"], "size": list(size), "weights": job["weights"],

@@ -131,9 +131,19 @@ def preprocess(image: Image.Image, size: Size, normalize: bool = True) -> np.nda
 
     With ``normalize=False`` the pixels stay in [0, 1] (the pixel-space presets).
     """
+    return to_input(resize_pixels(image, size), normalize)
+
+
+def resize_pixels(image: Image.Image, size: Size) -> np.ndarray:
+    """``image`` resized to ``size`` = ``(H, W)`` (Pillow bilinear) as ``(H, W, 3)`` float32 in [0, 1]."""
     height, width = size
     resized = image.resize((width, height), Image.BILINEAR)
-    array = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+    return np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+
+
+def to_input(pixels: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """``(H, W, 3)`` floats in [0, 1] to the ``(1, 3, H, W)`` float32 array a backend receives."""
+    array = np.asarray(pixels, dtype=np.float32)
     if normalize:
         array = (array - RGB_MEAN) / RGB_STD
     return np.ascontiguousarray(array.transpose(2, 0, 1)[None], dtype=np.float32)

@@ -1,41 +1,40 @@
-"""A one-line progress display for optimisation runs, shared by ``run``, ``compare`` and ``bench``.
+"""The progress bar of ``run``, ``compare``, ``bench`` and ``transfer(progress=True)``, built on tqdm.
 
-Callers enable it only when the stream is a terminal, so logs, CI and pipes
-stay clean; it redraws at most ten times a second.
+tqdm gives the rate, the elapsed time and the ETA; the bar adds the current
+losses.  The CLI enables it only when stderr is a terminal, so logs, CI and
+pipes stay clean.  ``notebook=True`` uses ``tqdm.auto``: a widget in Jupyter
+(where ipywidgets is installed), the same text bar elsewhere.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Dict, TextIO
+import sys
+from typing import Any, Dict, Optional, TextIO
 
 
 class ProgressBar:
-    """A one-line progress display on a terminal; silent elsewhere."""
+    """Epochs done out of ``total``, with the losses of the last one; silent when not ``enabled``."""
 
-    def __init__(self, total: int, stream: TextIO, enabled: bool, label: str = "") -> None:
-        self.label = label + " " if label else ""
-        self.total = total
-        self.stream = stream
-        self.enabled = enabled
-        self.started = time.perf_counter()
-        self.last_draw = 0.0
+    def __init__(self, total: int, stream: Optional[TextIO] = None, enabled: bool = True, label: str = "",
+                 notebook: bool = False) -> None:
+        self.bar: Any = None
+        if not enabled:
+            return
+        if notebook:
+            from tqdm.auto import tqdm
+        else:
+            from tqdm import tqdm
+        self.bar = tqdm(total=total, desc=label or None, unit="epoch", file=stream or sys.stderr,
+                        dynamic_ncols=True, mininterval=0.1, leave=True)
 
     def update(self, record: Dict[str, float]) -> None:
-        if not self.enabled:
+        if self.bar is None:
             return
-        now = time.perf_counter()
-        done = int(record["epoch"])
-        if done < self.total and now - self.last_draw < 0.1:
-            return
-        self.last_draw = now
-        width = 24
-        filled = width * done // self.total
-        rate = (now - self.started) / done
-        self.stream.write(
-            f"\r{self.label}[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-            f"total {record['total']:.4g}  content {record['content']:.3g}  style {record['style']:.3g}  "
-            f"tv {record['tv']:.3g}  {rate:.3f}s/it ")
-        if done == self.total:
-            self.stream.write("\n")
-        self.stream.flush()
+        self.bar.set_postfix_str(f"total {record['total']:.4g}, content {record['content']:.3g}, "
+                                 f"style {record['style']:.3g}, tv {record['tv']:.3g}", refresh=False)
+        self.bar.update(int(record["epoch"]) - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -39,11 +39,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from . import images, memory
+from . import animation, color, images, memory
 from .backend import Backend, get_backend, parse_device
 from .errors import MultistyleError
 from .losses import content_loss, gram, style_loss, tv_loss
 from .optim import DEFAULT_LR, OPTIMIZERS
+from .progress import ProgressBar
 from .weightfiles import read_weights
 from .vgg import (LAYER_BY_NAME, Weights, canonical_weights, deepest_index,
                   parse_weights_spec, random_weights, resolve_layers)
@@ -79,6 +80,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "fast": dict(_D2L, scales=2, epochs=400, lr_decay_every=30),
 }
 
+#: Starting images (or an image file's path).
+INITS = ("content", "noise", "style")
+POOLINGS = ("max", "avg")
+
 #: Where the image is clamped to its valid range: inside every loss evaluation
 #: (the tutorial's closure), after every optimizer step, only at the end, never.
 CLAMPS = ("closure", "step", "end", "none")
@@ -112,6 +117,12 @@ class Settings:
     scales: Optional[int] = None
     init: str = "content"
     seed: int = 0
+    style_blend: Optional[Sequence[float]] = None
+    style_scale: Optional[float] = None
+    preserve_color: str = "none"
+    pooling: str = "max"
+    content_layer_weights: Optional[Sequence[float]] = None
+    style_layer_weights: Optional[Sequence[float]] = None
 
     def resolved(self) -> "Settings":
         """A copy with the preset applied and every value checked."""
@@ -125,14 +136,15 @@ class Settings:
             raise MultistyleError(f"--optimizer: expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         if self.lr is None:
             taken["lr"] = float(preset["adam_lr"] if optimizer == "adam" else DEFAULT_LR[optimizer])
-        out = replace(
-            self,
-            content_layers=tuple(resolve_layers(
-                preset["content_layers"] if self.content_layers is None else self.content_layers, "--content-layers")),
-            style_layers=tuple(resolve_layers(
-                preset["style_layers"] if self.style_layers is None else self.style_layers, "--style-layers")),
-            **taken,
-        )
+        content_layers, content_weights = _layer_weights(
+            preset["content_layers"] if self.content_layers is None else self.content_layers,
+            self.content_layer_weights, "--content-layers")
+        style_layers, style_weights = _layer_weights(
+            preset["style_layers"] if self.style_layers is None else self.style_layers,
+            self.style_layer_weights, "--style-layers")
+        out = replace(self, content_layers=content_layers, style_layers=style_layers,
+                      content_layer_weights=content_weights, style_layer_weights=style_weights,
+                      style_blend=_blend(self.style_blend), **taken)
         _positive("--epochs", out.epochs, integer=True)
         _positive("--lr", out.lr)
         _positive("--lr-decay", out.lr_decay)
@@ -143,8 +155,16 @@ class Settings:
                               ("--tv-weight", out.tv_weight)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise MultistyleError(f"{option}: expected a number >= 0, got {value!r}")
-        if out.init not in ("content", "noise"):
-            raise MultistyleError(f"--init: expected content or noise, got {out.init!r}")
+        if out.init not in INITS and not os.path.isfile(os.fspath(out.init)):
+            raise MultistyleError(f"--init: expected {', '.join(INITS)} or an image file, got {out.init!r} "
+                                  f"(no such file)")
+        if out.style_scale is not None:
+            _positive("--style-scale", out.style_scale)
+        if out.preserve_color not in color.MODES:
+            raise MultistyleError(f"--preserve-color: expected one of {', '.join(color.MODES)}, "
+                                  f"got {out.preserve_color!r}")
+        if out.pooling not in POOLINGS:
+            raise MultistyleError(f"--pooling: expected one of {', '.join(POOLINGS)}, got {out.pooling!r}")
         if out.clamp not in CLAMPS:
             raise MultistyleError(f"--clamp: expected one of {', '.join(CLAMPS)}, got {out.clamp!r}")
         _positive("--scales", out.scales, integer=True)
@@ -161,6 +181,48 @@ class Settings:
         if not isinstance(out.seed, int) or isinstance(out.seed, bool) or out.seed < 0:
             raise MultistyleError(f"--seed: expected an integer >= 0, got {out.seed!r}")
         return out
+
+
+def _layer_weights(entries: Sequence[str], weights: Optional[Sequence[float]],
+                   option: str) -> Tuple[Tuple[str, ...], Tuple[float, ...]]:
+    """Names and weights from ``NAME`` or ``NAME:WEIGHT`` entries (weight 1 when left out)."""
+    names, parsed, given = [], [], False
+    for entry in entries:
+        name, separator, text = str(entry).partition(":")
+        names.append(name.strip())
+        given = given or bool(separator)
+        try:
+            value = float(text) if separator else 1.0
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise MultistyleError(f"{option}: the weight of {name.strip() or '?'} must be a number >= 0, got "
+                                  f"{text.strip()!r}; write NAME:WEIGHT, e.g. conv1_1:0.5")
+        parsed.append(value)
+    names = resolve_layers(names, option)
+    if weights is not None:
+        if given or len(weights) != len(names):
+            raise MultistyleError(f"{option}: give layer weights either as NAME:WEIGHT or as a list of "
+                                  f"{len(names)} numbers, not both")
+        parsed = [float(w) for w in weights]
+        if not all(math.isfinite(w) and w >= 0 for w in parsed):
+            raise MultistyleError(f"{option}: layer weights must be numbers >= 0, got {list(weights)}")
+    if not any(parsed):
+        raise MultistyleError(f"{option}: every layer has weight 0; give one a positive weight "
+                              f"(or set the loss's own weight to 0)")
+    return tuple(names), tuple(parsed)
+
+
+def _blend(weights: Optional[Sequence[float]]) -> Optional[Tuple[float, ...]]:
+    """Style blend weights normalised to sum 1 (``None``: equal weights)."""
+    if weights is None:
+        return None
+    values = [float(w) for w in weights]
+    if not values or not all(math.isfinite(w) and w >= 0 for w in values) or not any(values):
+        raise MultistyleError(f"--style-blend: expected numbers >= 0, not all 0, one per style, got "
+                              f"{','.join(str(w) for w in weights)!r}")
+    total = sum(values)
+    return tuple(w / total for w in values)
 
 
 def _positive(option: str, value: Any, integer: bool = False) -> None:
@@ -191,13 +253,21 @@ class Result:
         """Save the image atomically; the format follows the extension."""
         images.save_image(self.image, path)
 
+    def _repr_png_(self) -> bytes:
+        """The image, for Jupyter: a result shows itself as a picture in a notebook."""
+        buffer = io.BytesIO()
+        Image.fromarray(self.image).save(buffer, format="PNG")
+        return buffer.getvalue()
+
 
 class FeatureExtractor:
     """Runs VGG-19 up to the deepest requested layer and keeps named outputs."""
 
-    def __init__(self, backend: Backend, weights: Weights, layer_names: Sequence[str]) -> None:
+    def __init__(self, backend: Backend, weights: Weights, layer_names: Sequence[str], pooling: str = "max") -> None:
         self.last = deepest_index(layer_names)
-        self.layers = backend.vgg19_layers(weights, self.last)
+        # Only a non-default pooling is passed on, so a backend written before --pooling still works.
+        self.layers = (backend.vgg19_layers(weights, self.last) if pooling == "max"
+                       else backend.vgg19_layers(weights, self.last, pooling=pooling))
         self.wanted = {LAYER_BY_NAME[name].index: name for name in layer_names}
 
     def __call__(self, x: Any) -> Dict[str, Any]:
@@ -216,23 +286,39 @@ class StyleLoss:
     ``tv``, each already multiplied by its weight, and their sum ``total``
     (``tv`` is ``None`` when its weight is 0: the term is then not computed).
     ``x`` and the images given here are in the preset's domain: normalised, or
-    pixels in [0, 1] that the objective normalises first.
+    pixels in [0, 1] that the objective normalises first.  ``style_x`` is one
+    image or a list: each style layer's target is the blend of their Gram
+    matrices (``settings.style_blend``, equal by default).  A layer whose
+    weight is 0 is left out, as if it had not been named.
     """
 
     def __init__(self, backend: Backend, weights: Weights, settings: Settings,
-                 content_x: np.ndarray, style_x: np.ndarray) -> None:
+                 content_x: np.ndarray, style_x: Union[np.ndarray, Sequence[np.ndarray]]) -> None:
         self.B = backend
         self.settings = settings
         self.pixel = PRESETS[settings.preset]["domain"] == "pixel"
         if self.pixel:
             self.mean = backend.asarray(images.RGB_MEAN.reshape(1, 3, 1, 1))
             self.std = backend.asarray(images.RGB_STD.reshape(1, 3, 1, 1))
-        self.layer_names = list(dict.fromkeys(settings.content_layers + settings.style_layers))  # type: ignore[operator]
-        self.extract = FeatureExtractor(backend, weights, self.layer_names)
+        self.content = _weighted(settings.content_layers, settings.content_layer_weights)
+        self.style = _weighted(settings.style_layers, settings.style_layer_weights)
+        self.layer_names = list(dict.fromkeys([name for name, _ in self.content + self.style]))
+        self.extract = FeatureExtractor(backend, weights, self.layer_names, settings.pooling)
         content_features = self.features(backend.asarray(content_x))
-        self.content_targets = [content_features[name] for name in settings.content_layers]  # type: ignore[union-attr]
-        style_features = self.features(backend.asarray(style_x))
-        self.style_targets = [gram(backend, style_features[name]) for name in settings.style_layers]  # type: ignore[union-attr]
+        self.content_targets = [content_features[name] for name, _ in self.content]
+        styles = [style_x] if isinstance(style_x, np.ndarray) else list(style_x)
+        blend = settings.style_blend or [1.0 / len(styles)] * len(styles)
+        if len(blend) != len(styles):
+            raise MultistyleError(blend_mismatch(len(blend), len(styles)))
+        grams: List[Any] = [None] * len(self.style)
+        for image, share in zip(styles, blend):
+            if share == 0:
+                continue
+            features = self.features(backend.asarray(image))
+            for k, (name, _) in enumerate(self.style):
+                term = gram(backend, features[name]) if share == 1 else share * gram(backend, features[name])
+                grams[k] = term if grams[k] is None else grams[k] + term
+        self.style_targets = grams
 
     def features(self, x: Any) -> Dict[str, Any]:
         """VGG-19 features of an image in the preset's domain."""
@@ -241,14 +327,24 @@ class StyleLoss:
     def terms(self, x: Any) -> Dict[str, Any]:
         B, settings = self.B, self.settings
         features = self.features(x)
-        content = sum_terms([content_loss(B, features[name], target)
-                             for name, target in zip(settings.content_layers, self.content_targets)])  # type: ignore[arg-type]
-        style = sum_terms([style_loss(B, features[name], target)
-                           for name, target in zip(settings.style_layers, self.style_targets)])  # type: ignore[arg-type]
+        content = sum_terms([_scaled(weight, content_loss(B, features[name], target))
+                             for (name, weight), target in zip(self.content, self.content_targets)])
+        style = sum_terms([_scaled(weight, style_loss(B, features[name], target))
+                           for (name, weight), target in zip(self.style, self.style_targets)])
         out = {"content": settings.content_weight * content, "style": settings.style_weight * style,
                "tv": settings.tv_weight * tv_loss(B, x) if settings.tv_weight else None}
         out["total"] = out["content"] + out["style"] if out["tv"] is None else out["content"] + out["style"] + out["tv"]
         return out
+
+
+def _weighted(names: Optional[Sequence[str]], weights: Optional[Sequence[float]]) -> List[Tuple[str, float]]:
+    """``(layer, weight)`` pairs of a resolved setting, layers of weight 0 left out."""
+    pairs = zip(names or (), weights if weights is not None else [1.0] * len(names or ()))
+    return [(name, float(weight)) for name, weight in pairs if weight != 0]
+
+
+def _scaled(weight: float, term: Any) -> Any:
+    return term if weight == 1 else weight * term
 
 
 def load_weights(spec: str, backend: Backend, last: int) -> Tuple[Weights, str, bool]:
@@ -296,15 +392,17 @@ def target_size(content: Image.Image, size: Union[None, int, str, Tuple[int, int
 Callback = Callable[[Dict[str, float], Callable[[], np.ndarray]], None]
 
 
-def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Backend] = "torch",
+def transfer(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]], *, backend: Union[str, Backend] = "torch",
              device: str = "auto", weights: str = "imagenet",
              size: Union[None, int, str, Tuple[int, int]] = DEFAULT_SIZE,
              max_pixels: int = images.DEFAULT_MAX_PIXELS, callback: Optional[Callback] = None,
              settings: Optional[Settings] = None, deterministic: bool = False, snapshot_every: int = 0,
-             max_memory: Optional[int] = None, **overrides: Any) -> Result:
+             max_memory: Optional[int] = None, progress: bool = False, animate: Optional[str] = None,
+             animate_every: int = 0, **overrides: Any) -> Result:
     """Stylise ``content`` with ``style`` and return a :class:`Result`.
 
-    ``content`` and ``style`` are paths, PIL images or uint8 arrays.  Any
+    ``content`` and ``style`` are paths, PIL images or uint8 arrays; ``style``
+    may also be a list of them, blended by ``style_blend``.  Any
     field of :class:`Settings` may be passed as a keyword (``epochs=100``,
     ``preset="d2l-mxnet"``).  ``callback(record, image)`` is called after
     every epoch, in order, with the epoch's losses and a function returning the
@@ -315,6 +413,10 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     image.  ``deterministic`` turns on the framework's deterministic switches
     where it has them (GPU convolutions).  ``max_memory`` (bytes) refuses a
     job predicted to need more (:mod:`multistyle.memory`) before weights load.
+    ``progress`` shows a progress bar (a widget in Jupyter).  ``animate`` (a
+    ``.gif`` or ``.webp`` path) writes the optimisation as an animation, a
+    frame every ``animate_every`` epochs (default: about 50 frames) and the
+    result last.
     """
     known = {f.name for f in fields(Settings)}
     unknown = sorted(set(overrides) - known)
@@ -323,11 +425,47 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     settings = replace(settings or Settings(), **overrides).resolved()
     parse_device(device)  # a malformed device is a user error whether or not the framework is installed
     content_image = _as_image(content, "--content", max_pixels)
-    style_image = _as_image(style, "--style", max_pixels)
+    style_images = [_as_image(one, "--style", max_pixels) for one in _style_list(style)]
+    if settings.style_blend is not None and len(settings.style_blend) != len(style_images):
+        raise MultistyleError(blend_mismatch(len(settings.style_blend), len(style_images)))
+    init_image = None if settings.init in INITS else images.load_image(os.fspath(settings.init), "--init", max_pixels)
     shape = target_size(content_image, size)
+    if animate_every < 0:
+        raise MultistyleError(f"--animate-every: expected a positive number of epochs, got {animate_every}")
+    if animate is not None:
+        animation.check_animation_path(animate)
     pixel = PRESETS[settings.preset]["domain"] == "pixel"
     plan = scale_plan(shape, settings.scales, settings.epochs)  # type: ignore[arg-type]
 
+    recorder = animation.FrameRecorder(animate) if animate is not None else None
+    frame_every = animate_every or animation.default_every(settings.epochs)  # type: ignore[arg-type]
+    bar = ProgressBar(settings.epochs, enabled=progress, notebook=True)  # type: ignore[arg-type]
+
+    def on_epoch(record: Dict[str, float], image: Callable[[], np.ndarray]) -> None:
+        bar.update(record)
+        if recorder is not None and record["epoch"] % frame_every == 0 and record["epoch"] < settings.epochs:
+            recorder.add(image())
+        if callback is not None:
+            callback(record, image)
+
+    every = math.gcd(snapshot_every, frame_every if recorder is not None else 0)
+    try:
+        result = _run(settings, backend, device, weights, shape, plan, pixel, content_image, style_images,
+                      init_image, on_epoch, every, max_memory, deterministic)
+        if recorder is not None:
+            recorder.add(result.image)
+            recorder.write()
+    finally:
+        bar.close()
+        if recorder is not None:
+            recorder.close()
+    return result
+
+
+def _run(settings: Settings, backend: Union[str, Backend], device: str, weights: str, shape: Tuple[int, int],
+         plan: List[Tuple[Tuple[int, int], int]], pixel: bool, content_image: Image.Image,
+         style_images: List[Image.Image], init_image: Optional[Image.Image], callback: Callback, snapshot_every: int,
+         max_memory: Optional[int], deterministic: bool) -> Result:
     B = get_backend(backend, device) if isinstance(backend, str) else backend
     B.check_optimizer(settings.optimizer, settings.line_search)  # before loading weights, which may take long
     predicted = plan_memory(B.name, B.device, shape, settings)
@@ -339,16 +477,20 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     vgg_weights, weights_label, untrained = load_weights(weights, B, last)
     if untrained:
         warnings.warn("VGG-19 has random weights (untrained): the result is not a stylised image; "
-                      "use this for tests and smoke runs only", UntrainedWeightsWarning, stacklevel=2)
+                      "use this for tests and smoke runs only", UntrainedWeightsWarning, stacklevel=3)
     low, high = (B.asarray(bound) for bound in images.valid_range(normalized=not pixel))
     history: List[Dict[str, float]] = []
     stopped, start = "", None
     for number, (scale_shape, epochs) in enumerate(plan):
-        content_x = images.preprocess(content_image, scale_shape, normalize=not pixel)
-        style_x = images.preprocess(style_image, scale_shape, normalize=not pixel)
-        # The first scale starts as the settings say; each later one from the previous result, upsampled.
-        start = initial_image(settings, content_x) if start is None else images.resize_array(start, scale_shape)
-        objective = StyleLoss(B, vgg_weights, settings, content_x, style_x)
+        content_pixels = images.resize_pixels(content_image, scale_shape)
+        content_x = images.to_input(content_pixels, normalize=not pixel)
+        style_xs = [images.to_input(style_pixels(image, scale_shape, settings, content_pixels), normalize=not pixel)
+                    for image in style_images]
+        if start is None:  # the first scale starts as the settings say
+            start = initial_image(settings, content_x, style_images[0], init_image, content_pixels, pixel)
+        else:  # each later one from the previous result, upsampled
+            start = images.resize_array(start, scale_shape)
+        objective = StyleLoss(B, vgg_weights, settings, content_x, style_xs)
         optimizer = B.optimizer(settings.optimizer, start, settings.lr, settings.lr_decay,  # type: ignore[arg-type]
                                 settings.lr_decay_every, line_search=settings.line_search)
         final_scale = number == len(plan) - 1
@@ -361,7 +503,10 @@ def transfer(content: ImageInput, style: ImageInput, *, backend: Union[str, Back
     if settings.clamp != "none":  # the tutorial clamps once more at the end
         B.clip_(optimizer.image, low, high)
     final = B.to_numpy(optimizer.image)
-    return Result(image=images.postprocess(final, normalized=not pixel), array=final, history=history,
+    image = images.postprocess(final, normalized=not pixel)
+    if settings.preserve_color == "luminance":  # the content's colours, the result's luminance
+        image = color.keep_luminance(image, images.postprocess(content_x, normalized=not pixel))
+    return Result(image=image, array=final, history=history,
                   settings=settings,
                   backend=B.name, device=B.device, framework_version=B.framework_version(),
                   weights=weights_label, untrained=untrained, size=shape, peak_device_memory=B.peak_device_memory(),
@@ -490,11 +635,54 @@ def stop_reason(settings: Settings, history: Sequence[Dict[str, float]]) -> str:
     return ""
 
 
-def initial_image(settings: Settings, content_x: np.ndarray) -> np.ndarray:
-    """The starting image: the content image, or seeded NumPy noise (the same on every backend)."""
+def initial_image(settings: Settings, content_x: np.ndarray, style: Optional[Image.Image] = None,
+                  init: Optional[Image.Image] = None, content_pixels: Optional[np.ndarray] = None,
+                  pixel: bool = False) -> np.ndarray:
+    """The starting image: the content image, seeded NumPy noise (the same on every backend), the
+    (first) style image or an image file, either resized to the content's size."""
     if settings.init == "content":
         return content_x
-    return np.random.default_rng(settings.seed).standard_normal(content_x.shape, dtype=np.float32)
+    if settings.init == "noise":
+        return np.random.default_rng(settings.seed).standard_normal(content_x.shape, dtype=np.float32)
+    size = (content_x.shape[2], content_x.shape[3])
+    if settings.init == "style":
+        pixels = images.resize_pixels(style, size)  # type: ignore[arg-type]
+        if settings.preserve_color == "histogram":
+            pixels = color.match_color(pixels, content_pixels)  # type: ignore[arg-type]
+    else:
+        pixels = images.resize_pixels(init, size)  # type: ignore[arg-type]
+    return images.to_input(pixels, normalize=not pixel)
+
+
+def style_pixels(image: Image.Image, shape: Tuple[int, int], settings: Settings,
+                 content_pixels: np.ndarray) -> np.ndarray:
+    """A style image as ``(H, W, 3)`` floats for a working size ``shape``: resized to that size (the
+    chapter's way), or with ``style_scale`` to that many times its long edge, keeping the style's own
+    aspect ratio; with ``preserve_color="histogram"`` its colours moved to the content's."""
+    if settings.style_scale is None:
+        size = shape
+    else:
+        size = images.fit_long_edge(image.size, max(1, round(settings.style_scale * max(shape))))
+        if min(size) < 16:
+            raise MultistyleError(f"--style-scale: {settings.style_scale:g} makes the style image "
+                                  f"{size[0]}x{size[1]}, smaller than 16 pixels; use a larger scale")
+    pixels = images.resize_pixels(image, size)
+    if settings.preserve_color == "histogram":
+        pixels = color.match_color(pixels, content_pixels)
+    return pixels
+
+
+def blend_mismatch(weights: int, styles: int) -> str:
+    return (f"--style-blend: {weights} weight{'s' if weights != 1 else ''} for {styles} style "
+            f"image{'s' if styles != 1 else ''}; give one weight per style")
+
+
+def _style_list(style: Union[ImageInput, Sequence[ImageInput]]) -> List[ImageInput]:
+    if isinstance(style, (list, tuple)):
+        if not style:
+            raise MultistyleError("--style: expected at least one style image")
+        return list(style)
+    return [style]  # type: ignore[list-item]
 
 
 def sum_terms(terms: Sequence[Any]) -> Any:

@@ -32,7 +32,13 @@ def max_pool(x: np.ndarray) -> np.ndarray:
     return x[:, :, :h2 * 2, :w2 * 2].reshape(n, c, h2, 2, w2, 2).max(axis=(3, 5))
 
 
-def features(x: np.ndarray, weights: Weights, names: Sequence[str]) -> Dict[str, np.ndarray]:
+def avg_pool(x: np.ndarray) -> np.ndarray:
+    n, c, h, w = x.shape
+    h2, w2 = h // 2, w // 2
+    return x[:, :, :h2 * 2, :w2 * 2].reshape(n, c, h2, 2, w2, 2).mean(axis=(3, 5))
+
+
+def features(x: np.ndarray, weights: Weights, names: Sequence[str], pooling: str = "max") -> Dict[str, np.ndarray]:
     """Outputs of the named VGG-19 layers, in float64."""
     last = max(LAYER_BY_NAME[name].index for name in names)
     wanted = {LAYER_BY_NAME[name].index: name for name in names}
@@ -45,7 +51,7 @@ def features(x: np.ndarray, weights: Weights, names: Sequence[str]) -> Dict[str,
         elif spec.kind == "relu":
             x = np.maximum(x, 0.0)
         else:
-            x = max_pool(x)
+            x = max_pool(x) if pooling == "max" else avg_pool(x)
         if spec.index in wanted:
             out[wanted[spec.index]] = x
     return out

@@ -63,6 +63,10 @@ def test_report_figures(report):
         assert pair["steps"] == list(range(1, 7))
     assert data["meta"]["command"].startswith("multistyle compare --backends torch,mxnet,paddle")
     assert data["meta"]["settings"]["epochs"] == 6
+    # Every setting is recorded, the controls of neural-style included.
+    assert {"style_blend", "style_scale", "preserve_color", "pooling", "init", "content_layer_weights",
+            "style_layer_weights"} <= set(data["meta"]["settings"])
+    assert data["meta"]["settings"]["style_layer_weights"] == [1.0] * 5
 
 
 @needs_a_backend

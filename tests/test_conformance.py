@@ -98,11 +98,12 @@ def test_losses_match_the_float64_oracle(backend):
     assert backend.item(losses.tv_loss(backend, bx)) == pytest.approx(oracle.tv_loss(X), rel=1e-5)
 
 
-def test_vgg_features_match_the_oracle(backend, weights):
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_vgg_features_match_the_oracle(backend, weights, pooling):
     x = RNG.standard_normal((1, 3, 32, 48)).astype(np.float32)  # pool5 is 1x1
     names = [layer.name for layer in LAYERS]
-    got = FeatureExtractor(backend, weights, names)(backend.asarray(x))
-    want = oracle.features(x, weights, names)
+    got = FeatureExtractor(backend, weights, names, pooling)(backend.asarray(x))
+    want = oracle.features(x, weights, names, pooling)
     for name in names:
         ref = want[name]
         out = backend.to_numpy(got[name])

@@ -176,3 +176,42 @@ def test_50_iterations_of_the_pixel_space_presets_agree_in_loss(pair, recipe_run
     for epoch, (la, lb) in enumerate(tutorial[:10], start=1):
         assert la == pytest.approx(lb, rel=0.02), f"{pair} pytorch-tutorial: loss at iteration {epoch}: {la:.6g} vs {lb:.6g}"
     assert tutorial[-1][0] == pytest.approx(tutorial[-1][1], rel=0.1), f"{pair} pytorch-tutorial: final loss"
+
+
+#: Each control of issue 10, as transfer() keywords ("style": "two" blends the style with the content image).
+CONTROLS = {
+    "style-blend": {"style": "two", "style_blend": [0.7, 0.3]},
+    "style-scale": {"style_scale": 0.75},
+    "preserve-color-histogram": {"preserve_color": "histogram"},
+    "preserve-color-luminance": {"preserve_color": "luminance"},
+    "layer-weights": {"style_layers": ["conv1_1:1", "conv2_1:0.5", "conv3_1:0.25"], "content_layers": ["conv4_4:2"]},
+    "init-style": {"init": "style"},
+    "pooling-avg": {"pooling": "avg"},
+}
+
+
+@pytest.fixture(scope="module")
+def control_runs(image_files, npz_weights):
+    """For each backend: the first step of a run with each control."""
+    def run(name):
+        B = get_backend(name, "cpu")
+        out = {}
+        for control, overrides in CONTROLS.items():
+            overrides = dict(overrides)
+            two = overrides.pop("style", None) == "two"
+            style = [image_files["style"], image_files["content"]] if two else image_files["style"]
+            out[control] = transfer(image_files["content"], style, backend=B, weights=npz_weights, size=(24, 32),
+                                    epochs=1, **overrides)
+        return out
+    return functools.lru_cache(maxsize=None)(run)
+
+
+@pytest.mark.parametrize("control", list(CONTROLS))
+def test_each_control_agrees_after_the_first_step(pair, control_runs, control):
+    a, b = (control_runs(name)[control] for name in pair)
+    scale = abs(a.history[0]["total"])  # a term that starts at 0 (content, from the content image) is ~1e-12
+    for term in ("content", "style", "tv", "total"):
+        assert a.history[0][term] == pytest.approx(b.history[0][term], rel=1e-4, abs=1e-6 * scale), (
+            f"{pair} {control}: {term} loss")
+    _close(a.array, b.array, 1e-4, 1e-4, f"{pair} {control}: image after one Adam step")
+    assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1, f"{pair} {control}: saved pixels"
