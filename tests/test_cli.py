@@ -210,22 +210,6 @@ def test_missing_framework_error_names_the_extra(name, image_files, tmp_path, ca
     _errors(capsys, main(["run", *args]), tmp_path, f"install it with pip install 'multistyle[{name}]'")
 
 
-def test_progress_bar_shows_losses_on_a_terminal_only():
-    import io
-
-    from multistyle.progress import ProgressBar
-
-    stream = io.StringIO()
-    bar = ProgressBar(3, stream, enabled=True)
-    for epoch in (1, 2, 3):
-        bar.update({"epoch": epoch, "total": 12.5, "content": 1.0, "style": 2.0, "tv": 3.0})
-    text = stream.getvalue()
-    assert text.startswith("\r[") and "3/3 total 12.5" in text and "style 2" in text and text.endswith("\n")
-    quiet = io.StringIO()
-    ProgressBar(3, quiet, enabled=False).update({"epoch": 3, "total": 1.0, "content": 0, "style": 0, "tv": 0})
-    assert quiet.getvalue() == ""
-
-
 def test_same_seed_gives_identical_files(backend_name, image_files, tmp_path, capsys):
     outputs = []
     for number, seed in enumerate((5, 5, 6)):
