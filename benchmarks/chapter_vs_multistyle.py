@@ -37,7 +37,6 @@ import d2l_chapter  # noqa: E402
 import floor  # noqa: E402
 import multistyle  # noqa: E402
 from multistyle import images  # noqa: E402
-from multistyle.backend import BackendUnavailable, load_backend_class  # noqa: E402
 from multistyle.vgg import random_weights  # noqa: E402
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
@@ -103,12 +102,7 @@ def main() -> None:
     print(f"{args.rounds} rounds of {args.epochs} iterations each, median after {args.warmup} warm-up per round; "
           f"{os.cpu_count()} CPUs")
     print(HEADER)
-    for name in args.backends.split(","):
-        try:
-            load_backend_class(name)
-        except BackendUnavailable as exc:
-            print(f"{name:8} skipped: {exc}")
-            continue
+    for name in floor.installed(args.backends):
         for text in args.sizes.split(","):
             size = tuple(int(v) for v in text.split("x"))
             print(line(name, size, measure(name, size, args.epochs, args.warmup, args.rounds)), flush=True)

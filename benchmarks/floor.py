@@ -108,3 +108,17 @@ def paddle_floor(x: np.ndarray, weights: Weights, iterations: int, capture: bool
 
 
 FLOORS = {"torch": torch_floor, "mxnet": mxnet_floor, "paddle": paddle_floor}
+
+
+def installed(names: str) -> List[str]:
+    """The backends among comma-separated ``names`` that load here; each other one is printed as skipped."""
+    from multistyle.backend import BackendUnavailable, load_backend_class
+
+    usable = []
+    for name in names.split(","):
+        try:
+            load_backend_class(name)
+            usable.append(name)
+        except BackendUnavailable as exc:
+            print(f"{name:8} skipped: {exc}")
+    return usable

@@ -20,7 +20,6 @@ os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 import floor  # noqa: E402
 from multistyle import images  # noqa: E402
-from multistyle.backend import BackendUnavailable, load_backend_class  # noqa: E402
 from multistyle.vgg import random_weights  # noqa: E402
 
 NAMES = {"torch": "torch.compile", "mxnet": "hybridize(static)", "paddle": "jit.to_static"}
@@ -42,12 +41,7 @@ def main() -> None:
           f"median after {args.warmup} warm-up; {os.cpu_count()} CPUs")
     print(f"{'backend':8} {'capture':18} {'eager s/it':>11} {'captured s/it':>14} {'captured/eager':>15} "
           f"{'first captured it':>18}")
-    for name in args.backends.split(","):
-        try:
-            load_backend_class(name)
-        except BackendUnavailable as exc:
-            print(f"{name:8} skipped: {exc}")
-            continue
+    for name in floor.installed(args.backends):
         eager, captured, first = [], [], []
         try:
             for _ in range(args.rounds):

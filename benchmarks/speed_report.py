@@ -19,9 +19,9 @@ import platform
 import sys
 
 import chapter_vs_multistyle
+import floor
 import memory as memory_benchmark
 import time_to_loss
-from multistyle.backend import BackendUnavailable, load_backend_class
 from multistyle.memory import format_bytes
 from multistyle.transfer import Settings, plan_memory
 
@@ -36,13 +36,7 @@ def main() -> int:
     args = parser.parse_args()
     parts = args.parts.split(",")
     sizes = [tuple(int(v) for v in text.split("x")) for text in args.sizes.split(",")]
-    backends = []
-    for name in args.backends.split(","):
-        try:
-            load_backend_class(name)
-            backends.append(name)
-        except BackendUnavailable as exc:
-            print(f"{name}: skipped: {exc}")
+    backends = floor.installed(args.backends)
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, {platform.system()}, "
           f"Python {platform.python_version()}; synthetic weights (random:0), CPU device", flush=True)
     chapter = {}
