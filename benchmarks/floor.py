@@ -112,13 +112,14 @@ FLOORS = {"torch": torch_floor, "mxnet": mxnet_floor, "paddle": paddle_floor}
 
 def installed(names: str) -> List[str]:
     """The backends among comma-separated ``names`` that load here; each other one is printed as skipped."""
-    from multistyle.backend import BackendUnavailable, load_backend_class
+    from multistyle.backend import load_backend_class
+    from multistyle.errors import MultistyleError
 
     usable = []
     for name in names.split(","):
         try:
             load_backend_class(name)
             usable.append(name)
-        except BackendUnavailable as exc:
+        except MultistyleError as exc:  # not installed, broken, or not a backend at all
             print(f"{name:8} skipped: {exc}")
     return usable
