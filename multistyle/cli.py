@@ -1,4 +1,4 @@
-"""The ``multistyle`` command line: ``run``, ``backends``, ``weights``, ``compare`` and ``bench``.
+"""The ``multistyle`` command line: ``run``, ``batch``, ``backends``, ``weights``, ``compare`` and ``bench``.
 
 User mistakes surface as :class:`~multistyle.errors.MultistyleError`; they
 are printed as one line, ``multistyle: error: ...``, with exit status 2 and
@@ -52,16 +52,23 @@ def _numbers(text: str) -> List[float]:
 
 
 def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None:
-    """The job's options; ``mode`` is ``run``, ``compare`` or ``bench``."""
+    """The job's options; ``mode`` is ``run``, ``compare``, ``bench`` or ``batch``."""
     defaults = Settings()
     job = parser.add_argument_group("images")
     bench = mode == "bench"
-    job.add_argument("--content", required=not bench, metavar="FILE",
-                     help="content image" + (" (default: a synthetic one)" if bench else ""))
-    job.add_argument("--style", required=not bench, metavar="FILE[,FILE...]", type=_image_list,
-                     help="style image, or several, comma-separated, blended by --style-blend"
-                          + (" (default: a synthetic one)" if bench else ""))
-    if mode == "run":
+    if mode != "batch":
+        job.add_argument("--content", required=not bench, metavar="FILE",
+                         help="content image" + (" (default: a synthetic one)" if bench else ""))
+        job.add_argument("--style", required=not bench, metavar="FILE[,FILE...]", type=_image_list,
+                         help="style image, or several, comma-separated, blended by --style-blend"
+                              + (" (default: a synthetic one)" if bench else ""))
+    if mode == "batch":
+        job.add_argument("--contents", metavar="DIR|GLOB", help="content images: a folder, a glob pattern or a file")
+        job.add_argument("--styles", metavar="DIR|GLOB", help="style images: a folder, a glob pattern or a file")
+        job.add_argument("--output", required=True, metavar="DIR",
+                         help="output folder: one image and one JSON sidecar per job, results.json, "
+                              "results.csv and the gallery index.html")
+    elif mode == "run":
         job.add_argument("--output", required=True, metavar="FILE",
                          help="result image; the format follows the extension (.png .jpg .webp .tif .bmp)")
     elif mode == "compare":
@@ -86,6 +93,10 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
     if mode == "run":
         model.add_argument("--backend", default="torch",
                            help=f"one of {', '.join(backend_names())} (default: %(default)s)")
+    elif mode == "batch":
+        model.add_argument("--backend", default="torch", metavar="NAME[,NAME...]",
+                           help=f"one of {', '.join(backend_names())}, or several, comma-separated: every content x "
+                                "style pair runs on each (default: %(default)s)")
     else:
         model.add_argument("--backends", default=",".join(backend_names()), metavar="NAMES",
                            help="comma-separated backends (default: %(default)s)")
@@ -153,6 +164,27 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
     algo.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
     algo.add_argument("--deterministic", action="store_true",
                       help="turn on the framework's deterministic switches (GPU convolutions); slower")
+    if mode == "batch":
+        engine = parser.add_argument_group("engine")
+        engine.add_argument("--engine", default="local", choices=["local", "ray"],
+                            help="local: a pool of worker processes on this machine; ray: each job a Ray task, on "
+                                 "--ray-address or a local Ray (pip install 'multistyle[ray]') (default: %(default)s)")
+        engine.add_argument("--workers", type=int, default=None, metavar="N",
+                            help="local engine: worker processes, each loading its backend and weights once "
+                                 "(default: one per GPU; one on a CPU-only machine, as a job uses every core)")
+        engine.add_argument("--retries", type=int, default=2, metavar="N",
+                            help="run a job whose worker process died (killed, out of memory, a lost Ray node) up "
+                                 "to N more times; a job that fails because of its input is not retried "
+                                 "(default: %(default)s)")
+        engine.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                            help="ray engine: the cluster to connect to, e.g. ray://head:10001 or auto "
+                                 "(default: start a local Ray)")
+        engine.add_argument("--num-cpus", type=float, default=None, metavar="N",
+                            help="ray engine: CPUs per job (default: 1)")
+        engine.add_argument("--num-gpus", type=float, default=None, metavar="N",
+                            help="ray engine: GPUs per job (default: 1 where the cluster has GPUs, else 0)")
+        engine.add_argument("--quiet", action="store_true", help="no progress bar")
+        return
     if mode != "run":
         return
     out = parser.add_argument_group("reporting")
@@ -205,6 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--optimizers", metavar="NAMES",
                          help="comma-separated optimizers to run on every backend (adam,lbfgs,rmsprop), each with "
                               "its own default rate unless --lr is given; replaces --optimizer")
+    batch = commands.add_parser("batch", help="run many jobs: a grid of contents x styles, or a jobs file",
+                                description="Run every content x style pair (--contents, --styles), or the jobs of "
+                                            "a JOBS.csv/JOBS.json file (each a content, a style and any run option "
+                                            "as an override, backend included), on this machine or a Ray cluster. "
+                                            "A rerun skips the jobs already done; the exit status is 1 when a job "
+                                            "failed.")
+    batch.add_argument("jobs", nargs="?", metavar="JOBS", help="a .csv or .json list of jobs (instead of a grid)")
+    _add_run_options(batch, "batch")
+    batch.set_defaults(parser=batch)
     bench = commands.add_parser("bench", help="time backends at several sizes",
                                 description="Seconds per iteration (median and p10-p90 after a warm-up), "
                                             "iterations per second and peak memory, per backend and size.")
@@ -349,14 +390,14 @@ def _settings(args: argparse.Namespace) -> Settings:
                     preserve_color=args.preserve_color, pooling=args.pooling)
 
 
-def _backend_list(text: str) -> List[str]:
+def _backend_list(text: str, option: str = "--backends") -> List[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     known = backend_names()
     for name in names:
         if name not in known:
-            raise MultistyleError(f"--backends: unknown backend {name!r}; choose from {', '.join(known)}")
+            raise MultistyleError(f"{option}: unknown backend {name!r}; choose from {', '.join(known)}")
     if not names:
-        raise MultistyleError("--backends: expected a comma-separated list of backends")
+        raise MultistyleError(f"{option}: expected a comma-separated list of backends")
     return list(dict.fromkeys(names))
 
 
@@ -474,8 +515,103 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The option groups a job of a batch may override (JOBS file columns or keys).
+JOB_OPTION_GROUPS = ("images", "backend and network", "algorithm")
+
+
+def _job_options(parser: argparse.ArgumentParser) -> Dict[str, argparse.Action]:
+    return {action.dest: action for group in parser._action_groups if group.title in JOB_OPTION_GROUPS
+            for action in group._group_actions if action.dest not in ("contents", "styles", "output")}
+
+
+def _override(action: argparse.Action, value: Any, source: str) -> Any:
+    """A JOBS file's value for one option, converted and checked as the command line would."""
+    flag = action.option_strings[-1]
+    if isinstance(action, argparse._StoreTrueAction):
+        text = str(value).strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise MultistyleError(f"{source}: {flag}: expected true or false, got {value!r}")
+        return text in ("true", "1", "yes")
+    text = ",".join(str(part) for part in value) if isinstance(value, list) else str(value)
+    try:
+        converted = action.type(text) if callable(action.type) else text
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        detail = str(exc) if isinstance(exc, argparse.ArgumentTypeError) else f"invalid value {text!r}"
+        raise MultistyleError(f"{source}: {flag}: {detail}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise MultistyleError(f"{source}: {flag}: expected one of {', '.join(map(str, action.choices))}, "
+                              f"got {text!r}")
+    return converted
+
+
+def _batch_job(args: argparse.Namespace, content: str, style: List[str], backend: str, source: str) -> Any:
+    """One :class:`~multistyle.batch.BatchJob` from ``run``-style options; mistakes name ``source``."""
+    from .batch import BatchJob
+
+    prefix = f"{source}: " if source else ""
+    try:
+        if backend not in backend_names():
+            raise MultistyleError(f"--backend: unknown backend {backend!r}; choose from {', '.join(backend_names())}")
+        parse_device(args.device)
+        parse_weights_spec(args.weights)
+        images.parse_size(str(args.size))
+        settings = _settings(args).resolved()
+        if settings.style_blend is not None and len(settings.style_blend) != len(style):
+            raise MultistyleError(blend_mismatch(len(settings.style_blend), len(style)))
+    except MultistyleError as exc:
+        raise MultistyleError(prefix + str(exc)) from None
+    return BatchJob(content=content, style=style, backend=backend, device=args.device, weights=args.weights,
+                    size=str(args.size), max_pixels=args.max_pixels, deterministic=args.deterministic,
+                    settings=settings, source=source)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from . import batch
+    from .compare import command_line
+
+    if args.jobs and (args.contents or args.styles):
+        raise MultistyleError("give either a JOBS file or --contents and --styles, not both")
+    if not args.jobs and not (args.contents and args.styles):
+        raise MultistyleError("give --contents and --styles (every pair runs), or a JOBS.csv or JOBS.json file")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise MultistyleError(f"--output: {args.output!r} is a file; batch writes a folder")
+    backends = _backend_list(args.backend, "--backend")
+    jobs = []
+    if args.jobs:
+        options = _job_options(args.parser)
+        for row in batch.read_jobs_file(args.jobs):
+            job_args = argparse.Namespace(**vars(args))
+            for key, value in row.items():
+                if key in ("content", "style", "source"):
+                    continue
+                if key not in options:
+                    raise MultistyleError(f"{row['source']}: unknown option {key!r}; a job may set content, style "
+                                          f"and {', '.join(sorted(options))}")
+                setattr(job_args, key, _override(options[key], value, row["source"]))
+            names = [job_args.backend] if "backend" in row else backends
+            jobs += [_batch_job(job_args, row["content"], row["style"], name, row["source"]) for name in names]
+    else:
+        contents = batch.expand_images(args.contents, "--contents")
+        styles = batch.expand_images(args.styles, "--styles")
+        jobs = [_batch_job(args, content, [style], backend, "")
+                for content in contents for style in styles for backend in backends]
+    untrained = any(parse_weights_spec(job.weights)[0] == "random" for job in jobs)
+    data = batch.run_batch(jobs, args.output, engine=args.engine, workers=args.workers, retries=args.retries,
+                           ray_address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                           progress=not args.quiet and sys.stderr.isatty(),
+                           command=command_line(sys.argv[1:] if args.argv is None else args.argv),
+                           notice="multistyle: warning: VGG-19 has random weights (untrained); the results will not "
+                                  "look stylised. Use --weights imagenet or a weight file for real work."
+                           if untrained else "")
+    s = data["summary"]
+    print(f"batch: {s['jobs']} jobs: {s['done']} done, {s['skipped']} skipped (done before), {s['failed']} failed "
+          f"in {s['seconds']:.1f} s ({s['ran_on'] or 'nothing to run'}); wrote "
+          f"{os.path.join(args.output, 'index.html')}, results.json, results.csv")
+    return 1 if s["failed"] else 0
+
+
 COMMANDS = {"run": cmd_run, "backends": cmd_backends, "weights": cmd_weights, "compare": cmd_compare,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "batch": cmd_batch}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

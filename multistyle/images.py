@@ -10,6 +10,7 @@ float32.  Shapes are always written ``(height, width)``.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import secrets
 import warnings
@@ -39,18 +40,24 @@ SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
 Size = Tuple[int, int]
 
 
-def load_image(path: str, option: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(path: str, option: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS,
+               data: Optional[bytes] = None) -> Image.Image:
     """Open ``path`` as an upright 8-bit RGB image.
 
     Applies the EXIF orientation; turns grayscale, palette, CMYK and 16-bit
     images into RGB and composites transparent ones on white.  ``option``
-    names the argument in error messages.
+    names the argument in error messages.  ``data``, when given, is the file's
+    content, read elsewhere (``batch`` on a Ray cluster ships bytes, not
+    paths); ``path`` then only names it in messages.
     """
-    if not os.path.exists(path):
-        raise MultistyleError(f"{option}: file {path!r} does not exist")
-    if os.path.isdir(path):
-        raise MultistyleError(f"{option}: {path!r} is a directory, expected an image file")
-    if os.path.getsize(path) == 0:
+    if data is None:
+        if not os.path.exists(path):
+            raise MultistyleError(f"{option}: file {path!r} does not exist")
+        if os.path.isdir(path):
+            raise MultistyleError(f"{option}: {path!r} is a directory, expected an image file")
+        if os.path.getsize(path) == 0:
+            raise MultistyleError(f"{option}: {path!r} is an empty file, expected an image")
+    elif not data:
         raise MultistyleError(f"{option}: {path!r} is an empty file, expected an image")
     if max_pixels <= 0:
         raise MultistyleError(f"--max-pixels: expected a positive number, got {max_pixels}")
@@ -64,7 +71,7 @@ def load_image(path: str, option: str = "image", max_pixels: int = DEFAULT_MAX_P
             # Pillow warns between 1x and 2x the limit and raises above 2x;
             # make the limit a hard one.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=INPUT_FORMATS) as image:
+            with Image.open(path if data is None else io.BytesIO(data), formats=INPUT_FORMATS) as image:
                 image.load()
                 image = to_rgb(ImageOps.exif_transpose(image))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -34,7 +34,7 @@ import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -46,7 +46,7 @@ from .losses import content_loss, gram, style_loss, tv_loss
 from .optim import DEFAULT_LR, OPTIMIZERS
 from .progress import ProgressBar
 from .weightfiles import read_weights
-from .vgg import (LAYER_BY_NAME, Weights, canonical_weights, deepest_index,
+from .vgg import (CONV_INDICES, LAYER_BY_NAME, Weights, canonical_weights, deepest_index,
                   parse_weights_spec, random_weights, resolve_layers)
 
 D2L_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -347,16 +347,29 @@ def _scaled(weight: float, term: Any) -> Any:
     return term if weight == 1 else weight * term
 
 
-def load_weights(spec: str, backend: Backend, last: int) -> Tuple[Weights, str, bool]:
-    """Resolve ``--weights`` to arrays: ``(weights, description, untrained)``."""
+class LoadedWeights(NamedTuple):
+    """VGG-19 weights already read: what :func:`load_weights` returns, and what ``transfer(weights=...)``
+    also accepts, so that many jobs (``multistyle batch``) read a weights file or model zoo once."""
+
+    arrays: Weights
+    label: str  # how results describe them: "imagenet (torch)", "random:0", a file path
+    untrained: bool
+
+
+def load_weights(spec: str, backend: Optional[Backend], last: int) -> LoadedWeights:
+    """Resolve ``--weights`` to arrays.  ``backend`` may be ``None`` for the specs that need no
+    framework (``random``, ``.npz``)."""
     kind, value = parse_weights_spec(spec)
     if kind == "random":
-        return random_weights(int(value), last), f"random:{value}", True  # type: ignore[arg-type]
+        return LoadedWeights(random_weights(int(value), last), f"random:{value}", True)  # type: ignore[arg-type]
     if kind == "imagenet":
+        if backend is None:
+            raise ValueError("the model zoo's weights need a backend")
         raw = backend.load_zoo_weights()
-        return canonical_weights(raw, f"imagenet ({backend.name} model zoo)", last), f"imagenet ({backend.name})", False
+        return LoadedWeights(canonical_weights(raw, f"imagenet ({backend.name} model zoo)", last),
+                             f"imagenet ({backend.name})", False)
     path = str(value)
-    return read_weights(path, last, backend)[0], path, False
+    return LoadedWeights(read_weights(path, last, backend)[0], path, False)
 
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -393,7 +406,7 @@ Callback = Callable[[Dict[str, float], Callable[[], np.ndarray]], None]
 
 
 def transfer(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]], *, backend: Union[str, Backend] = "torch",
-             device: str = "auto", weights: str = "imagenet",
+             device: str = "auto", weights: Union[str, "LoadedWeights"] = "imagenet",
              size: Union[None, int, str, Tuple[int, int]] = DEFAULT_SIZE,
              max_pixels: int = images.DEFAULT_MAX_PIXELS, callback: Optional[Callback] = None,
              settings: Optional[Settings] = None, deterministic: bool = False, snapshot_every: int = 0,
@@ -462,7 +475,7 @@ def transfer(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]]
     return result
 
 
-def _run(settings: Settings, backend: Union[str, Backend], device: str, weights: str, shape: Tuple[int, int],
+def _run(settings: Settings, backend: Union[str, Backend], device: str, weights: Union[str, LoadedWeights], shape: Tuple[int, int],
          plan: List[Tuple[Tuple[int, int], int]], pixel: bool, content_image: Image.Image,
          style_images: List[Image.Image], init_image: Optional[Image.Image], callback: Callback, snapshot_every: int,
          max_memory: Optional[int], deterministic: bool) -> Result:
@@ -474,7 +487,13 @@ def _run(settings: Settings, backend: Union[str, Backend], device: str, weights:
     if deterministic:
         B.set_deterministic()
     last = deepest_index(list(settings.content_layers) + list(settings.style_layers))  # type: ignore[arg-type]
-    vgg_weights, weights_label, untrained = load_weights(weights, B, last)
+    if isinstance(weights, LoadedWeights):
+        missing = [index for index in CONV_INDICES if index <= last and index not in weights.arrays]
+        if missing:
+            raise ValueError(f"the loaded weights stop before layer {missing[0]}, which this job needs")
+        vgg_weights, weights_label, untrained = weights
+    else:
+        vgg_weights, weights_label, untrained = load_weights(weights, B, last)
     if untrained:
         warnings.warn("VGG-19 has random weights (untrained): the result is not a stylised image; "
                       "use this for tests and smoke runs only", UntrainedWeightsWarning, stacklevel=3)
