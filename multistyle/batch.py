@@ -212,7 +212,7 @@ def job_key(job: BatchJob) -> str:
 
 
 def _slug(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:limit] or "image"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.")[:limit] or "image"
 
 
 def _stem(path: str) -> str:
@@ -754,7 +754,7 @@ def _write_result(folder: str, entry: _Entry, result: Dict[str, Any]) -> Dict[st
                    "stopped": result["stopped"], "final": {k: history[-1][k] for k in ("content", "style", "tv", "total")}},
         "timings": {"seconds": result["seconds"], "optimisation_seconds": sum(seconds),
                     "median_seconds_per_iteration": float(np.median(seconds[1:] or seconds)),
-                    "host": result["host"], "pid": result["pid"]},
+                    "host": result["host"], "pid": result["pid"], "weights_reused": result["weights_reused"]},
         "versions": _versions(result["framework"]),
         "history": history,
     }
