@@ -525,10 +525,16 @@ def ray_connection(address: Optional[str], num_cpus: Optional[float], num_gpus: 
     if started_here:
         _probe(address)
         try:
-            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            with _quiet_stderr():  # Ray's C++ client prints a line per failed attempt while it connects
+                ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError or ValueError for a bad address
             where = f"the Ray cluster at {address!r}" if address else "a local Ray"
-            raise MultistyleError(f"--ray-address: cannot connect to {where} ({first_line(exc)})") from None
+            hint = ""
+            if address and address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
+                # Ray turns token authentication on by default, but never for an explicit address.
+                hint = ("; if the cluster uses token authentication (Ray's default), export RAY_AUTH_MODE=token "
+                        "with its token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
+            raise MultistyleError(f"--ray-address: cannot connect to {where} ({first_line(exc)}){hint}") from None
     try:
         resources = ray.cluster_resources()
         gpus = num_gpus if num_gpus is not None else (1 if resources.get("GPU", 0) >= 1 else 0)
@@ -542,6 +548,23 @@ def ray_connection(address: Optional[str], num_cpus: Optional[float], num_gpus: 
     finally:
         if started_here:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 (where C++ libraries log) to a temporary file for the block."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _probe(address: Optional[str]) -> None:
