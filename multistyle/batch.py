@@ -105,8 +105,9 @@ def grid(contents: Sequence[str], styles: Sequence[Sequence[str]], backends: Seq
 
 
 def read_jobs_file(path: str) -> List[Dict[str, Any]]:
-    """The rows of a ``JOBS.csv`` or ``JOBS.json``, each a dict with ``content``, ``style`` (a list of paths,
-    resolved against the file's folder) and the other columns or keys as given, plus ``source``.
+    """The rows of a ``JOBS.csv`` or ``JOBS.json``, each a dict with ``content``, ``style`` (a list of paths)
+    and the other columns or keys as given, plus ``source``.  Paths (``content``, ``style``, an ``init``
+    image, a ``weights`` file) are relative to the jobs file's folder.
 
     CSV: a header row; ``style`` may name several images, comma-separated
     (quote the cell); an empty cell means "not overridden".  JSON: a list of
@@ -159,6 +160,12 @@ def read_jobs_file(path: str) -> List[Dict[str, Any]]:
             raise MultistyleError(f"{source}: 'content' must be an image path")
         row["content"] = os.path.join(folder, row["content"])
         row["style"] = [os.path.join(folder, s) for s in style]
+        # Other files a job may name are relative to the jobs file too: a start image, a weights file.
+        if isinstance(row.get("init"), str) and row["init"] not in ("content", "noise", "style"):
+            row["init"] = os.path.join(folder, row["init"])
+        weights = row.get("weights")
+        if isinstance(weights, str) and weights.strip() != "imagenet" and not weights.strip().startswith("random"):
+            row["weights"] = os.path.join(folder, weights)
         row["source"] = source
         out.append(row)
     return out

@@ -596,13 +596,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
         jobs = [_batch_job(args, content, [style], backend, "")
                 for content in contents for style in styles for backend in backends]
     untrained = any(parse_weights_spec(job.weights)[0] == "random" for job in jobs)
-    data = batch.run_batch(jobs, args.output, engine=args.engine, workers=args.workers, retries=args.retries,
-                           ray_address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
-                           progress=not args.quiet and sys.stderr.isatty(),
-                           command=command_line(sys.argv[1:] if args.argv is None else args.argv),
-                           notice="multistyle: warning: VGG-19 has random weights (untrained); the results will not "
-                                  "look stylised. Use --weights imagenet or a weight file for real work."
-                           if untrained else "")
+    try:
+        data = batch.run_batch(jobs, args.output, engine=args.engine, workers=args.workers, retries=args.retries,
+                               ray_address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                               progress=not args.quiet and sys.stderr.isatty(),
+                               command=command_line(sys.argv[1:] if args.argv is None else args.argv),
+                               notice="multistyle: warning: VGG-19 has random weights (untrained); the results "
+                                      "will not look stylised. Use --weights imagenet or a weight file for real work."
+                               if untrained else "")
+    except KeyboardInterrupt:
+        raise Interrupted(f"before the batch ended; the jobs that finished are kept in {args.output} "
+                          f"(results.json lists them): run the same command again to resume") from None
     s = data["summary"]
     print(f"batch: {s['jobs']} jobs: {s['done']} done, {s['skipped']} skipped (done before), {s['failed']} failed "
           f"in {s['seconds']:.1f} s ({s['ran_on'] or 'nothing to run'}); wrote "

@@ -12,8 +12,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -381,11 +383,9 @@ def test_worker_plan(monkeypatch):
 # Ray
 
 def _ray_installed() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
 
 
 @pytest.fixture(scope="module")
@@ -447,3 +447,32 @@ def test_ray_cli_connects_to_a_running_cluster(ray_cluster, inputs, npz_weights,
     assert run.returncode == 0, run.stderr[-2000:]
     assert "4 done" in run.stdout and "ray: Ray" in run.stdout and "2 CPUs" in run.stdout
     assert [row["status"] for row in results(tmp_path / "out")["jobs"]] == ["done"] * 4
+
+
+@needs_a_backend
+def test_ctrl_c_keeps_the_finished_jobs_and_a_rerun_resumes(inputs, npz_weights, tmp_path):
+    output = tmp_path / "out"
+    argv = [sys.executable, "-m", "multistyle", *grid_argv(inputs, output, npz_weights)]
+    argv[argv.index("--epochs") + 1] = "40"
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(output.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)  # after the first job, before the last
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("multistyle: interrupted before the batch ended; the jobs that "
+                                                   "finished are kept in")
+    data = results(output)
+    statuses = [row["status"] for row in data["jobs"]]
+    assert 1 <= statuses.count("done") < 4 and statuses.count("done") + statuses.count("interrupted") == 4
+    assert not [name for name in os.listdir(output) if name.startswith(".")]  # no temporary file left
+    done = {row["output"] for row in data["jobs"] if row["status"] == "done"}
+    rerun = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    after = results(output)["jobs"]
+    assert {row["output"] for row in after if row["status"] == "skipped"} == done
+    assert [row["status"] for row in after].count("done") == 4 - len(done)
