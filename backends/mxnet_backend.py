@@ -171,9 +171,13 @@ class MXNetBackend(Backend):
             weight, bias = weights[index]
             conv.weight.set_data(nd.array(weight, ctx=self._ctx))
             conv.bias.set_data(nd.array(bias, ctx=self._ctx))
-        # Frozen: no gradient buffers, no gradient computation for the weights.
-        net.collect_params().setattr("grad_req", "null")
+        self._freeze(net)
         return [net[i] for i in range(len(net))]
+
+    @staticmethod
+    def _freeze(net: gluon.nn.Sequential) -> None:
+        # No gradient buffers, no gradient computation for the weights.
+        net.collect_params().setattr("grad_req", "null")
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         from mxnet.gluon.model_zoo import model_store, vision
@@ -213,3 +217,17 @@ class MXNetBackend(Backend):
         param.set_data(self.asarray(image))
         trainer = gluon.Trainer([param], "adam", {"learning_rate": lr, "epsilon": _EPSILON})
         return GluonOptimizer(param, trainer, lr_decay, lr_decay_every)
+
+
+#: Where each operation of the backend protocol lives in this module, for ``multistyle explain`` (which
+#: reads this file's source without importing it).
+EXPLAIN = {
+    "tensor from NumPy": ["MXNetBackend.asarray"],
+    "the VGG-19 layers": ["MXNetBackend.vgg19_layers"],
+    "freezing the network": ["MXNetBackend._freeze"],
+    "recording gradients": ["MXNetBackend.loss_and_grad"],
+    "the optimizer step": ["MXNetBackend.adam", "GluonOptimizer.step"],
+    "the learning-rate schedule": ["GluonOptimizer.epoch_end"],
+    "device placement": ["MXNetBackend.__init__", "MXNetBackend.available_devices"],
+    "seeding": ["MXNetBackend.seed"],
+}

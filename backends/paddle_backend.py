@@ -201,10 +201,14 @@ class PaddleBackend(Backend):
                 layers.append(pool(kernel_size=2, stride=2))
         net = nn.Sequential(*layers)
         net.to(device=self._place)
+        self._freeze(net)
+        return list(net.children())
+
+    @staticmethod
+    def _freeze(net: nn.Sequential) -> None:
         net.eval()
         for param in net.parameters():
-            param.stop_gradient = True
-        return list(net.children())
+            param.stop_gradient = True  # Paddle's requires_grad=False
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         from paddle.utils.download import WEIGHTS_HOME
@@ -263,3 +267,17 @@ class PaddleBackend(Backend):
             learning_rate=lr, max_iter=1, history_size=100, tolerance_grad=1e-7, tolerance_change=1e-9,
             line_search_fn="strong_wolfe" if line_search else None, parameters=[x])
         return PaddleLBFGS(x, optimizer, _step_decay(lr, lr_decay, lr_decay_every))
+
+
+#: Where each operation of the backend protocol lives in this module, for ``multistyle explain`` (which
+#: reads this file's source without importing it).
+EXPLAIN = {
+    "tensor from NumPy": ["PaddleBackend.asarray"],
+    "the VGG-19 layers": ["PaddleBackend.vgg19_layers"],
+    "freezing the network": ["PaddleBackend._freeze"],
+    "recording gradients": ["PaddleBackend.loss_and_grad"],
+    "the optimizer step": ["PaddleBackend.adam", "PaddleOptimizer.step"],
+    "the learning-rate schedule": ["_step_decay", "PaddleOptimizer.epoch_end"],
+    "device placement": ["PaddleBackend.__init__", "PaddleBackend.available_devices"],
+    "seeding": ["PaddleBackend.seed"],
+}

@@ -172,8 +172,13 @@ class TorchBackend(Backend):
             else:
                 pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
                 layers.append(pool(kernel_size=2, stride=2))
-        net = nn.Sequential(*layers).to(self._device).eval().requires_grad_(False)
+        net = self._freeze(nn.Sequential(*layers).to(self._device))
         return list(net)
+
+    @staticmethod
+    def _freeze(net: nn.Sequential) -> nn.Sequential:
+        # eval(): no layer here changes with it, but it is the convention; no gradients for the weights.
+        return net.eval().requires_grad_(False)
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         from torchvision.models import VGG19_Weights
@@ -234,3 +239,17 @@ class TorchBackend(Backend):
     def rmsprop(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
         return self._optimizer(lambda params: torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-8),
                                image, lr_decay, lr_decay_every)
+
+
+#: Where each operation of the backend protocol lives in this module, for ``multistyle explain`` (which
+#: reads this file's source without importing it).
+EXPLAIN = {
+    "tensor from NumPy": ["TorchBackend.asarray"],
+    "the VGG-19 layers": ["TorchBackend.vgg19_layers"],
+    "freezing the network": ["TorchBackend._freeze"],
+    "recording gradients": ["TorchBackend.loss_and_grad"],
+    "the optimizer step": ["TorchBackend.adam", "TorchOptimizer.step"],
+    "the learning-rate schedule": ["TorchBackend._optimizer", "TorchOptimizer.epoch_end"],
+    "device placement": ["TorchBackend.__init__", "TorchBackend.available_devices"],
+    "seeding": ["TorchBackend.seed"],
+}

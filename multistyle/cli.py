@@ -234,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "report: results side by side, difference images, loss curves, "
                                               "timings and memory.")
     _add_run_options(compare, "compare")
+    compare.add_argument("--no-maths", action="store_true",
+                         help="leave out the measured \"same name, different maths\" table (its measurements run "
+                              "a few short jobs in child processes)")
     compare.add_argument("--optimizers", metavar="NAMES",
                          help="comma-separated optimizers to run on every backend (adam,lbfgs,rmsprop), each with "
                               "its own default rate unless --lr is given; replaces --optimizer")
@@ -250,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Seconds per iteration (median and p10-p90 after a warm-up), "
                                             "iterations per second and peak memory, per backend and size.")
     _add_run_options(bench, "bench")
+    explain = commands.add_parser("explain", help="write a page: each backend's code side by side, and where "
+                                                  "the frameworks' maths differ",
+                                  description="Write an offline page: for each operation of the backend protocol, "
+                                              "each backend's own code side by side (read from the installed "
+                                              "backend modules, highlighted by Pygments), and the \"same name, "
+                                              "different maths\" table (measured by multistyle compare).")
+    explain.add_argument("--output", required=True, metavar="DIR", help="folder for index.html")
+    explain.add_argument("--backends", default=",".join(backend_names()), metavar="NAMES",
+                         help="comma-separated backends, installed or not: the code is read, not imported "
+                              "(default: %(default)s)")
     weights = commands.add_parser("weights", help="inspect and convert VGG-19 weight files",
                                   description="Inspect and convert VGG-19 weight files: portable .npz, "
                                               "torchvision .pth, Gluon .params, Paddle .pdparams.")
@@ -433,7 +446,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             args.optimizer = name
             variants[name] = settings_dict(_settings(args).resolved())
     data = compare.compare(backends, args.output, _job(args, settings, list(size)),
-                           compare.command_line(sys.argv[1:] if args.argv is None else args.argv), variants)
+                           compare.command_line(sys.argv[1:] if args.argv is None else args.argv), variants,
+                           explain_maths=not args.no_maths)
     for row in data["backends"]:
         print(f"{row['label']:14} {row['seconds_per_iteration']:.4f} s/it  final loss {row['final']['total']:.5g}")
     for name, reason in {**data["unusable"], **data["failed"]}.items():
@@ -489,6 +503,15 @@ def _synthetic_images(folder: str) -> Tuple[str, str]:
     for path, array in zip(paths, (content, style)):
         Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(path)
     return paths
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from . import explain
+
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise MultistyleError(f"--output: {args.output!r} is a file; explain writes a folder")
+    print(f"wrote {explain.write_page(args.output, _backend_list(args.backends))}")
+    return 0
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -615,7 +638,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "backends": cmd_backends, "weights": cmd_weights, "compare": cmd_compare,
-            "bench": cmd_bench, "batch": cmd_batch}
+            "bench": cmd_bench, "batch": cmd_batch, "explain": cmd_explain}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -20,11 +20,11 @@ import statistics
 import sys
 import time
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import images
+from . import explain, images
 from .backend import describe_backends, get_backend
 from .errors import MultistyleError, first_line
 from .progress import ProgressBar
@@ -114,19 +114,24 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def call_isolated(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a fresh child process (``spawn``); its exceptions are raised here."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def run_isolated(job: Dict[str, Any]) -> Dict[str, Any]:
     """:func:`run_job` in a fresh child process; any failure comes back as ``{"error": "one line"}``."""
-    context = multiprocessing.get_context("spawn")
     failed = {"backend": job["backend"], "label": job.get("label", job["backend"])}
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        try:
-            return pool.submit(run_job, job).result()
-        except MultistyleError as exc:
-            return dict(failed, error=str(exc))
-        except concurrent.futures.process.BrokenProcessPool:
-            return dict(failed, error="the worker process died (out of memory, or a crash in the framework)")
-        except Exception as exc:  # anything else in the worker (CUDA out of memory, a framework bug): this run failed
-            return dict(failed, error=f"{type(exc).__name__}: {first_line(exc)}".rstrip(": "))
+    try:
+        return call_isolated(run_job, job)
+    except MultistyleError as exc:
+        return dict(failed, error=str(exc))
+    except concurrent.futures.process.BrokenProcessPool:
+        return dict(failed, error="the worker process died (out of memory, or a crash in the framework)")
+    except Exception as exc:  # anything else in the worker (CUDA out of memory, a framework bug): this run failed
+        return dict(failed, error=f"{type(exc).__name__}: {first_line(exc)}".rstrip(": "))
 
 
 def usable_backends(names: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
@@ -248,6 +253,7 @@ def render_html(data: Dict[str, Any]) -> str:
     """The report page: self-contained HTML, no scripts, fonts or remote resources."""
     e = html.escape
     meta = data["meta"]
+    code, css = explain.code_section(meta.get("explained_backends") or [r["backend"] for r in data["backends"]])
     parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
              "<title>multistyle compare</title><style>",
              "body{font-family:sans-serif;margin:24px;max-width:1200px;color:#222}"
@@ -256,6 +262,7 @@ def render_html(data: Dict[str, Any]) -> str:
              "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
              "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
              ".note{background:#fff7e0;border-left:4px solid #e0b000;padding:8px 12px}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}",
+             explain.STYLE + css,
              "</style></head><body>",
              "<h1>multistyle compare</h1>",
              f"<p>The same job on {len(data['backends'])} backend(s): same weights, preprocessing, initial image "
@@ -312,23 +319,27 @@ def render_html(data: Dict[str, Any]) -> str:
                      f"<td>{_mb(row['device_memory_bytes'])}</td>"
                      + "".join(f"<td>{row['final'][t]:.5g}</td>" for t in TERMS) + f"<td>{diffs or '–'}</td></tr>")
     parts.append("</table>")
+    parts.append(code)
+    parts.append(explain.maths_section(meta.get("maths")))
     parts.append(f"<h2>Reproduce</h2><pre>{e(meta['command'])}</pre><pre>{e(json.dumps(meta['settings'], indent=2))}</pre>")
     parts.append("<p>All figures are also in <a href='report.json'>report.json</a>.</p></body></html>")
     return "\n".join(parts)
 
 
 def compare(backends: Sequence[str], folder: str, job: Dict[str, Any], command: str,
-            variants: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
+            variants: Optional[Dict[str, Dict[str, Any]]] = None, explain_maths: bool = True) -> Dict[str, Any]:
     """Run ``job`` on each usable backend and write the report into ``folder``.
 
     ``variants`` maps optimizer names to settings (each with that optimizer's
     own rate unless one was given): every backend then runs each, labelled
-    ``backend_optimizer``.
+    ``backend_optimizer``.  ``explain_maths`` measures the "same name,
+    different maths" table on the job (:func:`multistyle.explain.measure`).
     """
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise MultistyleError("compare draws its plots with matplotlib: pip install 'multistyle[report]'") from None
+    explain.code_section([])  # Pygments is there, before any backend runs
     usable, unusable = usable_backends(backends)
     if not usable:
         raise MultistyleError("--backends: none of " + ", ".join(backends) + " is usable: "
@@ -356,10 +367,15 @@ def compare(backends: Sequence[str], folder: str, job: Dict[str, Any], command: 
     style = images.load_image(first_style, "--style", job.get("max_pixels", images.DEFAULT_MAX_PIXELS))
     size = tuple(first["size"])
     inputs = {name: images.postprocess(images.preprocess(image, size)) for name, image in (("content", content), ("style", style))}
+    maths = None
+    if explain_maths:
+        print("compare: measuring where the frameworks' maths differ ...", file=sys.stderr, flush=True)
+        style_list = list(job["style"]) if isinstance(job["style"], (list, tuple)) else [job["style"]]
+        maths = explain.measure(dict(job, size=list(size), style=style_list), usable, call_isolated)
     meta = {"command": command, "settings": job["settings"], "size": list(size), "weights": job["weights"],
             "optimizers": {optimizer: settings for optimizer, settings in variants.items()},
             "untrained": first["untrained"], "zoo_weights": job["weights"] == "imagenet" and len(ok) > 1,
-            "backends_requested": list(backends)}
+            "backends_requested": list(backends), "explained_backends": usable, "maths": maths}
     return build_report(folder, results, unusable, meta, inputs)
 
 

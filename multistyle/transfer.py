@@ -501,10 +501,7 @@ def _run(settings: Settings, backend: Union[str, Backend], device: str, weights:
     history: List[Dict[str, float]] = []
     stopped, start = "", None
     for number, (scale_shape, epochs) in enumerate(plan):
-        content_pixels = images.resize_pixels(content_image, scale_shape)
-        content_x = images.to_input(content_pixels, normalize=not pixel)
-        style_xs = [images.to_input(style_pixels(image, scale_shape, settings, content_pixels), normalize=not pixel)
-                    for image in style_images]
+        content_pixels, content_x, style_xs = _inputs(settings, content_image, style_images, scale_shape, pixel)
         if start is None:  # the first scale starts as the settings say
             start = initial_image(settings, content_x, style_images[0], init_image, content_pixels, pixel)
         else:  # each later one from the previous result, upsampled
@@ -530,6 +527,36 @@ def _run(settings: Settings, backend: Union[str, Backend], device: str, weights:
                   backend=B.name, device=B.device, framework_version=B.framework_version(),
                   weights=weights_label, untrained=untrained, size=shape, peak_device_memory=B.peak_device_memory(),
                   stopped=stopped)
+
+
+def _inputs(settings: Settings, content_image: Image.Image, style_images: List[Image.Image], shape: Tuple[int, int],
+            pixel: bool) -> Tuple[np.ndarray, np.ndarray, List[np.ndarray]]:
+    """The content's pixels, and the content and styles as network inputs, at ``shape``."""
+    content_pixels = images.resize_pixels(content_image, shape)
+    content_x = images.to_input(content_pixels, normalize=not pixel)
+    style_xs = [images.to_input(style_pixels(image, shape, settings, content_pixels), normalize=not pixel)
+                for image in style_images]
+    return content_pixels, content_x, style_xs
+
+
+def first_gradient(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]], *, backend: str,
+                   device: str, weights: str, size: Union[None, int, str, Tuple[int, int]],
+                   settings: Settings) -> Tuple[float, np.ndarray, np.ndarray]:
+    """``(total loss, its gradient, the start image)`` of a job at its full size, before any step: what the
+    first optimizer step sees (``multistyle explain`` measures optimizer formulas with it)."""
+    settings = settings.resolved()
+    B = get_backend(backend, device)
+    content_image = _as_image(content, "--content", images.DEFAULT_MAX_PIXELS)
+    style_images = [_as_image(one, "--style", images.DEFAULT_MAX_PIXELS) for one in _style_list(style)]
+    pixel = PRESETS[settings.preset]["domain"] == "pixel"
+    shape = target_size(content_image, size)
+    content_pixels, content_x, style_xs = _inputs(settings, content_image, style_images, shape, pixel)
+    init = None if settings.init in INITS else images.load_image(os.fspath(settings.init), "--init")
+    start = initial_image(settings, content_x, style_images[0], init, content_pixels, pixel)
+    last = deepest_index(list(settings.content_layers) + list(settings.style_layers))  # type: ignore[arg-type]
+    objective = StyleLoss(B, load_weights(weights, B, last).arrays, settings, content_x, style_xs)
+    loss, grad = B.value_and_grad(lambda x: objective.terms(x)["total"], start)
+    return loss, grad, start
 
 
 #: On an asynchronous device (MXNet's engine, CUDA) losses are read back at most this many epochs at a time.

@@ -7,6 +7,7 @@ chromium``); elsewhere that one test skips.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -81,6 +82,39 @@ def test_report_page_is_self_contained(report):
 
 
 @needs_a_backend
+def test_report_explains_the_code_and_measures_where_the_maths_differs(report):
+    folder, data = report
+    page = (folder / "index.html").read_text()
+    assert "<h2 id='how'>How each framework says it</h2>" in page and "class=\"hl\"" in page
+    for name in INSTALLED:
+        assert f"multistyle/backends/{name}_backend.py:" in page
+    rows = {row["key"]: row for row in data["meta"]["maths"]}
+    assert list(rows) == ["gluon_adam_epsilon", "rmsprop_epsilon", "inplace_relu", "mxnet_lbfgs", "paddle_numel",
+                          "paddle_threads"]
+    for key, row in rows.items():
+        assert row["effect"] in page.replace("&#x27;", "'") or html.escape(row["effect"]) in page
+    # Measured on this job with the first installed backend (torch where it is).
+    for key in ("gluon_adam_epsilon", "rmsprop_epsilon", "inplace_relu"):
+        assert not rows[key]["effect"].startswith("not measured"), rows[key]
+    assert rows["gluon_adam_epsilon"]["figures"]["max"] >= 0
+    assert rows["rmsprop_epsilon"]["figures"]["mean"] > 0  # epsilon inside the root changes every step
+    relu = rows["inplace_relu"]["figures"]
+    assert relu["style_loss"][0] != pytest.approx(relu["style_loss"][1], rel=1e-3)  # conv vs ReLU outputs
+    if {"torch", "mxnet"} <= set(INSTALLED):
+        assert rows["mxnet_lbfgs"]["figures"]["relative_difference"] < 1e-3
+    else:
+        assert rows["mxnet_lbfgs"]["effect"].startswith("not measured: needs the")
+    if "paddle" in INSTALLED:
+        numel = rows["paddle_numel"]["figures"]
+        assert numel["numel_type"].startswith("paddle.")
+        assert "error" in numel or numel["max_relative_difference"] < 1e-5
+        threads = rows["paddle_threads"]["figures"]
+        assert threads["one_thread"] > 0 and threads["all_cores"] > 0
+    else:
+        assert rows["paddle_numel"]["effect"] == "not measured: needs the paddle backend"
+
+
+@needs_a_backend
 def test_report_renders_in_headless_chromium_with_every_image_loaded(report, tmp_path):
     folder, _ = report
     loaded, total, pixels = browser.render(folder / "index.html", tmp_path)
@@ -92,7 +126,7 @@ def test_report_renders_in_headless_chromium_with_every_image_loaded(report, tmp
 def test_compare_optimizers_plots_loss_against_iterations_and_seconds(image_files, npz_weights, tmp_path, capsys):
     folder = tmp_path / "report"
     name = INSTALLED[0]
-    assert main(["compare", "--backends", name, "--optimizers", "adam,lbfgs,rmsprop", "--content",
+    assert main(["compare", "--no-maths", "--backends", name, "--optimizers", "adam,lbfgs,rmsprop", "--content",
                  image_files["content"], "--style", image_files["style"], "--output", str(folder), "--size", "16x24",
                  "--epochs", "3", "--weights", npz_weights, "--device", "cpu"]) == 0
     data = json.loads((folder / "report.json").read_text())

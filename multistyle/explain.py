@@ -1,0 +1,410 @@
+"""For teaching: how each framework says the same thing, and where the same name hides different maths.
+
+Two parts, both in the ``compare`` report and on the page of
+``multistyle explain --output DIR``:
+
+- **How each framework says it**: for each operation of the backend protocol,
+  each backend's own code side by side.  The code is read from the installed
+  backend modules' source files (each lists, in its ``EXPLAIN`` table, which
+  of its functions implement which operation), parsed with :mod:`ast`, never
+  imported, so the page cannot go stale and needs no framework; it is
+  highlighted offline by Pygments, and the page has no scripts.
+- **Same name, different maths**: six places where the d2l chapter's code and
+  a framework's defaults differ from what their names suggest, each with what
+  the chapter does, what multistyle does, and the size of the difference
+  measured on a job (:func:`measure`; the compare report measures its own job
+  in child processes, so no framework is imported here).
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import images
+from .backend import registry
+from .errors import MultistyleError, first_line
+
+#: The operations of the backend protocol, in teaching order, each with what it is for.
+OPERATIONS: List[Tuple[str, str]] = [
+    ("tensor from NumPy", "a float32 array from the core becomes a tensor on the backend's device"),
+    ("the VGG-19 layers", "the network built layer by layer from the portable weights"),
+    ("freezing the network", "no gradients for the weights: only the image is optimised"),
+    ("recording gradients", "the loss and its gradient with respect to the image"),
+    ("the optimizer step", "the framework's optimizer over one image tensor"),
+    ("the learning-rate schedule", "the chapter's step decay: x0.8 every 50 epochs"),
+    ("device placement", "cpu / gpu:N turned into the framework's device, and the devices it sees"),
+    ("seeding", "the framework's random generator (the noise start image comes from NumPy)"),
+]
+
+
+def _module_file(name: str) -> Tuple[str, str]:
+    """``(module name, source file)`` of backend ``name``, found without importing the module."""
+    spec = registry().get(name)
+    if spec is None:
+        raise MultistyleError(f"unknown backend {name!r}")
+    module = spec.target.split(":")[0]
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.origin or not found.origin.endswith(".py"):
+        raise MultistyleError(f"backend {name!r}: the source of {module} is not installed")
+    return module, found.origin
+
+
+def _definitions(tree: ast.Module) -> Dict[str, ast.AST]:
+    """Module-level functions and classes, and the methods of those classes, by qualified name."""
+    found: Dict[str, ast.AST] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            found[node.name] = node
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    found[f"{node.name}.{item.name}"] = item
+    return found
+
+
+def backend_code(name: str) -> Dict[str, List[Dict[str, Any]]]:
+    """For each operation, the snippets of backend ``name``: ``{"qualname", "line", "code", "file"}``.
+
+    The backend module's ``EXPLAIN`` table says which functions implement
+    which operation; a backend without one shows the protocol's methods it
+    defines (``asarray``, ``vgg19_layers``, ...), where it has them.
+    """
+    module, path = _module_file(name)
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    tree = ast.parse(source)
+    table: Dict[str, List[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "EXPLAIN" for t in node.targets):
+            table = ast.literal_eval(node.value)
+    definitions = _definitions(tree)
+    if not table:
+        owner = next((n.name for n in tree.body if isinstance(n, ast.ClassDef)
+                      and any(isinstance(b, ast.Name) and b.id == "Backend" for b in n.bases)), "")
+        fallback = {"tensor from NumPy": "asarray", "the VGG-19 layers": "vgg19_layers",
+                    "recording gradients": "loss_and_grad", "the optimizer step": "adam",
+                    "device placement": "__init__", "seeding": "seed"}
+        table = {op: [f"{owner}.{method}"] for op, method in fallback.items() if f"{owner}.{method}" in definitions}
+    shown = os.path.join(*module.split(".")) + ".py"
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for operation, names in table.items():
+        for qualname in names:
+            node = definitions.get(qualname)
+            if node is None:
+                continue
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])  # type: ignore[attr-defined]
+            lines = source.splitlines()[first - 1:node.end_lineno]  # type: ignore[attr-defined]
+            out.setdefault(operation, []).append({"qualname": qualname, "line": first, "file": shown,
+                                                  "code": textwrap.dedent("\n".join(lines))})
+    return out
+
+
+def _pygments() -> Tuple[Callable[[str], str], str]:
+    try:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+    except ImportError:
+        raise MultistyleError("the explain page highlights code with Pygments: pip install 'multistyle[report]'") \
+            from None
+    formatter = HtmlFormatter(cssclass="hl")
+    return (lambda code: highlight(code, PythonLexer(), formatter)), formatter.get_style_defs(".hl")
+
+
+def code_section(names: Sequence[str]) -> Tuple[str, str]:
+    """``(HTML, CSS)``: the "how each framework says it" table for the backends ``names``."""
+    highlight, css = _pygments()
+    e = html.escape
+    codes = {}
+    for name in names:
+        try:
+            codes[name] = backend_code(name)
+        except MultistyleError as exc:
+            codes[name] = {"": [{"qualname": "", "line": 0, "file": "", "code": f"# {exc}"}]}
+    parts = ["<h2 id='how'>How each framework says it</h2>",
+             "<p>Each operation of multistyle's backend protocol, as each backend implements it. The code is "
+             "read from the installed backend modules (their <code>EXPLAIN</code> tables say where each operation "
+             "lives), so it is the code that ran. Everything else, the losses, the Gram matrices, the loop, "
+             "the images, is written once in the core.</p>",
+             "<table class='code'><tr><th>operation</th>" + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>"]
+    for operation, what in OPERATIONS:
+        parts.append(f"<tr><th>{e(operation)}<div class='what'>{e(what)}</div></th>")
+        for name in names:
+            snippets = codes[name].get(operation) or codes[name].get("", [])
+            cell = "".join(f"<div class='where'>{e(s['file'])}:{s['line']} <code>{e(s['qualname'])}</code></div>"
+                           + highlight(s["code"]) for s in snippets)
+            parts.append(f"<td>{cell or '<i>not in this backend</i>'}</td>")
+        parts.append("</tr>")
+    parts.append("</table>")
+    return "\n".join(parts), css
+
+
+# ---------------------------------------------------------------------------
+# Same name, different maths
+
+#: The rows: key, title, what the chapter's code does, what multistyle does.
+MATHS: List[Tuple[str, str, str, str]] = [
+    ("gluon_adam_epsilon", "Adam's epsilon in Gluon",
+     "MXNet: <code>gluon.Trainer(..., 'adam')</code>. Gluon folds the bias correction into the rate "
+     "(lr·√(1−β₂ᵗ)/(1−β₁ᵗ)) and adds epsilon to √v <i>before</i> it, so its 1e-8 acts as 1e-8/√(1−β₂ᵗ): "
+     "3.2e-7 at the first step, against 1e-8 in PyTorch and Paddle.",
+     "Sets Gluon's epsilon to 1e-8·√(1−β₂ᵗ) before every step, which is exactly torch's formula, so the "
+     "three backends take the same steps."),
+    ("rmsprop_epsilon", "RMSprop's epsilon",
+     "Not used by the chapter (it uses Adam); the viblo recipe's RMSprop is torch's <code>lr·g/(√v + ε)</code>. "
+     "<code>paddle.optimizer.RMSProp</code> and MXNet's <code>RMSProp</code> compute <code>lr·g/√(v + ε)</code>: "
+     "epsilon inside the root, which no option moves.",
+     "Paddle and MXNet run <code>multistyle.optim.RMSprop</code>, torch's formula written once over the "
+     "protocol; torch runs <code>torch.optim.RMSprop</code>."),
+    ("inplace_relu", "torchvision's in-place ReLU",
+     "PyTorch: features are taken after the conv layers of torchvision's <code>vgg19().features</code>, whose "
+     "ReLUs are <code>inplace=True</code>: the stored conv output is overwritten by the ReLU that follows, so "
+     "the loss is on ReLU outputs. The MXNet and Paddle versions take the conv outputs.",
+     "No ReLU runs in place. <code>--preset d2l</code> takes conv outputs (the MXNet/Paddle chapter); "
+     "<code>--preset d2l-pytorch</code> takes the ReLU outputs, what the PyTorch chapter really computes."),
+    ("mxnet_lbfgs", "L-BFGS on MXNet",
+     "Not used by the chapter (Adam); the PyTorch tutorial's L-BFGS has no MXNet counterpart: MXNet ships "
+     "no L-BFGS.",
+     "<code>multistyle.optim.LBFGS</code>: the algorithm of <code>torch.optim.LBFGS</code> (which Paddle's "
+     "port follows line for line), written once over the protocol, used on MXNet."),
+    ("paddle_numel", "<code>numel()</code> in Paddle 3",
+     "Paddle: <code>gram</code> computes <code>n = X.numel() // c</code>. In Paddle 3 <code>numel()</code> "
+     "returns an int64 Tensor, not an int, and dividing the float32 Gram matrix by it is refused.",
+     "Sizes come from <code>shape</code>, Python ints, on every backend."),
+    ("paddle_threads", "Importing Paddle sets OMP_NUM_THREADS=1",
+     "Paddle: <code>import paddle</code> sets <code>OMP_NUM_THREADS=1</code> when it is unset "
+     "(paddle/base/__init__.py), so the chapter's Paddle loop runs on one core.",
+     "Sets <code>OMP_NUM_THREADS</code> to the usable cores before importing Paddle, unless you set it."),
+]
+
+
+def _levels(step: np.ndarray, pixel: bool) -> np.ndarray:
+    """A step of the image in the preset's domain, in 0..255 levels per pixel and channel."""
+    scale = 255.0 if pixel else images.RGB_STD.reshape(1, 3, 1, 1) * 255.0
+    return np.abs(step) * scale
+
+
+def _describe_levels(diff: np.ndarray) -> str:
+    moved = float((diff >= 0.5).mean() * 100)
+    return (f"first step: max {float(diff.max()):.3g}, mean {float(diff.mean()):.3g} levels of 255; "
+            f"{moved:.1f} % of pixel values differ by half a level or more")
+
+
+def adam_first_steps(g: np.ndarray, lr: float, eps: float = 1e-8, beta2: float = 0.999
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """The first Adam step (torch's formula, Gluon's with its own epsilon) for the gradient ``g``."""
+    torch_step = lr * g / (np.abs(g) + eps)
+    gluon_step = lr * g / (np.abs(g) + eps / np.sqrt(1.0 - beta2))
+    return torch_step, gluon_step
+
+
+def rmsprop_first_steps(g: np.ndarray, lr: float, alpha: float = 0.99, eps: float = 1e-8
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    """The first RMSprop step, epsilon outside the root (torch) and inside it (Paddle, MXNet)."""
+    v = (1.0 - alpha) * g * g
+    return lr * g / (np.sqrt(v) + eps), lr * g / np.sqrt(v + eps)
+
+
+def _child_gradient(job: Dict[str, Any]) -> Dict[str, Any]:
+    from .transfer import PRESETS, Settings, first_gradient
+
+    settings = Settings(**job["settings"])
+    loss, grad, _ = first_gradient(job["content"], job["style"], backend=job["backend"], device="cpu",
+                                   weights=job["weights"], size=tuple(job["size"]), settings=settings)
+    return {"grad": grad, "pixel": PRESETS[settings.resolved().preset]["domain"] == "pixel",
+            "lr": settings.resolved().lr}
+
+
+def _child_run(job: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    import warnings
+
+    from .transfer import Settings, UntrainedWeightsWarning, transfer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWeightsWarning)
+        result = transfer(job["content"], job["style"], backend=job["backend"], device="cpu", weights=job["weights"],
+                          size=tuple(job["size"]), settings=Settings(**job["settings"]), **overrides)
+    return {"image": result.image, "history": result.history}
+
+
+def _child_numel(job: Dict[str, Any]) -> Dict[str, Any]:
+    """The chapter's Paddle ``gram`` on the job's conv1_1 features of the content, against multistyle's."""
+    import paddle
+
+    from . import losses
+    from .backend import get_backend
+    from .transfer import FeatureExtractor, load_weights
+
+    B = get_backend("paddle", "cpu")
+    content = images.load_image(job["content"], "--content")
+    x = images.to_input(images.resize_pixels(content, tuple(job["size"])))
+    features = FeatureExtractor(B, load_weights(job["weights"], B, 0).arrays, ["conv1_1"])(B.asarray(x))["conv1_1"]
+    n = features.numel() // features.shape[1]
+    kind = f"{type(n).__module__}.{type(n).__name__}" + (f" ({n.dtype})" if isinstance(n, paddle.Tensor) else "")
+    ours = B.to_numpy(losses.gram(B, features))
+    try:
+        c = features.shape[1]
+        chapter = B.to_numpy(paddle.matmul(features.reshape((c, n)), features.reshape((c, n)).T) / (c * n))
+    except Exception as exc:  # what Paddle 3 does with the chapter's line
+        return {"numel_type": kind, "error": f"{type(exc).__name__}: {first_line(exc)}"}
+    return {"numel_type": kind, "max_relative_difference": float(np.abs(chapter - ours).max() / np.abs(ours).max())}
+
+
+def _cli_seconds(job: Dict[str, Any], threads: Optional[str], epochs: int = 6) -> float:
+    """Median s/it of a fresh ``multistyle run --backend paddle`` process (its ``--log``)."""
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if threads:
+        environment["OMP_NUM_THREADS"] = threads
+    with tempfile.TemporaryDirectory() as folder:
+        log = os.path.join(folder, "log.json")
+        settings = job["settings"]
+        argv = [sys.executable, "-m", "multistyle", "run", "--backend", "paddle", "--device", "cpu",
+                "--content", os.path.abspath(job["content"]), "--style", os.path.abspath(job["style"][0]),
+                "--output", os.path.join(folder, "out.png"), "--size", f"{job['size'][0]}x{job['size'][1]}",
+                "--epochs", str(epochs), "--preset", settings["preset"], "--quiet", "--log", log, "--weights",
+                os.path.abspath(job["weights"]) if os.path.exists(job["weights"]) else job["weights"]]
+        subprocess.run(argv, cwd=folder, env=environment, check=True, capture_output=True, timeout=600)
+        with open(log, encoding="utf-8") as handle:
+            return statistics.median(row["seconds"] for row in json.load(handle)["epochs"][1:])
+
+
+def measure(job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., Any]) -> List[Dict[str, Any]]:
+    """The effect of each :data:`MATHS` row on ``job`` (content, style, size, weights, settings), measured with
+    the ``usable`` backends; ``isolated(fn, *args)`` runs ``fn`` in a fresh child process.  A row that
+    cannot be measured here says why."""
+    effects: Dict[str, str] = {}
+    figures: Dict[str, Any] = {}
+    first = "torch" if "torch" in usable else (usable[0] if usable else None)
+
+    def attempt(key: str, need: Sequence[str], work: Callable[[], Tuple[str, Dict[str, Any]]]) -> None:
+        missing = [name for name in need if name not in usable]
+        if missing:
+            effects[key] = f"not measured: needs the {' and '.join(missing)} backend{'s' if len(missing) > 1 else ''}"
+            return
+        try:
+            effects[key], figures[key] = work()
+        except Exception as exc:  # a measurement that failed does not take the report down
+            effects[key] = f"not measured: {type(exc).__name__}: {first_line(exc)}"
+
+    gradient: Dict[str, Any] = {}
+
+    def the_gradient() -> Dict[str, Any]:
+        if not gradient:
+            gradient.update(isolated(_child_gradient, dict(job, backend=first)))
+        return gradient
+
+    def adam() -> Tuple[str, Dict[str, Any]]:
+        g = the_gradient()
+        lr = g["lr"] if job["settings"]["optimizer"] == "adam" else 0.3
+        ours, gluon = adam_first_steps(g["grad"], lr)
+        diff = _levels(ours - gluon, g["pixel"])
+        return _describe_levels(diff) + f" (the job's gradient, lr {lr:g})", {"max": float(diff.max()),
+                                                                                "mean": float(diff.mean())}
+
+    def rmsprop() -> Tuple[str, Dict[str, Any]]:
+        g = the_gradient()
+        ours, inside = rmsprop_first_steps(g["grad"], 0.01)
+        diff = _levels(ours - inside, g["pixel"])
+        return _describe_levels(diff) + " (the job's gradient, lr 0.01, alpha 0.99, eps 1e-8)", \
+            {"max": float(diff.max()), "mean": float(diff.mean())}
+
+    def relu() -> Tuple[str, Dict[str, Any]]:
+        runs = [isolated(_child_run, dict(job, backend=first), {"preset": preset, "epochs": 1, "lr": None,
+                                                                "content_layers": None, "style_layers": None})
+                for preset in ("d2l", "d2l-pytorch")]
+        diff = np.abs(runs[0]["image"].astype(int) - runs[1]["image"].astype(int))
+        losses = [run["history"][0]["style"] for run in runs]
+        return (f"style loss at the start: {losses[0]:.4g} (conv outputs) vs {losses[1]:.4g} (ReLU outputs); "
+                f"after one step the images differ by max {diff.max()}, mean {diff.mean():.3g} levels; "
+                f"{(diff > 0).mean() * 100:.1f} % of pixel values differ"), \
+            {"style_loss": losses, "max": int(diff.max()), "mean": float(diff.mean())}
+
+    def lbfgs() -> Tuple[str, Dict[str, Any]]:
+        overrides = {"optimizer": "lbfgs", "lr": 1.0, "epochs": 3}
+        runs = {name: isolated(_child_run, dict(job, backend=name), overrides) for name in ("torch", "mxnet")}
+        a, b = (runs[name]["history"][-1]["total"] for name in ("torch", "mxnet"))
+        diff = np.abs(runs["torch"]["image"].astype(int) - runs["mxnet"]["image"].astype(int))
+        return (f"3 iterations, lr 1: loss {a:.6g} (torch.optim.LBFGS) vs {b:.6g} (multistyle on MXNet), "
+                f"relative difference {abs(a - b) / abs(a):.1e}; images differ by max {diff.max()} levels"), \
+            {"relative_difference": abs(a - b) / abs(a), "max": int(diff.max())}
+
+    def numel() -> Tuple[str, Dict[str, Any]]:
+        found = isolated(_child_numel, job)
+        if "error" in found:
+            return f"numel() returns {found['numel_type']}; the chapter's gram raises {found['error']}", found
+        return (f"numel() returns {found['numel_type']}; the chapter's gram agrees with multistyle's to "
+                f"{found['max_relative_difference']:.1e}"), found
+
+    def threads() -> Tuple[str, Dict[str, Any]]:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        one, every = _cli_seconds(job, "1"), _cli_seconds(job, None)
+        return (f"a fresh multistyle run on Paddle: {one:.3f} s/it on one thread (the chapter's), {every:.3f} "
+                f"s/it on {cores} cores: {one / every:.2f}x"), {"one_thread": one, "all_cores": every,
+                                                               "cores": cores}
+
+    attempt("gluon_adam_epsilon", [first] if first else ["torch"], adam)
+    attempt("rmsprop_epsilon", [first] if first else ["torch"], rmsprop)
+    attempt("inplace_relu", [first] if first else ["torch"], relu)
+    attempt("mxnet_lbfgs", ["torch", "mxnet"], lbfgs)
+    attempt("paddle_numel", ["paddle"], numel)
+    attempt("paddle_threads", ["paddle"], threads)
+    return [{"key": key, "title": title, "chapter": chapter, "multistyle": ours, "effect": effects[key],
+             "figures": figures.get(key, {})} for key, title, chapter, ours in MATHS]
+
+
+def maths_section(rows: Optional[List[Dict[str, Any]]]) -> str:
+    """The "same name, different maths" table; without measurements, the effect column says how to get them."""
+    e = html.escape
+    parts = ["<h2 id='maths'>Same name, different maths</h2>",
+             "<p>Where the same name hides different arithmetic. Effects are measured on "
+             + ("this report's own job." if rows else "a job by <code>multistyle compare</code>; this page "
+                "shows the code only.") + "</p>",
+             "<table class='maths'><tr><th>what</th><th>the chapter's code</th><th>multistyle</th>"
+             "<th>effect</th></tr>"]
+    effects = {row["key"]: row["effect"] for row in rows or []}
+    for key, title, chapter, ours in MATHS:
+        parts.append(f"<tr><th>{title}</th><td>{chapter}</td><td>{ours}</td>"
+                     f"<td>{e(effects.get(key, 'measured in the compare report'))}</td></tr>")
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
+STYLE = ("table.code,table.maths{border-collapse:collapse;font-size:13px;width:100%}"
+         "table.code td,table.code th,table.maths td,table.maths th{border:1px solid #ccc;padding:6px;"
+         "vertical-align:top;text-align:left}table.code th,table.maths th{background:#f3f3f3;width:14%}"
+         ".what{font-weight:normal;color:#555;font-size:12px;margin-top:4px}.where{color:#666;font-size:11px}"
+         ".hl pre{margin:2px 0 8px;padding:6px;white-space:pre-wrap;font-size:12px}")
+
+
+def write_page(folder: str, names: Sequence[str]) -> str:
+    """``multistyle explain --output DIR``: the page alone; returns its path."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise MultistyleError(f"--output: cannot create folder {folder!r} ({exc.strerror or exc})") from None
+    code, css = code_section(names)
+    page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>multistyle explain</title><style>"
+            "body{font-family:sans-serif;margin:24px;color:#222}" + STYLE + css + "</style></head><body>"
+            "<h1>multistyle explain</h1><p>Generated " + time.strftime("%Y-%m-%d") + " from the installed "
+            "backends: " + ", ".join(html.escape(n) for n in names) + ".</p>" + code + maths_section(None)
+            + "</body></html>")
+    path = os.path.join(folder, "index.html")
+    with images.atomic_write(path) as handle:
+        handle.write(page.encode("utf-8"))
+    return path
