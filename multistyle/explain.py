@@ -244,9 +244,10 @@ def _child_run(job: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]
 
 
 def _child_numel(job: Dict[str, Any]) -> Dict[str, Any]:
-    """The chapter's Paddle ``gram`` on the job's conv1_1 features of the content, against multistyle's."""
-    import paddle
+    """The chapter's Paddle ``gram`` on the job's conv1_1 features of the content, against multistyle's.
 
+    Written with the tensor's own methods (``numel``, ``reshape``, ``/``), as the chapter writes it, so
+    the core imports no framework."""
     from . import losses
     from .backend import get_backend
     from .transfer import FeatureExtractor, load_weights
@@ -256,11 +257,12 @@ def _child_numel(job: Dict[str, Any]) -> Dict[str, Any]:
     x = images.to_input(images.resize_pixels(content, tuple(job["size"])))
     features = FeatureExtractor(B, load_weights(job["weights"], B, 0).arrays, ["conv1_1"])(B.asarray(x))["conv1_1"]
     n = features.numel() // features.shape[1]
-    kind = f"{type(n).__module__}.{type(n).__name__}" + (f" ({n.dtype})" if isinstance(n, paddle.Tensor) else "")
+    kind = f"{type(n).__module__}.{type(n).__name__}" + (f" ({n.dtype})" if hasattr(n, "dtype") else "")
     ours = B.to_numpy(losses.gram(B, features))
     try:
         c = features.shape[1]
-        chapter = B.to_numpy(paddle.matmul(features.reshape((c, n)), features.reshape((c, n)).T) / (c * n))
+        flat = features.reshape((c, n))
+        chapter = B.to_numpy(B.matmul(flat, B.transpose(flat)) / (c * n))
     except Exception as exc:  # what Paddle 3 does with the chapter's line
         return {"numel_type": kind, "error": f"{type(exc).__name__}: {first_line(exc)}"}
     return {"numel_type": kind, "max_relative_difference": float(np.abs(chapter - ours).max() / np.abs(ours).max())}
