@@ -533,7 +533,7 @@ def ray_connection(address: Optional[str], num_cpus: Optional[float], num_gpus: 
         _probe(address)
         try:
             with _quiet_stderr():  # Ray's C++ client prints a line per failed attempt while it connects
-                ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+                ray_init(ray, address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError or ValueError for a bad address
             where = f"the Ray cluster at {address!r}" if address else "a local Ray"
             hint = ""
@@ -555,6 +555,24 @@ def ray_connection(address: Optional[str], num_cpus: Optional[float], num_gpus: 
     finally:
         if started_here:
             ray.shutdown()
+
+
+def ray_init(ray: Any, **options: Any) -> None:
+    """``ray.init(**options)`` from the folder that holds this installed ``multistyle`` package.
+
+    Ray puts the driver's current directory first on every worker's
+    ``sys.path``.  Run from a source checkout, that directory's
+    ``multistyle/`` (the core without ``multistyle.backends``, which the
+    install maps from ``backends/``) would shadow the installed package in
+    the workers; from the installed package's own parent folder it is the
+    installed package itself.
+    """
+    here = os.getcwd()
+    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        ray.init(**options)
+    finally:
+        os.chdir(here)
 
 
 @contextlib.contextmanager

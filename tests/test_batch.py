@@ -400,8 +400,8 @@ def ray_cluster():
 
     # One OpenMP thread per task, as Ray gives a one-CPU task: importing Paddle (for the list of installed
     # backends) set OMP_NUM_THREADS in this process, and Ray's workers would inherit it.
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    batch.ray_init(ray, num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                   runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     yield ray
     ray.shutdown()
 
@@ -442,8 +442,11 @@ def test_ray_retries_a_job_whose_worker_was_killed(ray_cluster, inputs, npz_weig
 def test_ray_cli_connects_to_a_running_cluster(ray_cluster, inputs, npz_weights, tmp_path):
     address = ray_cluster.get_runtime_context().gcs_address
     argv = grid_argv(inputs, tmp_path / "out", npz_weights, "--engine", "ray", "--ray-address", address)
-    run = subprocess.run([sys.executable, "-m", "multistyle", *argv], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=600)
+    # The console script, from the repository's root: there ./multistyle (without multistyle.backends) must not
+    # shadow the installed package in Ray's workers, which get the driver's directory on their sys.path.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(os.path.dirname(sys.executable), "multistyle")
+    run = subprocess.run([script, *argv], capture_output=True, text=True, cwd=root, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "4 done" in run.stdout and "ray: Ray" in run.stdout and "2 CPUs" in run.stdout
     assert [row["status"] for row in results(tmp_path / "out")["jobs"]] == ["done"] * 4
