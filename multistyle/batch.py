@@ -281,24 +281,14 @@ def _cached_backend(name: str, device: str) -> Backend:
     return _backends[name, device]
 
 
-def _find_weights(backend: Backend, spec: str, last: int) -> Tuple[Tuple[str, str, int], Optional[LoadedWeights]]:
+def _cached_weights(backend: Backend, spec: str, last: int) -> Tuple[LoadedWeights, bool]:
+    """``(weights, reused)``: read once per worker and reused; a deeper job reads them again, deeper."""
     owner = _weights_owner({"backend": backend.name, "weights": spec})[0]
     for (cached_owner, cached_spec, cached_last), loaded in _weights.items():
         if (cached_owner, cached_spec) == (owner, spec) and cached_last >= last:
-            return (owner, spec, last), loaded
-    return (owner, spec, last), None
-
-
-def _has_weights(backend: Backend, spec: str, last: int) -> bool:
-    return _find_weights(backend, spec, last)[1] is not None
-
-
-def _cached_weights(backend: Backend, spec: str, last: int) -> LoadedWeights:
-    """Weights read once per worker and reused; a deeper job reads them again, deeper."""
-    key, loaded = _find_weights(backend, spec, last)
-    if loaded is None:
-        loaded = _weights[key] = load_weights(spec, backend, last)
-    return loaded
+            return loaded, True
+    loaded = _weights[owner, spec, last] = load_weights(spec, backend, last)
+    return loaded, False
 
 
 def execute(payload: Dict[str, Any], loaded: Union[None, str, LoadedWeights] = None,
@@ -319,9 +309,9 @@ def execute(payload: Dict[str, Any], loaded: Union[None, str, LoadedWeights] = N
         datas = list(style_data) or [None] * len(payload["style"])
         styles = [images.load_image(path, "--style", limit, data=data) for path, data in zip(payload["style"], datas)]
         backend = _cached_backend(payload["backend"], payload["device"])
-        reused = loaded is not None or _has_weights(backend, payload["weights"], payload["last"])
+        reused = loaded is not None  # read elsewhere (Ray's object store)
         if loaded is None:
-            loaded = _cached_weights(backend, payload["weights"], payload["last"])
+            loaded, reused = _cached_weights(backend, payload["weights"], payload["last"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UntrainedWeightsWarning)
             result = transfer(content, styles, backend=backend, weights=loaded, size=payload["size"],
@@ -426,10 +416,11 @@ def worker_plan(workers: Optional[int], gpus: int, cores: int) -> Tuple[int, Lis
 Done = Callable[[int, Dict[str, Any], Optional[int]], None]
 
 
-def run_local(payloads: Dict[int, Dict[str, Any]], workers: Optional[int], retries: int, on_done: Done) -> None:
-    """Run the jobs on a pool of worker processes (:func:`worker_plan`); call ``on_done(index, result,
-    attempts)`` as each ends."""
-    count, devices, threads = worker_plan(workers, gpu_count(), usable_cores())
+def run_local(payloads: Dict[int, Dict[str, Any]], plan: Tuple[int, List[Optional[str]], Optional[int]],
+              retries: int, on_done: Done) -> None:
+    """Run the jobs on a pool of worker processes (``plan``: :func:`worker_plan`); call ``on_done(index,
+    result, attempts)`` as each ends."""
+    count, devices, threads = plan
     context = multiprocessing.get_context("spawn")
     pending: Deque[int] = deque(payloads)
     deaths: Dict[int, int] = {index: 0 for index in payloads}
@@ -747,10 +738,10 @@ def run_batch(jobs: Sequence[BatchJob], output: str, *, engine: str = "local", w
 
         try:
             if payloads and engine == "local":
-                count, _, _ = worker_plan(workers, gpu_count(), usable_cores())
-                count = min(count, len(payloads))
-                used = f"local, {count} worker{'s' if count > 1 else ''}"
-                run_local(payloads, count, retries, on_done)
+                gpus, cores = gpu_count(), usable_cores()  # nvidia-smi runs once
+                plan = worker_plan(min(worker_plan(workers, gpus, cores)[0], len(payloads)), gpus, cores)
+                used = f"local, {plan[0]} worker{'s' if plan[0] > 1 else ''}"
+                run_local(payloads, plan, retries, on_done)
             elif payloads:
                 used = "ray: " + cluster
                 run_ray(ray, payloads, cpus, gpus, retries, on_done)
