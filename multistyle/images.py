@@ -14,7 +14,7 @@ import io
 import os
 import secrets
 import warnings
-from typing import IO, Iterator, Optional, Tuple
+from typing import IO, Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -222,19 +222,22 @@ def check_output_path(path: str, option: str = "--output") -> str:
     return image_format
 
 
-def _new_temp_file(folder: str, base: str, extension: str) -> str:
+def _new_temp_file(folder: str, base: str, extension: str, tried: Optional[List[str]] = None) -> str:
     """Create an empty, new file in ``folder`` and return its path.
 
     Opened with mode 0o666 so that the user's umask decides the permissions,
     as for any new file (``tempfile.mkstemp`` would make it 0o600 and the
     rename would carry that over to the output).
     """
+    tried = [] if tried is None else tried
     while True:
         temp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp{extension}")
+        tried.append(temp)  # before it exists: see atomic_path
         try:
             os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return temp
         except FileExistsError:
+            tried.pop()  # somebody else's: never ours to remove
             continue
 
 
@@ -252,9 +255,15 @@ def atomic_path(path: str) -> Iterator[str]:
     base, extension = os.path.splitext(os.path.basename(path))
     temp = None
     try:
-        temp = _new_temp_file(folder, base, extension)
-        yield temp
-        os.replace(temp, path)
+        # The name is known here before the file exists, so a Ctrl-C that lands between creating it
+        # and returning from the creation still finds it to remove.
+        tried: List[str] = []
+        try:
+            _new_temp_file(folder, base, extension, tried)
+        finally:
+            temp = tried[-1] if tried else None
+        yield temp  # type: ignore[misc]
+        os.replace(temp, path)  # type: ignore[arg-type]
     except BaseException as exc:
         if temp is not None:
             with contextlib.suppress(OSError):

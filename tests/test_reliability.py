@@ -399,3 +399,21 @@ def test_backends_use_every_core_unless_the_user_says_otherwise(name, tmp_path):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip().splitlines()[-1] == expected, (preset, out.stdout)
+
+
+def test_ctrl_c_right_after_the_temporary_file_is_created_leaves_nothing(tmp_path, monkeypatch):
+    # The window CI found: the temporary file exists, but its creation has not returned its name yet.
+    from multistyle import images
+
+    real_close = os.close
+
+    def close_then_interrupt(fd):
+        real_close(fd)
+        monkeypatch.setattr(os, "close", real_close)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "close", close_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with images.atomic_write(str(tmp_path / "out.png")) as handle:
+            handle.write(b"never")
+    assert list(tmp_path.iterdir()) == []
