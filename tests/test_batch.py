@@ -8,6 +8,8 @@ absence a failure) on a local Ray started by the test with two CPUs.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
 import re
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,6 +171,131 @@ def test_changed_settings_or_inputs_are_new_jobs(first_run, inputs, npz_weights,
     rows = results(output)["jobs"]
     assert [row["status"] for row in rows] == ["done"] * 4
     assert not {row["output"] for row in rows} & {row["output"] for row in before["jobs"]}
+
+
+# -- the job key: what a job computes, and nothing else ----------------------------------------------------
+
+def _touch(path, data):
+    """Rewrite a file with new bytes, and a modification time of its own (the checksum cache keys on it)."""
+    stat = os.stat(path)
+    path.write_bytes(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 7_000_000_000))
+
+
+def _flip_a_pixel(path):
+    """The same image file with one pixel changed (the same name, size and format)."""
+    pixels = np.asarray(Image.open(path)).copy()
+    pixels[0, 0] = 255 - pixels[0, 0]
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=Image.open(path).format)
+    _touch(path, buffer.getvalue())
+
+
+@pytest.fixture
+def key_job(inputs, npz_weights, tmp_path):
+    """A job whose inputs (content, style, weights file) are copies of their own in ``tmp_path/a``."""
+    folder = tmp_path / "a"
+    folder.mkdir()
+    for source in (inputs / "contents" / "ann.png", inputs / "styles" / "wave.jpg", npz_weights):
+        shutil.copy2(source, folder)
+    job = batch.BatchJob(content=str(folder / "ann.png"), style=[str(folder / "wave.jpg")], backend="torch",
+                         device="cpu", weights=str(folder / os.path.basename(npz_weights)), size=(16, 24),
+                         settings=Settings(epochs=3))
+    return job, folder
+
+
+def _changed(job, folder, what):
+    """``job`` with one thing changed; files are changed in place (same path, other bytes)."""
+    if what == "content bytes":
+        _flip_a_pixel(folder / "ann.png")
+    elif what == "style bytes":
+        _flip_a_pixel(folder / "wave.jpg")
+    elif what == "a second style":
+        return dataclasses.replace(job, style=[*job.style, job.style[0]])
+    elif what == "weights bytes":
+        from multistyle.vgg import random_weights, save_npz
+
+        save_npz(random_weights(seed=8), job.weights)
+        _touch(Path(job.weights), Path(job.weights).read_bytes())
+    elif what == "random weights":
+        return dataclasses.replace(job, weights="random:0")
+    elif what == "size":
+        return dataclasses.replace(job, size=(24, 32))
+    elif what == "backend":
+        return dataclasses.replace(job, backend="mxnet")
+    else:  # a setting, "name=value"
+        name, value = what.split("=")
+        return dataclasses.replace(job, settings=dataclasses.replace(job.settings, **{name: json.loads(value)}))
+    return job
+
+
+@pytest.mark.parametrize("what", ["content bytes", "style bytes", "a second style", "weights bytes",
+                                  "random weights", "size", "backend", "lr=0.2", "epochs=4", 'preset="fast"',
+                                  'pooling="avg"', "seed=1", 'init="noise"', "style_weight=1.0"])
+def test_job_key_changes_with_each_thing_the_job_computes(key_job, what):
+    job, folder = key_job
+    before = batch.job_key(job)
+    after = batch.job_key(_changed(job, folder, what))
+    assert after != before, f"{what}: the job key did not change"
+    assert batch.output_name(job, after) != batch.output_name(job, before)  # the name carries the key
+
+
+def test_job_key_ignores_the_device_and_a_moved_folder(key_job, tmp_path):
+    job, folder = key_job
+    moved = tmp_path / "elsewhere" / "deeper"
+    shutil.copytree(folder, moved)
+    relocated = dataclasses.replace(job, content=str(moved / "ann.png"), style=[str(moved / "wave.jpg")],
+                                    weights=str(moved / os.path.basename(job.weights)))
+    key = batch.job_key(job)
+    assert batch.job_key(relocated) == key
+    for device in ("auto", "gpu", "gpu:1"):
+        assert batch.job_key(dataclasses.replace(job, device=device)) == key, device
+    # A setting written differently but resolving to the same value is the same job.
+    assert batch.job_key(dataclasses.replace(job, settings=Settings(epochs=3, lr=0.3))) == key
+
+
+@needs_a_backend
+@pytest.mark.parametrize("what", ["content bytes", "weights bytes", "size", "moved folder and device"])
+def test_a_rerun_after_one_change_runs_that_job_again(inputs, npz_weights, tmp_path, what):
+    folder = tmp_path / "in"
+    (folder / "contents").mkdir(parents=True)
+    (folder / "styles").mkdir()
+    shutil.copy2(inputs / "contents" / "ann.png", folder / "contents")
+    shutil.copy2(inputs / "styles" / "wave.jpg", folder / "styles")
+    weights = folder / "weights.npz"
+    shutil.copy2(npz_weights, weights)
+    output = tmp_path / "out"
+
+    def argv(root, size="16x24", device="cpu"):
+        args = ["batch", "--contents", str(root / "contents"), "--styles", str(root / "styles"), "--output",
+                str(output), "--weights", str(root / "weights.npz"), *JOB_ARGS]
+        args[args.index("--size") + 1], args[args.index("--device") + 1] = size, device
+        return args
+
+    assert main(argv(folder)) == 0
+    first = results(output)["jobs"][0]
+    assert first["status"] == "done"
+    options = {}
+    if what == "content bytes":
+        _flip_a_pixel(folder / "contents" / "ann.png")
+    elif what == "weights bytes":
+        from multistyle.vgg import random_weights, save_npz
+
+        save_npz(random_weights(seed=8), str(weights))
+        _touch(weights, weights.read_bytes())
+    elif what == "size":
+        options["size"] = "24x32"
+    else:
+        moved = tmp_path / "moved"
+        shutil.move(str(folder), str(moved))
+        folder = moved
+        options["device"] = "auto"  # this machine has no GPU: auto is the CPU, and the device is no part of a job
+    assert main(argv(folder, **options)) == 0
+    second = results(output)["jobs"][0]
+    if what == "moved folder and device":
+        assert second["status"] == "skipped" and second["output"] == first["output"]
+    else:
+        assert second["status"] == "done" and second["output"] != first["output"], what
 
 
 @needs_a_backend

@@ -125,6 +125,82 @@ def test_stored_conv_output_is_not_overwritten_by_relu(backend, weights):
     np.testing.assert_allclose(conv, oracle.features(x, weights, ["conv1_1"])["conv1_1"], rtol=1e-4, atol=1e-4)
 
 
+def _native_vgg19(name, weights):
+    """The framework's own VGG-19 ``features`` (its model zoo's architecture, untrained) with ``weights``
+    copied into its convolutions by index: ``[(kind, in_channels, out_channels, layer)]`` up to pool5."""
+    if name == "torch":
+        import torch
+        import torchvision
+
+        net = torchvision.models.vgg19(weights=None).features.eval()
+        kinds = {torch.nn.Conv2d: "conv", torch.nn.ReLU: "relu", torch.nn.MaxPool2d: "pool"}
+        layers = []
+        for index, layer in enumerate(net):
+            if isinstance(layer, torch.nn.Conv2d):
+                with torch.no_grad():
+                    layer.weight.copy_(torch.from_numpy(weights[index][0]))
+                    layer.bias.copy_(torch.from_numpy(weights[index][1]))
+                channels = (layer.in_channels, layer.out_channels)
+            else:
+                channels = (None, None)
+            # torchvision's ReLUs work in place: each output is cloned before the next layer can change it.
+            layers.append((kinds[type(layer)], *channels, lambda x, layer=layer: layer(x).clone()))
+        return layers
+    if name == "mxnet":
+        from mxnet import nd
+        from mxnet.gluon import nn as gnn
+        from mxnet.gluon.model_zoo import vision
+
+        net = vision.vgg19(pretrained=False)
+        net.initialize()
+        net.features(nd.zeros((1, 3, 32, 32)))  # Gluon infers the input channels on a first pass
+        layers = []
+        for index, layer in enumerate(net.features):
+            if isinstance(layer, gnn.Dense):  # Gluon's features go on to the classifier's dense layers
+                break
+            if isinstance(layer, gnn.Conv2D):
+                layer.weight.set_data(nd.array(weights[index][0]))
+                layer.bias.set_data(nd.array(weights[index][1]))
+                kind, channels = "conv", layer.weight.shape[1::-1]
+            else:
+                kind = "relu" if isinstance(layer, gnn.Activation) and layer._act_type == "relu" else (
+                    "pool" if isinstance(layer, gnn.MaxPool2D) else type(layer).__name__)
+                channels = (None, None)
+            layers.append((kind, *channels, layer))
+        return layers
+    import paddle
+
+    net = paddle.vision.models.vgg19(pretrained=False).features
+    kinds = {paddle.nn.Conv2D: "conv", paddle.nn.ReLU: "relu", paddle.nn.MaxPool2D: "pool"}
+    layers = []
+    for index, layer in enumerate(net):
+        if isinstance(layer, paddle.nn.Conv2D):
+            layer.weight.set_value(weights[index][0])
+            layer.bias.set_value(weights[index][1])
+            channels = (layer.weight.shape[1], layer.weight.shape[0])
+        else:
+            channels = (None, None)
+        layers.append((kinds.get(type(layer), type(layer).__name__), *channels, layer))
+    return layers
+
+
+def test_the_layer_table_is_the_frameworks_own_vgg19(backend, weights):
+    """The oracle and every backend build their network from ``vgg.LAYERS``: here that table meets each
+    framework's own VGG-19, layer by layer, all the way to pool5 (kinds, channels and outputs)."""
+    layers = _native_vgg19(backend.name, weights)
+    assert [(kind, c_in, c_out) for kind, c_in, c_out, _ in layers] == [
+        (spec.kind, spec.in_channels, spec.out_channels) if spec.kind == "conv" else (spec.kind, None, None)
+        for spec in LAYERS]
+    x = RNG.standard_normal((1, 3, 32, 48)).astype(np.float32)  # pool5 is 1x1
+    want = oracle.features(x, weights, [spec.name for spec in LAYERS])
+    out = backend.asarray(x)
+    for spec, (_, _, _, layer) in zip(LAYERS, layers):
+        out = layer(out)
+        got, ref = backend.to_numpy(out), want[spec.name]
+        assert got.shape == ref.shape, spec.name
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max(), err_msg=spec.name)
+
+
 def _quadratic_closure(backend, g):
     """A loss whose gradient with respect to the image is exactly ``g``."""
     coefficient = backend.asarray(g)

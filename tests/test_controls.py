@@ -214,3 +214,101 @@ def test_bad_controls_are_one_line_errors_and_write_nothing(image_files, tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+# -- each control against the NumPy float64 oracle, its target computed here, independently ---------------
+
+def _pixels(path, size):
+    """An image file resized to ``size`` = (H, W) as (H, W, 3) floats in [0, 1]."""
+    return images.resize_pixels(images.load_image(path), size)
+
+
+def _normalised(pixels):
+    return ((pixels - images.RGB_MEAN) / images.RGB_STD).transpose(2, 0, 1)[None].astype(np.float64)
+
+
+def _sqrtm(covariance):
+    values, vectors = np.linalg.eigh(covariance)
+    return vectors @ np.diag(np.sqrt(values)) @ vectors.T
+
+
+def _colour_matched(style, content):
+    """Gatys et al. 2016, section 2: x' = C_c^(1/2) C_s^(-1/2) (x - mu_s) + mu_c, per pixel."""
+    s, c = style.reshape(-1, 3).astype(np.float64), content.reshape(-1, 3).astype(np.float64)
+    transform = _sqrtm(np.cov(c.T)) @ np.linalg.inv(_sqrtm(np.cov(s.T)))
+    return ((s - s.mean(0)) @ transform.T + c.mean(0)).reshape(style.shape)
+
+
+def _oracle_first_losses(content, styles, shares, start, content_layers, style_layers, pooling="max"):
+    """The d2l objective's terms at ``start``: the style target is the ``shares``-weighted sum of the styles'
+    Gram matrices; layers are ``(name, weight)`` pairs."""
+    import oracle
+    from multistyle.vgg import random_weights
+
+    weights = random_weights(0)  # what --weights random:0 reads, on every backend
+    names = list(dict.fromkeys([n for n, _ in content_layers] + [n for n, _ in style_layers]))
+    feats = lambda x: oracle.features(x, weights, names, pooling)  # noqa: E731
+    content_f, start_f = feats(content), feats(start)
+    style_f = [feats(style) for style in styles]
+    targets = {n: sum(share * oracle.gram(f[n]) for f, share in zip(style_f, shares)) for n, _ in style_layers}
+    content_loss = sum(w * oracle.content_loss(start_f[n], content_f[n]) for n, w in content_layers)
+    style_loss = 1e4 * sum(w * oracle.style_loss(start_f[n], targets[n]) for n, w in style_layers)
+    tv = 10.0 * oracle.tv_loss(start)
+    return {"content": content_loss, "style": style_loss, "tv": tv, "total": content_loss + style_loss + tv}
+
+
+D2L_STYLE = [(name, 1.0) for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")]
+D2L_CONTENT = [("conv4_4", 1.0)]
+ORACLE_CONTROLS = ["blend 3,1", "style-scale 0.75", "histogram", "init FILE", "init style", "init noise",
+                   "layer weights", "avg pooling", "luminance"]
+
+
+@pytest.mark.parametrize("control", ORACLE_CONTROLS)
+def test_each_control_against_the_numpy_oracle(backend_name, image_files, second_style, control):
+    content_pixels = _pixels(image_files["content"], SIZE)
+    content = _normalised(content_pixels)
+    style = _normalised(_pixels(image_files["style"], SIZE))
+    styles, shares, start = [style], [1.0], content
+    content_layers, style_layers, pooling, options = D2L_CONTENT, D2L_STYLE, "max", {}
+    style_arg = None
+    if control == "blend 3,1":
+        style_arg, options = [image_files["style"], second_style], {"style_blend": [3, 1]}
+        styles, shares = [style, _normalised(_pixels(second_style, SIZE))], [0.75, 0.25]
+    elif control == "style-scale 0.75":
+        options = {"style_scale": 0.75}
+        width, height = Image.open(image_files["style"]).size
+        long_edge = round(0.75 * max(SIZE))  # of the working size, not of the style image
+        size = (round(height * long_edge / max(width, height)), round(width * long_edge / max(width, height)))
+        assert size == (18, 24) and size != SIZE  # the style keeps its own aspect ratio
+        styles = [_normalised(_pixels(image_files["style"], size))]
+    elif control == "histogram":
+        options = {"preserve_color": "histogram"}
+        styles = [_normalised(_colour_matched(_pixels(image_files["style"], SIZE), content_pixels))]
+    elif control == "init FILE":
+        options, start = {"init": second_style}, _normalised(_pixels(second_style, SIZE))
+    elif control == "init style":
+        options, start = {"init": "style"}, style
+    elif control == "init noise":
+        options = {"init": "noise", "seed": 5}
+        start = np.random.default_rng(5).standard_normal(content.shape, dtype=np.float32).astype(np.float64)
+    elif control == "layer weights":
+        content_layers, style_layers = [("conv4_4", 3.0)], [("conv1_1", 1.0), ("conv2_1", 0.5), ("conv3_1", 2.0)]
+        options = {"content_layers": ["conv4_4:3"], "style_layers": ["conv1_1", "conv2_1:0.5", "conv3_1:2"]}
+    elif control == "avg pooling":
+        options, pooling = {"pooling": "avg"}, "avg"
+    else:  # luminance: the optimisation is the plain one; the result keeps the content's chrominance
+        options = {"preserve_color": "luminance"}
+    result = run(backend_name, image_files, style=style_arg, epochs=1, **options)
+    want = _oracle_first_losses(content, styles, shares, start, content_layers, style_layers, pooling)
+    for term in ("content", "style", "tv", "total"):
+        # The content term is 0 where the start is the content image; compare it on the total's scale then.
+        assert result.history[0][term] == pytest.approx(want[term], rel=1e-4, abs=1e-6 * want["total"]), \
+            f"{control}: {term} loss at the start"
+    if control == "luminance":
+        # BT.601 luminance Y = 0.299 R + 0.587 G + 0.114 B.  Keeping the content's chrominance (U, V) and
+        # the result's Y moves each of the content's R, G and B by the same amount: Y(result) - Y(content).
+        rgb = images.postprocess(result.array) / 255.0
+        luma = lambda p: p @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+        expected = np.round(np.clip(content_pixels + (luma(rgb) - luma(content_pixels))[..., None], 0, 1) * 255)
+        assert np.abs(result.image.astype(float) - expected).max() <= 1.0
+        assert np.abs(result.image.astype(float) - images.postprocess(result.array)).max() > 10  # colours moved

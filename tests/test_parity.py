@@ -21,7 +21,7 @@ import pytest
 from conftest import require
 from multistyle import get_backend, images
 from multistyle.backend import BUILTIN_BACKENDS
-from multistyle.transfer import FeatureExtractor, Settings, StyleLoss, initial_image, transfer
+from multistyle.transfer import FeatureExtractor, LoadedWeights, Settings, StyleLoss, initial_image, transfer
 from multistyle.vgg import LAYERS
 from multistyle.weightfiles import read_weights
 
@@ -59,10 +59,22 @@ def _stages(name, image_files, npz_weights):
     optimizer.step(total)
     run = transfer(image_files["content"], image_files["style"], backend=B, weights=npz_weights, size=(24, 32),
                    epochs=200, lr_decay_every=50)
+    # How far float rounding alone moves the final losses on this backend: the same run with one weight
+    # one ulp up, then one ulp down (see test_a_200_step_run_agrees_in_loss).
+    spread = {}
+    for direction in (np.inf, -np.inf):
+        nudged = {index: (w.copy(), b) for index, (w, b) in weights.items()}
+        nudged[0][0].flat[0] = np.nextafter(nudged[0][0].flat[0], np.float32(direction))
+        final = transfer(image_files["content"], image_files["style"], backend=B, size=(24, 32), epochs=200,
+                         lr_decay_every=50, weights=LoadedWeights(nudged, "nudged", False)).history[-1]
+        for term in ("content", "style", "tv"):
+            deviation = abs(final[term] - run.history[-1][term]) / abs(run.history[-1][term])
+            spread[term] = max(spread.get(term, 0.0), deviation)
     return {"input": B.to_numpy(B.asarray(content_x)),
             "features": {key: B.to_numpy(value) for key, value in features.items()},
             "grams": {key: B.to_numpy(g) for key, g in zip(settings.style_layers, objective.style_targets)},
-            "terms": terms, "value": value, "grad": grad, "step": B.to_numpy(optimizer.image), "run": run.history}
+            "terms": terms, "value": value, "grad": grad, "step": B.to_numpy(optimizer.image), "run": run.history,
+            "spread": spread}
 
 
 def _close(a, b, rtol, atol_scale, what):
@@ -133,12 +145,17 @@ def test_a_200_step_run_agrees_in_loss(pair, stages):
         assert ra["lr"] == pytest.approx(rb["lr"], rel=1e-7), f"{pair}: learning rate at epoch {ra['epoch']}"
         assert ra["total"] == pytest.approx(rb["total"], rel=0.02), (
             f"{pair}: total loss at epoch {ra['epoch']}: {ra['total']:.6g} vs {rb['total']:.6g}")
-    # The content term is the smallest one and follows the drifting pixels most
-    # closely: measured here, final content losses differ by up to 5.1 %.
-    for term, tolerance in (("style", 0.02), ("tv", 0.02), ("content", 0.1)):
+    # The final terms: 2 % (content 10 %: the smallest term follows the drifting pixels most closely, 5.1 %
+    # measured), or three times what float rounding alone does to the same run on either backend, where
+    # that is more.  A one-ulp change of one weight moves the final style loss of a 200-step run by up to
+    # 2 % (torch 2.15, paddle 3.3 and mxnet 1.9 here), and mxnet's final style loss was then 2.1 % from
+    # torch's and 3.7 % from paddle's: a fixed 2 % was a coin flip between versions, not a parity check.
+    for term, floor in (("style", 0.02), ("tv", 0.02), ("content", 0.1)):
         final = a["run"][-1][term], b["run"][-1][term]
-        assert final[0] == pytest.approx(final[1], rel=tolerance), (
-            f"{pair}: final {term} loss {final[0]:.6g} vs {final[1]:.6g}")
+        spread = max(a["spread"][term], b["spread"][term])
+        assert final[0] == pytest.approx(final[1], rel=max(floor, 3 * spread)), (
+            f"{pair}: final {term} loss {final[0]:.6g} vs {final[1]:.6g}, beyond {max(floor, 3 * spread):.3g} "
+            f"(one ulp of one weight moves it by up to {spread:.3g})")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,169 @@
+"""The list of the mutation check (``tests/mutation.py``): the README's promises, one deliberate bug each.
+
+Each mutation replaces ``find`` (which must occur exactly once in ``path``) by
+``replace`` and names the tests that must then fail.  When the code a
+mutation names moves or changes, the check stops with the mutation's name:
+move the mutation with the code, keeping the bug it plants.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Tuple
+
+
+class Mutation(NamedTuple):
+    name: str
+    promise: str  # what the README promises, which this bug breaks
+    path: str  # relative to the repository root
+    find: str
+    replace: str
+    tests: Tuple[str, ...]
+
+
+T_OPT = "tests/test_optimizers.py"
+T_ADAM = "tests/test_conformance.py::test_adam_matches_reference_with_step_decay_and_tiny_gradients"
+T_KEY = "tests/test_batch.py::test_job_key_changes_with_each_thing_the_job_computes"
+T_KEY_SAME = "tests/test_batch.py::test_job_key_ignores_the_device_and_a_moved_folder"
+T_RERUN = "tests/test_batch.py::test_a_rerun_after_one_change_runs_that_job_again"
+T_ORACLE = "tests/test_controls.py::test_each_control_against_the_numpy_oracle"
+T_GPU = "tests/test_gpu_paths.py"
+
+_KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
+             '                "settings": settings_dict(job.settings.resolved()), "version": 1}')
+
+MUTATIONS: Tuple[Mutation, ...] = (
+    # -- optimizer semantics ------------------------------------------------------------------------------
+    Mutation("optimizer-rmsprop-eps-in-root", "RMSprop is torch's: epsilon outside the square root",
+             "multistyle/optim.py", "(g / (self.B.sqrt(self.v) + self.eps))", "(g / self.B.sqrt(self.v + self.eps))",
+             (f"{T_OPT}::test_rmsprop_matches_torch_semantics_with_gradients_down_to_1e_9",)),
+    Mutation("optimizer-lbfgs-unscaled-first", "L-BFGS's first step is min(1, 1/|g|_1) * lr, as torch's",
+             "multistyle/optim.py",
+             "self.t = min(1.0, 1.0 / B.item(B.sum(B.abs(g)))) * self.lr if self.n_iter == 1 else self.lr",
+             "self.t = self.lr", (T_OPT,)),
+    Mutation("optimizer-step-decay-smooth", "the rate decays in steps (torch's StepLR), every N epochs",
+             "multistyle/optim.py", "return lr * decay ** (epoch // every)", "return lr * decay ** (epoch / every)",
+             (T_OPT,)),
+    Mutation("optimizer-torch-lbfgs-no-search-budget", "L-BFGS's line search gets its 25 evaluations on torch",
+             "backends/torch_backend.py", "max_iter=1, max_eval=1 + 25,", "max_iter=1,",
+             (f"{T_OPT}::test_lbfgs_with_line_search_decreases_every_step_and_converges",)),
+    Mutation("optimizer-torch-adam-epsilon", "Adam is epsilon 1e-8 after the bias correction on every backend",
+             "backends/torch_backend.py", "torch.optim.Adam(params, lr=lr)", "torch.optim.Adam(params, lr=lr, eps=1e-4)",
+             (T_ADAM,)),
+    # -- the safe reader, atomic writes, fail-before-work -------------------------------------------------------
+    Mutation("safe-reader-allowlist-off", "a weights pickle that names code is refused before anything runs",
+             "multistyle/safe_pickle.py", "if (module, name) not in ALLOWED_GLOBALS:", "if False:",
+             ("tests/test_reliability.py::test_a_pickle_that_would_run_code_is_refused_before_anything_runs",)),
+    Mutation("atomic-write-in-place", "outputs are written atomically: a failed write leaves nothing",
+             "multistyle/images.py", 'with atomic_path(path) as temp, open(temp, "wb") as handle:',
+             'with open(path, "wb") as handle:',
+             ("tests/test_core.py::test_atomic_save_leaves_nothing_on_failure",)),
+    Mutation("atomic-write-temp-left", "an interrupted write leaves no temporary file",
+             "multistyle/images.py", "                os.unlink(temp)", "                pass",
+             ("tests/test_reliability.py::test_ctrl_c_right_after_the_temporary_file_is_created_leaves_nothing",)),
+    Mutation("fail-before-work-log", "every output location is checked before the work starts",
+             "multistyle/cli.py", '        images.check_writable(args.log, "--log")', "        pass",
+             ("tests/test_reliability.py::test_every_output_location_is_checked_before_the_work",)),
+    Mutation("fail-before-work-output", "the output's folder and format are checked before the work starts",
+             "multistyle/cli.py", "    images.check_output_path(args.output)\n", "",
+             ("tests/test_reliability.py::test_every_output_location_is_checked_before_the_work",)),
+    # -- the memory refusal -----------------------------------------------------------------------------------
+    Mutation("memory-refusal-off", "--max-memory refuses a job predicted not to fit, naming a size that fits",
+             "multistyle/memory.py", "if limit is None or prediction.peak <= limit:", "if True:",
+             ("tests/test_speed.py::test_max_memory_refuses_a_job_and_names_the_largest_size_that_fits",)),
+    Mutation("memory-refusal-after-weights", "--max-memory refuses before the weights are loaded",
+             "multistyle/transfer.py", "    memory.check_limit(max_memory, predicted, B.name,",
+             "    (lambda *unused: None)(max_memory, predicted, B.name,",
+             ("tests/test_speed.py::test_max_memory_is_checked_before_weights_load",)),
+    # -- the batch key and resume -------------------------------------------------------------------------------
+    Mutation("batch-key-names-not-bytes", "a batch job is identified by its inputs' bytes, not their names",
+             "multistyle/batch.py",
+             '{"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],',
+             '{"content": os.path.basename(job.content), "style": [os.path.basename(p) for p in job.style],',
+             (T_KEY, T_RERUN)),
+    Mutation("batch-key-no-weights", "a changed weights file is a new batch job", "multistyle/batch.py",
+             _KEY_LINE, _KEY_LINE.replace('"weights": _weights_identity(job.weights), ', ""), (T_KEY, T_RERUN)),
+    Mutation("batch-key-weights-by-path", "a weights file is identified by its bytes", "multistyle/batch.py",
+             'return "file:" + file_sha256(str(value))', 'return "file:" + os.path.basename(str(value))',
+             (T_KEY, T_RERUN)),
+    Mutation("batch-key-no-size", "a changed size is a new batch job", "multistyle/batch.py",
+             _KEY_LINE, _KEY_LINE.replace('"size": _size_text(job.size),', ""), (T_KEY, T_RERUN)),
+    Mutation("batch-key-no-settings", "a changed setting is a new batch job", "multistyle/batch.py",
+             _KEY_LINE, _KEY_LINE.replace('"settings": settings_dict(job.settings.resolved()), ', ""), (T_KEY,)),
+    Mutation("batch-key-no-backend", "the same job on another backend is another job", "multistyle/batch.py",
+             _KEY_LINE, _KEY_LINE.replace('"backend": job.backend, ', ""), (T_KEY,)),
+    Mutation("batch-key-counts-device", "the device is not part of a job: a batch moved to a GPU skips what is done",
+             "multistyle/batch.py", _KEY_LINE, _KEY_LINE.replace('"version": 1}', '"version": 1, "device": job.device}'),
+             (T_KEY_SAME,)),
+    Mutation("resume-without-checksum", "a rerun redoes a job whose image was replaced", "multistyle/batch.py",
+             'data.get("key") == key and data.get("output", {}).get("sha256") == file_sha256(image)',
+             'data.get("key") == key',
+             ("tests/test_batch.py::test_rerun_skips_every_done_job_and_runs_only_what_is_missing",)),
+    # -- the controls -------------------------------------------------------------------------------------------
+    Mutation("control-blend-not-normalised", "--style-blend weights are normalised to sum 1",
+             "multistyle/transfer.py", "return tuple(w / total for w in values)", "return tuple(values)", (T_ORACLE,)),
+    Mutation("control-style-scale-of-style", "--style-scale S sizes the style to S x the working long edge",
+             "multistyle/transfer.py", "max(1, round(settings.style_scale * max(shape)))",
+             "max(1, round(settings.style_scale * max(image.size)))", (T_ORACLE,)),
+    Mutation("control-luminance-bt709", "--preserve-color luminance uses BT.601 luminance",
+             "multistyle/color.py", "[[0.299, 0.587, 0.114],", "[[0.2126, 0.7152, 0.0722],", (T_ORACLE,)),
+    Mutation("control-histogram-style-untouched", "--preserve-color histogram moves the style's colours",
+             "multistyle/transfer.py",
+             '    pixels = images.resize_pixels(image, size)\n    if settings.preserve_color == "histogram":',
+             "    pixels = images.resize_pixels(image, size)\n    if False:", (T_ORACLE,)),
+    Mutation("control-init-file-ignored", "--init FILE starts from that file", "multistyle/transfer.py",
+             'if settings.init == "content":', 'if settings.init not in ("noise", "style"):', (T_ORACLE,)),
+    Mutation("control-layer-weight-ignored", "--style-layers NAME:W weights that layer's term",
+             "multistyle/transfer.py", "return term if weight == 1 else weight * term", "return term", (T_ORACLE,)),
+    Mutation("control-pooling-always-max", "--pooling avg averages", "backends/torch_backend.py",
+             'pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d', "pool = nn.MaxPool2d", (T_ORACLE,)),
+    # -- the oracle's layers --------------------------------------------------------------------------------------
+    Mutation("oracle-layers-vgg16-last-block", "the network is VGG-19, as each framework builds it, to pool5",
+             "multistyle/vgg.py", '512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]',
+             '512, 512, 512, 512, "M", 512, 512, 512, "M"]',
+             ("tests/test_conformance.py::test_the_layer_table_is_the_frameworks_own_vgg19",)),
+    Mutation("gradient-wrong-on-one-row", "the image's gradient is the loss's at every pixel",
+             "backends/torch_backend.py", "        (grad,) = torch.autograd.grad(loss, x)\n",
+             "        (grad,) = torch.autograd.grad(loss, x)\n        grad[:, :, 5:6, :] = 0\n",
+             ("tests/test_conformance.py::test_loss_and_gradient_match_the_oracle",)),
+    # -- the stop rules and the multi-scale plan -------------------------------------------------------------------
+    Mutation("stop-until-loss-ignored", "--until-loss stops the run when the loss reaches it",
+             "multistyle/transfer.py", "if settings.until_loss is not None and total <= settings.until_loss:",
+             "if False:", ("tests/test_cli.py::test_until_loss_and_tol_stop_early_and_say_why",)),
+    Mutation("stop-tol-spike", "--tol compares the best losses of windows, so one spike does not stop a run",
+             "multistyle/transfer.py", 'before = min(row["total"] for row in history[:-TOL_WINDOW])',
+             'before = history[-TOL_WINDOW - 1]["total"]',
+             ("tests/test_core.py::test_stop_rules_ignore_a_single_spike",)),
+    Mutation("stop-rules-on-coarse-scales", "the stop rules judge only the final scale", "multistyle/transfer.py",
+             'stopped = stop_reason(settings, history[first_epoch:]) if final else ""',
+             "stopped = stop_reason(settings, history[first_epoch:])",
+             ("tests/test_cli.py::test_stop_rules_judge_only_the_final_scale",)),
+    Mutation("scales-not-halved", "each scale is half the next one", "multistyle/transfer.py",
+             "max(1, round(height / 2 ** k)), max(1, round(width / 2 ** k))",
+             "max(1, round(height / (k + 1))), max(1, round(width / (k + 1)))",
+             ("tests/test_core.py::test_scale_plan_halves_sizes_and_favours_coarse_scales",)),
+    Mutation("scales-epochs-equal", "coarse scales get more epochs (they cost a quarter each)",
+             "multistyle/transfer.py", "weights = [2 ** (scales - 1 - k) for k in range(scales)]",
+             "weights = [1 for k in range(scales)]",
+             ("tests/test_core.py::test_scale_plan_halves_sizes_and_favours_coarse_scales",)),
+    Mutation("scales-restart-from-content", "each finer scale starts from the coarser result, upsampled",
+             "multistyle/transfer.py", "start = images.resize_array(start, scale_shape)", "start = content_x",
+             ("tests/test_cli.py::test_scales_run_coarse_to_fine_and_deliver_the_size_asked_for",)),
+    # -- the GPU branches, through fakes at the framework boundary --------------------------------------------------
+    Mutation("gpu-nvidia-smi-counts-mig-lines", "batch counts GPUs from nvidia-smi -L, MIG devices not twice",
+             "multistyle/batch.py", 'if line.startswith("GPU "))', "if line.strip())", (T_GPU,)),
+    Mutation("gpu-worker-not-pinned", "batch pins one worker per GPU: auto and gpu jobs run on the worker's GPU",
+             "multistyle/batch.py", 'if device and payload["device"] in ("auto", "gpu"):', "if False:", (T_GPU,)),
+    Mutation("gpu-auto-picks-cpu", "--device auto picks a GPU where there is one", "multistyle/backend.py",
+             'return gpus[0] if gpus else "cpu"', 'return "cpu"', (T_GPU,)),
+    Mutation("gpu-torch-device-index", "gpu:N is torch's cuda:N", "backends/torch_backend.py",
+             '"cuda:" + self.device.split(":")[1]', '"cuda:0"', (T_GPU,)),
+    Mutation("gpu-torch-peak-memory", "a GPU run reports torch's peak allocated memory", "backends/torch_backend.py",
+             'int(torch.cuda.max_memory_allocated(self._device)) if self._device.type == "cuda" else None', "None",
+             (T_GPU,)),
+    Mutation("gpu-torch-cudnn-not-deterministic", "--deterministic turns on cuDNN's deterministic kernels",
+             "backends/torch_backend.py", "torch.backends.cudnn.deterministic = True",
+             "torch.backends.cudnn.deterministic = False", (T_GPU,)),
+    Mutation("gpu-plan-without-device-figure", "run --plan --device gpu predicts the GPU's memory",
+             "multistyle/memory.py", 'device=parts["weights"] + parts["activations"] + state, parts=parts)',
+             "device=None, parts=parts)", (T_GPU,)),
+)
