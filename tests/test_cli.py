@@ -254,3 +254,17 @@ def test_scales_run_coarse_to_fine_and_deliver_the_size_asked_for(backend_name, 
     assert [row["scale"] for row in rows] == [0] * 5 + [1] * 2  # weights 2:1, the remainder to the coarse scale
     assert Image.open(out).size == (48, 32)
     assert rows[4]["total"] < rows[0]["total"]  # the coarse scale made progress that the fine one starts from
+    # ... and the fine one does start from it: the content image (where the coarse scale started) has a content
+    # loss of 0; the coarse result, upsampled, does not.
+    assert rows[0]["content"] <= 1e-6 * rows[0]["total"] < rows[5]["content"]
+
+
+def test_stop_rules_judge_only_the_final_scale(backend_name, image_files, tmp_path, capsys):
+    # A target every epoch meets: the run still does every coarse epoch, then stops at the first fine one.
+    log, out = tmp_path / "log.json", tmp_path / "out.png"
+    assert main(["run", *job(image_files, out, "--backend", backend_name, "--size", "32x48", "--epochs", "7",
+                             "--scales", "2", "--until-loss", "1e30", "--log", str(log))]) == 0, capsys.readouterr().err
+    data = json.loads(log.read_text())
+    assert [row["scale"] for row in data["epochs"]] == [0] * 5 + [1]
+    assert data["meta"]["stopped"].startswith("the loss reached") and "at epoch 6" in data["meta"]["stopped"]
+    assert Image.open(out).size == (48, 32)

@@ -17,6 +17,7 @@ from PIL import Image
 
 import browser
 
+from multistyle import images
 from multistyle.backend import BUILTIN_BACKENDS, describe_backends
 from multistyle.cli import main
 
@@ -96,7 +97,10 @@ def test_report_explains_the_code_and_measures_where_the_maths_differs(report):
     # Measured on this job with the first installed backend (torch where it is).
     for key in ("gluon_adam_epsilon", "rmsprop_epsilon", "inplace_relu"):
         assert not rows[key]["effect"].startswith("not measured"), rows[key]
-    assert rows["gluon_adam_epsilon"]["figures"]["max"] >= 0
+    # Gluon's epsilon (3.2e-7 at the first step, torch's 1e-8) changes every step a little: the difference is
+    # there, and no larger than one Adam step (at most lr per value: lr x std x 255 levels per channel).
+    adam = rows["gluon_adam_epsilon"]["figures"]
+    assert 0 < adam["mean"] <= adam["max"] <= 0.3 * 255 * max(images.RGB_STD) + 1e-6
     assert rows["rmsprop_epsilon"]["figures"]["mean"] > 0  # epsilon inside the root changes every step
     relu = rows["inplace_relu"]["figures"]
     assert relu["style_loss"][0] != pytest.approx(relu["style_loss"][1], rel=1e-3)  # conv vs ReLU outputs
@@ -176,20 +180,23 @@ def test_bench_prints_and_writes_figures(tmp_path, capsys):
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())
     assert [(r["backend"], r["size"]) for r in data["results"]] == [(n, s) for n in INSTALLED for s in ([16, 16], [24, 32])]
-    for row in data["results"]:
-        assert row["iterations"] == 4 and row["iterations_per_second"] == pytest.approx(1 / row["seconds_per_iteration"])
+    lines = printed.split("\n")
+    assert lines[0].split()[:7] == ["backend", "size", "s/it", "p10-p90", "it/s", "floor", "s/it"]
+    for number, row in enumerate(data["results"], start=1):
+        assert row["iterations"] == 4  # --epochs, each one timed
         assert row["seconds_p10"] <= row["seconds_per_iteration"] <= row["seconds_p90"]
         assert row["peak_rss_bytes"] > 50 * 2 ** 20
-        # The floor's time and the ratio printed (no comparison of times: that is for benchmarks).
-        assert row["floor_seconds_per_iteration"] > 0
-        assert row["over_floor"] == pytest.approx(row["seconds_per_iteration"] / row["floor_seconds_per_iteration"])
-        assert f"{row['over_floor']:6.2f}".strip() in printed.split("\n")[1 + data["results"].index(row)].split()
-        # The floor's time and the ratio printed (no comparison of times: that is for benchmarks).
-        assert row["floor_seconds_per_iteration"] > 0
-        assert row["over_floor"] == pytest.approx(row["seconds_per_iteration"] / row["floor_seconds_per_iteration"])
-        assert f"{row['over_floor']:6.2f}".strip() in printed.split("\n")[1 + data["results"].index(row)].split()
-        assert f"{row['backend']:8} {row['size'][0]}x{row['size'][1]}".split() == printed.split("\n")[
-            1 + data["results"].index(row)].split()[:2]
+        assert row["floor_seconds_per_iteration"] > 0  # the floor ran (its speed is for benchmarks to judge)
+        # The printed line says what the file says, column by column (times are not compared: benchmarks do).
+        columns = lines[number].split()
+        assert columns[:2] == [row["backend"], f"{row['size'][0]}x{row['size'][1]}"]
+        s_it, spread, it_s, floor, ratio = columns[2:7]
+        assert float(s_it) == pytest.approx(row["seconds_per_iteration"], abs=5e-5)
+        assert [float(v) for v in spread.split("-")] == pytest.approx([row["seconds_p10"], row["seconds_p90"]], abs=5e-4)
+        assert float(it_s) == pytest.approx(1 / row["seconds_per_iteration"], abs=5e-3)
+        assert float(floor) == pytest.approx(row["floor_seconds_per_iteration"], abs=5e-5)
+        assert float(ratio) == pytest.approx(row["seconds_per_iteration"] / row["floor_seconds_per_iteration"],
+                                             abs=5e-3)
 
 
 @pytest.mark.parametrize("args, message", [
