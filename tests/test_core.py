@@ -361,6 +361,9 @@ def test_stop_rules_ignore_a_single_spike():
     flat = improving[:10] + [improving[9] * (1 - 0.001)] * 20  # 0.1 % over the last 20 epochs
     assert "(< --tol 0.01) over the 20 epochs to epoch 30" in stop_reason(settings, history(flat))
     assert stop_reason(settings, history(flat[:20])) == ""  # no full window before epoch 21
+    # A spike just before the window is not the baseline either: the best loss before it is.
+    stalled = improving[:9] + [1e6] + [improving[8] * (1 - 0.001)] * 20
+    assert "(< --tol 0.01) over the 20 epochs to epoch 30" in stop_reason(settings, history(stalled))
     target = Settings(until_loss=50.0).resolved()
     assert stop_reason(target, history([80.0, 50.0])) == "the loss reached 50 <= --until-loss 50 at epoch 2"
     assert stop_reason(target, history([80.0, 50.1])) == ""
