@@ -135,6 +135,7 @@ def test_rmsprop_matches_torch_semantics_with_gradients_down_to_1e_9(backend):
                                        atol=1e-5 * travel, err_msg=f"{which} RMSprop after step {step + 1}")
             if step == 0:
                 moved = abs(float(backend.to_numpy(optimizer.image).flat[0]) - float(start.flat[0]))
-                # With epsilon inside the root (Paddle's and MXNet's own RMSProp) the 1e-9 gradient would
-                # move its value by 1e-7 on the first step; torch's formula moves it by lr x 10 = 0.1.
+                # The value whose gradient is 1e-9 (sqrt(v) = 1e-10): torch's formula moves it by
+                # lr g / (sqrt(v) + eps) = 0.01 x 1e-9 / 1.01e-8, about 1e-3; with epsilon inside the root
+                # (Paddle's and MXNet's own RMSProp) by lr g / sqrt(v + eps) = 1e-7.
                 assert moved > 1e-4, f"{which} RMSprop moved the value whose gradient is 1e-9 by {moved:.3g}"
