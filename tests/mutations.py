@@ -117,9 +117,12 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("control-pooling-always-max", "--pooling avg averages", "backends/torch_backend.py",
              'pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d', "pool = nn.MaxPool2d", (T_ORACLE,)),
     # -- the oracle's layers --------------------------------------------------------------------------------------
-    Mutation("oracle-layers-vgg16-last-block", "the network is VGG-19, as each framework builds it, to pool5",
-             "multistyle/vgg.py", '512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]',
-             '512, 512, 512, 512, "M", 512, 512, 512, "M"]',
+    # conv5_4 -> pool -> ReLU for conv5_4 -> ReLU -> pool: names, count and conv indices stay (pool5's output
+    # too: max-pool and ReLU commute), backends and oracle agree, and relu5_4 is no longer VGG-19's.
+    Mutation("oracle-layers-pool-before-relu5_4", "the network is VGG-19, as each framework builds it, to pool5",
+             "multistyle/vgg.py", "LAYERS: List[Layer] = _build_layers()",
+             'LAYERS: List[Layer] = _build_layers()[:35] + [Layer(35, "relu5_4", "pool", 512, 512), '
+             'Layer(36, "pool5", "relu", 512, 512)]',
              ("tests/test_conformance.py::test_the_layer_table_is_the_frameworks_own_vgg19",)),
     Mutation("gradient-wrong-on-one-row", "the image's gradient is the loss's at every pixel",
              "backends/torch_backend.py", "        (grad,) = torch.autograd.grad(loss, x)\n",
