@@ -191,6 +191,14 @@ def _flip_a_pixel(path):
     _touch(path, buffer.getvalue())
 
 
+def _other_weights(path):
+    """The same .npz file name holding other weights (the same size: only the bytes tell)."""
+    from multistyle.vgg import random_weights, save_npz
+
+    save_npz(random_weights(seed=8), str(path))
+    _touch(path, path.read_bytes())
+
+
 @pytest.fixture
 def key_job(inputs, npz_weights, tmp_path):
     """A job whose inputs (content, style, weights file) are copies of their own in ``tmp_path/a``."""
@@ -213,10 +221,7 @@ def _changed(job, folder, what):
     elif what == "a second style":
         return dataclasses.replace(job, style=[*job.style, job.style[0]])
     elif what == "weights bytes":
-        from multistyle.vgg import random_weights, save_npz
-
-        save_npz(random_weights(seed=8), job.weights)
-        _touch(Path(job.weights), Path(job.weights).read_bytes())
+        _other_weights(Path(job.weights))
     elif what == "random weights":
         return dataclasses.replace(job, weights="random:0")
     elif what == "size":
@@ -279,10 +284,7 @@ def test_a_rerun_after_one_change_runs_that_job_again(inputs, npz_weights, tmp_p
     if what == "content bytes":
         _flip_a_pixel(folder / "contents" / "ann.png")
     elif what == "weights bytes":
-        from multistyle.vgg import random_weights, save_npz
-
-        save_npz(random_weights(seed=8), str(weights))
-        _touch(weights, weights.read_bytes())
+        _other_weights(weights)
     elif what == "size":
         options["size"] = "24x32"
     else:
