@@ -24,7 +24,7 @@ Usage::
 Plain patches rather than a generic mutation tool: each one is a bug a
 reviewer can read, aimed at one promise, with the tests that hold it; a tool
 that flips every operator finds many equivalent mutants and takes hours on a
-suite that trains networks.  ``python3 -m tox -e mutation`` runs it in CI.
+suite that trains networks.  ``python3 -m tox -e torch`` runs it in CI, after that env's tests.
 """
 
 from __future__ import annotations
