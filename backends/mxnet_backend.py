@@ -8,7 +8,7 @@ Threads: without ``OMP_NUM_THREADS``, MXNet runs half as many OpenMP threads
 as there are logical processors on x86 (``src/engine/openmp.cc``), assuming
 hyper-threading: one thread on a 2-core machine, where a 150x225 step then
 took 0.51 s instead of 0.285 s in a fresh ``multistyle run``.  This module sets
-the variable to the usable cores before importing MXNet, unless it is set.
+the variable to the usable cores before importing MXNet, unless it is set (the spec's ``all_cores``).
 
 Gluon's Adam adds epsilon to ``sqrt(v)`` *before* the bias correction, while
 PyTorch and Paddle add it after.  To compute the same update, the trainer's
@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from multistyle.backend import Backend, Optimizer, use_all_cores
+import mxnet as mx
+from mxnet import autograd, gluon, nd
 
-use_all_cores()  # before the import: MXNet would use half the logical processors (one, on two cores)
-
-import mxnet as mx  # noqa: E402
-from mxnet import autograd, gluon, nd  # noqa: E402
-
-from multistyle.errors import WeightsError  # noqa: E402
-from multistyle.vgg import LAYERS, Weights, state_dict  # noqa: E402
+from multistyle.backend import Backend, Optimizer, zoo_error
+from multistyle.errors import WeightsError
+from multistyle.vgg import Weights, state_dict
 
 _EPSILON = 1e-8  # Adam's epsilon in torch and Paddle (Gluon's default too)
 
@@ -78,25 +75,22 @@ class MXNetBackend(Backend):
 
     name = "mxnet"
     framework = "MXNet Gluon"
-    weight_suffixes = (".params",)
     # MXNet has no L-BFGS, and its RMSProp divides by sqrt(v + epsilon): both come from the core.
     native_optimizers = {"adam": "gluon.Trainer('adam')"}
-
-    def __init__(self, device: str = "auto") -> None:
-        super().__init__(device)
-        self._ctx = mx.cpu() if self.device == "cpu" else mx.gpu(int(self.device.split(":")[1]))
 
     @classmethod
     def framework_version(cls) -> str:
         return f"mxnet {mx.__version__}"
 
     @classmethod
-    def available_devices(cls) -> List[str]:
+    def gpu_count(cls) -> int:
         try:
-            count = mx.context.num_gpus()
+            return int(mx.context.num_gpus())
         except mx.base.MXNetError:
-            count = 0
-        return ["cpu"] + [f"gpu:{i}" for i in range(count)]
+            return 0
+
+    def place(self, gpu: Optional[int]) -> mx.Context:
+        return mx.cpu() if gpu is None else mx.gpu(gpu)
 
     def seed(self, seed: int) -> None:
         mx.random.seed(seed)
@@ -105,21 +99,12 @@ class MXNetBackend(Backend):
         # Read by MXNet's cuDNN operators when they run; CPU kernels are deterministic already.
         os.environ["MXNET_ENFORCE_DETERMINISM"] = "1"
 
+    @property
+    def asynchronous(self) -> bool:
+        return True  # the engine queues every operation, on the CPU too
+
     def asarray(self, array: np.ndarray) -> nd.NDArray:
-        return nd.array(np.asarray(array, dtype=np.float32), ctx=self._ctx, dtype="float32")
-
-    def sum(self, tensor: nd.NDArray) -> nd.NDArray:
-        return nd.sum(tensor)
-
-    def max(self, tensor: nd.NDArray) -> nd.NDArray:
-        return nd.max(tensor)
-
-    def sqrt(self, tensor: nd.NDArray) -> nd.NDArray:
-        return nd.sqrt(tensor)
-
-    def clip_(self, tensor: nd.NDArray, low: nd.NDArray, high: nd.NDArray) -> None:
-        with autograd.pause():  # not part of the recorded graph, even inside a closure being recorded
-            tensor[:] = nd.broadcast_minimum(nd.broadcast_maximum(tensor, low), high)
+        return nd.array(np.asarray(array, dtype=np.float32), ctx=self.native_device, dtype="float32")
 
     def to_numpy(self, tensor: nd.NDArray) -> np.ndarray:
         return tensor.asnumpy()
@@ -127,57 +112,30 @@ class MXNetBackend(Backend):
     def pack(self, tensors: Sequence[nd.NDArray]) -> nd.NDArray:
         return nd.concat(*[t.detach().reshape((-1,)) for t in tensors], dim=0)
 
-    @property
-    def asynchronous(self) -> bool:
-        return True  # the engine queues every operation, on the CPU too
-
-    def shape(self, tensor: nd.NDArray) -> Tuple[int, ...]:
-        return tuple(int(d) for d in tensor.shape)
-
-    def square(self, tensor: nd.NDArray) -> nd.NDArray:
-        return nd.square(tensor)
-
-    def abs(self, tensor: nd.NDArray) -> nd.NDArray:
-        return nd.abs(tensor)
-
-    def mean(self, tensor: nd.NDArray) -> nd.NDArray:
-        return nd.mean(tensor)
+    def clip_(self, tensor: nd.NDArray, low: nd.NDArray, high: nd.NDArray) -> None:
+        with autograd.pause():  # not part of the recorded graph, even inside a closure being recorded
+            tensor[:] = nd.broadcast_minimum(nd.broadcast_maximum(tensor, low), high)
 
     def matmul(self, a: nd.NDArray, b: nd.NDArray) -> nd.NDArray:
-        return nd.dot(a, b)
+        return nd.dot(a, b)  # NDArray has no @
 
-    def transpose(self, tensor: nd.NDArray) -> nd.NDArray:
-        return tensor.T
+    def conv(self, weight: np.ndarray, bias: np.ndarray) -> gluon.nn.Conv2D:
+        conv = gluon.nn.Conv2D(weight.shape[0], kernel_size=3, padding=1, in_channels=weight.shape[1])
+        conv.initialize(ctx=self.native_device)
+        conv.weight.set_data(nd.array(weight, ctx=self.native_device))
+        conv.bias.set_data(nd.array(bias, ctx=self.native_device))
+        return conv
 
-    def reshape(self, tensor: nd.NDArray, shape: Sequence[int]) -> nd.NDArray:
-        return tensor.reshape(tuple(shape))
+    def relu(self) -> gluon.nn.Activation:
+        return gluon.nn.Activation("relu")
 
-    def vgg19_layers(self, weights: Weights, last: int,
-                     pooling: str = "max") -> List[Callable[[nd.NDArray], nd.NDArray]]:
-        net = gluon.nn.Sequential()
-        convs = []
-        for spec in LAYERS[: last + 1]:
-            if spec.kind == "conv":
-                conv = gluon.nn.Conv2D(spec.out_channels, kernel_size=3, padding=1, in_channels=spec.in_channels)
-                convs.append((spec.index, conv))
-                net.add(conv)
-            elif spec.kind == "relu":
-                net.add(gluon.nn.Activation("relu"))
-            else:
-                pool = gluon.nn.MaxPool2D if pooling == "max" else gluon.nn.AvgPool2D
-                net.add(pool(pool_size=2, strides=2))
-        net.initialize(ctx=self._ctx)
-        for index, conv in convs:
-            weight, bias = weights[index]
-            conv.weight.set_data(nd.array(weight, ctx=self._ctx))
-            conv.bias.set_data(nd.array(bias, ctx=self._ctx))
-        self._freeze(net)
-        return [net[i] for i in range(len(net))]
+    def pool(self, kind: str) -> gluon.nn.HybridBlock:
+        return (gluon.nn.MaxPool2D if kind == "max" else gluon.nn.AvgPool2D)(pool_size=2, strides=2)
 
-    @staticmethod
-    def _freeze(net: gluon.nn.Sequential) -> None:
-        # No gradient buffers, no gradient computation for the weights.
-        net.collect_params().setattr("grad_req", "null")
+    def freeze(self, layers: List[gluon.nn.HybridBlock]) -> List[gluon.nn.HybridBlock]:
+        for layer in layers:  # no gradient buffers, no gradient computation for the weights
+            layer.collect_params().setattr("grad_req", "null")
+        return layers
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         from mxnet.gluon.model_zoo import model_store, vision
@@ -187,9 +145,7 @@ class MXNetBackend(Backend):
         try:
             net = vision.vgg19(pretrained=True, root=root, ctx=mx.cpu())
         except Exception as exc:  # no network, bad download
-            raise WeightsError(
-                f"--weights imagenet: could not get the Gluon model zoo's VGG-19 weights ({type(exc).__name__}: "
-                f"{str(exc).strip()[:120]}); put the file at {path}, or pass --weights FILE (.params or .npz)") from None
+            raise zoo_error(self, "the Gluon model zoo", exc, path) from None
         return {f"features.{i}.{kind}": getattr(layer, kind).data().asnumpy()
                 for i, layer in enumerate(net.features) if isinstance(layer, gluon.nn.Conv2D)
                 for kind in ("weight", "bias")}
@@ -211,23 +167,10 @@ class MXNetBackend(Backend):
         loss.backward()
         return loss.detach(), x.grad
 
-    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> GluonOptimizer:
+    def native_optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
+                         **options: object) -> GluonOptimizer:
         param = gluon.Parameter("image", shape=image.shape, dtype="float32")
-        param.initialize(init=mx.init.Zero(), ctx=self._ctx)
+        param.initialize(init=mx.init.Zero(), ctx=self.native_device)
         param.set_data(self.asarray(image))
         trainer = gluon.Trainer([param], "adam", {"learning_rate": lr, "epsilon": _EPSILON})
         return GluonOptimizer(param, trainer, lr_decay, lr_decay_every)
-
-
-#: Where each operation of the backend protocol lives in this module, for ``multistyle explain`` (which
-#: reads this file's source without importing it).
-EXPLAIN = {
-    "tensor from NumPy": ["MXNetBackend.asarray"],
-    "the VGG-19 layers": ["MXNetBackend.vgg19_layers"],
-    "freezing the network": ["MXNetBackend._freeze"],
-    "recording gradients": ["MXNetBackend.loss_and_grad"],
-    "the optimizer step": ["MXNetBackend.adam", "GluonOptimizer.step"],
-    "the learning-rate schedule": ["GluonOptimizer.epoch_end"],
-    "device placement": ["MXNetBackend.__init__", "MXNetBackend.available_devices"],
-    "seeding": ["MXNetBackend.seed"],
-}

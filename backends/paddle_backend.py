@@ -8,8 +8,8 @@ Threads: importing Paddle sets ``OMP_NUM_THREADS=1`` when it is unset, which
 makes Paddle (and any framework imported after it) run on one core; measured
 here, a VGG-19 step then takes about 1.6 times as long on two cores.  So this
 module sets ``OMP_NUM_THREADS`` to the number of usable cores before the
-import (:func:`multistyle.backend.use_all_cores`), unless the user has set it, and silences the warning Paddle prints
-about it (it concerns data-parallel training).
+import (the spec's ``all_cores``), unless the user has set it, and this module silences the warning
+Paddle prints about it (it concerns data-parallel training).
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from multistyle.backend import Backend, Optimizer, use_all_cores
+from multistyle.backend import Backend, ScheduledOptimizer, zoo_error
 
-use_all_cores()  # before the import: Paddle would set OMP_NUM_THREADS=1
 with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
     # Paddle warns that ccache (a C++ build cache) is missing, and prints a
     # data-parallel warning when OMP_NUM_THREADS > 1; neither applies here.
@@ -32,19 +31,12 @@ with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
     import paddle
 from paddle import nn  # noqa: E402
 
-from multistyle.errors import WeightsError  # noqa: E402
 from multistyle.safe_pickle import load_state_dict  # noqa: E402
-from multistyle.vgg import LAYERS, Weights, state_dict  # noqa: E402
+from multistyle.vgg import Weights, state_dict  # noqa: E402
 
 
-class PaddleOptimizer(Optimizer):
+class PaddleOptimizer(ScheduledOptimizer):
     """A ``paddle.optimizer`` optimizer and its ``lr.StepDecay`` schedule over one image tensor."""
-
-    def __init__(self, image: paddle.Tensor, optimizer: paddle.optimizer.Optimizer,
-                 scheduler: paddle.optimizer.lr.LRScheduler) -> None:
-        self._image = image
-        self._optimizer = optimizer
-        self._scheduler = scheduler
 
     def step(self, closure: Callable[[paddle.Tensor], paddle.Tensor]) -> paddle.Tensor:
         loss = closure(self._image)
@@ -53,16 +45,9 @@ class PaddleOptimizer(Optimizer):
         self._optimizer.clear_grad()
         return loss
 
-    def epoch_end(self) -> None:
-        self._scheduler.step()
-
     @property
     def lr(self) -> float:
         return float(self._optimizer.get_lr())
-
-    @property
-    def image(self) -> paddle.Tensor:
-        return self._image.detach()  # shares storage with the parameter
 
 
 class PaddleLBFGS(PaddleOptimizer):
@@ -105,40 +90,32 @@ class PaddleBackend(Backend):
 
     name = "paddle"
     framework = "PaddlePaddle"
-    weight_suffixes = (".pdparams",)
     # paddle.optimizer.RMSProp divides by sqrt(v + epsilon): the core's RMSprop computes torch's formula.
     native_optimizers = {"adam": "paddle.optimizer.Adam", "lbfgs": "paddle.optimizer.LBFGS"}
-
-    def __init__(self, device: str = "auto") -> None:
-        super().__init__(device)
-        if self.device == "cpu":
-            self._place = paddle.CPUPlace()
-        else:
-            self._place = paddle.CUDAPlace(int(self.device.split(":")[1]))
 
     @classmethod
     def framework_version(cls) -> str:
         return f"paddlepaddle {paddle.__version__}"
 
     @classmethod
-    def available_devices(cls) -> List[str]:
-        count = paddle.device.cuda.device_count() if paddle.is_compiled_with_cuda() else 0
-        return ["cpu"] + [f"gpu:{i}" for i in range(count)]
+    def gpu_count(cls) -> int:
+        return paddle.device.cuda.device_count() if paddle.is_compiled_with_cuda() else 0
+
+    def place(self, gpu: Optional[int]) -> paddle.CPUPlace:
+        return paddle.CPUPlace() if gpu is None else paddle.CUDAPlace(gpu)
 
     def seed(self, seed: int) -> None:
         paddle.seed(seed)
 
     def peak_device_memory(self) -> Optional[int]:
-        if self.device == "cpu":
-            return None
-        return int(paddle.device.cuda.max_memory_allocated(int(self.device.split(":")[1])))
+        return None if self.gpu is None else int(paddle.device.cuda.max_memory_allocated(self.gpu))
 
     def set_deterministic(self) -> None:
         if paddle.is_compiled_with_cuda():  # CPU builds lack the flag, and are deterministic
             paddle.set_flags({"FLAGS_cudnn_deterministic": True})
 
     def asarray(self, array: np.ndarray) -> paddle.Tensor:
-        return paddle.to_tensor(np.asarray(array, dtype=np.float32), dtype="float32", place=self._place)
+        return paddle.to_tensor(np.asarray(array, dtype=np.float32), dtype="float32", place=self.native_device)
 
     def to_numpy(self, tensor: paddle.Tensor) -> np.ndarray:
         return tensor.numpy()
@@ -146,69 +123,29 @@ class PaddleBackend(Backend):
     def pack(self, tensors: Sequence[paddle.Tensor]) -> paddle.Tensor:
         return paddle.concat([t.detach().reshape([-1]) for t in tensors])
 
-    @property
-    def asynchronous(self) -> bool:
-        return self.device != "cpu"  # CUDA streams
-
-    def shape(self, tensor: paddle.Tensor) -> Tuple[int, ...]:
-        return tuple(int(d) for d in tensor.shape)
-
-    def square(self, tensor: paddle.Tensor) -> paddle.Tensor:
-        return paddle.square(tensor)
-
-    def abs(self, tensor: paddle.Tensor) -> paddle.Tensor:
-        return paddle.abs(tensor)
-
-    def mean(self, tensor: paddle.Tensor) -> paddle.Tensor:
-        return paddle.mean(tensor)
-
-    def sum(self, tensor: paddle.Tensor) -> paddle.Tensor:
-        return paddle.sum(tensor)
-
-    def max(self, tensor: paddle.Tensor) -> paddle.Tensor:
-        return paddle.max(tensor)
-
-    def sqrt(self, tensor: paddle.Tensor) -> paddle.Tensor:
-        return paddle.sqrt(tensor)
-
     def clip_(self, tensor: paddle.Tensor, low: paddle.Tensor, high: paddle.Tensor) -> None:
         with paddle.no_grad():  # assign works in place on a trainable leaf; the other in-place ops refuse
             paddle.assign(paddle.minimum(paddle.maximum(tensor, low), high), output=tensor)
 
-    def matmul(self, a: paddle.Tensor, b: paddle.Tensor) -> paddle.Tensor:
-        return paddle.matmul(a, b)
+    def conv(self, weight: np.ndarray, bias: np.ndarray) -> nn.Conv2D:
+        conv = nn.Conv2D(weight.shape[1], weight.shape[0], kernel_size=3, padding=1)
+        conv.weight.set_value(weight)
+        conv.bias.set_value(bias)
+        conv.to(device=self.native_device)
+        return conv
 
-    def transpose(self, tensor: paddle.Tensor) -> paddle.Tensor:
-        return paddle.transpose(tensor, perm=[1, 0])
+    def relu(self) -> nn.ReLU:
+        return nn.ReLU()
 
-    def reshape(self, tensor: paddle.Tensor, shape: Sequence[int]) -> paddle.Tensor:
-        return paddle.reshape(tensor, list(shape))
+    def pool(self, kind: str) -> nn.Layer:
+        return (nn.MaxPool2D if kind == "max" else nn.AvgPool2D)(kernel_size=2, stride=2)
 
-    def vgg19_layers(self, weights: Weights, last: int,
-                     pooling: str = "max") -> List[Callable[[paddle.Tensor], paddle.Tensor]]:
-        layers: List[nn.Layer] = []
-        for spec in LAYERS[: last + 1]:
-            if spec.kind == "conv":
-                conv = nn.Conv2D(spec.in_channels, spec.out_channels, kernel_size=3, padding=1)
-                weight, bias = weights[spec.index]
-                conv.weight.set_value(weight)
-                conv.bias.set_value(bias)
-                layers.append(conv)
-            elif spec.kind == "relu":
-                layers.append(nn.ReLU())
-            else:
-                pool = nn.MaxPool2D if pooling == "max" else nn.AvgPool2D
-                layers.append(pool(kernel_size=2, stride=2))
-        net = nn.Sequential(*layers)
-        net.to(device=self._place)
-        self._freeze(net)
-        return list(net.children())
-
-    @staticmethod
-    def _freeze(net: nn.Sequential) -> None:
-        net.eval()
-        for param in net.parameters():
-            param.stop_gradient = True  # Paddle's requires_grad=False
+    def freeze(self, layers: List[nn.Layer]) -> List[nn.Layer]:
+        for layer in layers:
+            layer.eval()
+            for param in layer.parameters():
+                param.stop_gradient = True  # Paddle's requires_grad=False
+        return layers
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         from paddle.utils.download import WEIGHTS_HOME
@@ -221,10 +158,7 @@ class PaddleBackend(Backend):
                 warnings.simplefilter("ignore")
                 net = paddle.vision.models.vgg19(pretrained=True)
         except Exception as exc:  # no network, bad download
-            raise WeightsError(
-                f"--weights imagenet: could not get paddle.vision's VGG-19 weights ({type(exc).__name__}: "
-                f"{str(exc).strip()[:120]}); download {url} to {path}, or pass --weights FILE "
-                f"(.pdparams or .npz)") from None
+            raise zoo_error(self, "paddle.vision", exc, path, url) from None
         return {key: value.numpy() for key, value in net.state_dict().items()}
 
     def load_native_weights(self, path: str) -> Dict[str, np.ndarray]:
@@ -245,39 +179,19 @@ class PaddleBackend(Backend):
         (grad,) = paddle.grad(loss, x)
         return loss.detach(), grad
 
-    def _trainable(self, image: np.ndarray) -> paddle.Tensor:
+    def native_optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
+                         line_search: bool = False) -> PaddleOptimizer:
         x = self.asarray(image)
         x.stop_gradient = False
-        return x
-
-    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> PaddleOptimizer:
-        x = self._trainable(image)
         scheduler = _step_decay(lr, lr_decay, lr_decay_every)
-        optimizer = paddle.optimizer.Adam(learning_rate=scheduler, parameters=[x], epsilon=1e-8)
-        return PaddleOptimizer(x, optimizer, scheduler)
-
-    def lbfgs(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
-              line_search: bool = False) -> PaddleLBFGS:
+        if name == "adam":
+            return PaddleOptimizer(x, paddle.optimizer.Adam(learning_rate=scheduler, parameters=[x], epsilon=1e-8),
+                                   scheduler)
         # A port of torch.optim.LBFGS with torch's defaults in its signature (its docstring says
         # tolerance_grad 1e-5 and strong-Wolfe by default; the code has 1e-7 and None, so every value is
         # passed here); dynamic mode only; `parameters` must be a list.  max_iter=1: one epoch is one
         # iteration, the history carried across step() calls in the optimizer's state.
-        x = self._trainable(image)
         optimizer = paddle.optimizer.LBFGS(
             learning_rate=lr, max_iter=1, history_size=100, tolerance_grad=1e-7, tolerance_change=1e-9,
             line_search_fn="strong_wolfe" if line_search else None, parameters=[x])
-        return PaddleLBFGS(x, optimizer, _step_decay(lr, lr_decay, lr_decay_every))
-
-
-#: Where each operation of the backend protocol lives in this module, for ``multistyle explain`` (which
-#: reads this file's source without importing it).
-EXPLAIN = {
-    "tensor from NumPy": ["PaddleBackend.asarray"],
-    "the VGG-19 layers": ["PaddleBackend.vgg19_layers"],
-    "freezing the network": ["PaddleBackend._freeze"],
-    "recording gradients": ["PaddleBackend.loss_and_grad"],
-    "the optimizer step": ["PaddleBackend.adam", "PaddleOptimizer.step"],
-    "the learning-rate schedule": ["_step_decay", "PaddleOptimizer.epoch_end"],
-    "device placement": ["PaddleBackend.__init__", "PaddleBackend.available_devices"],
-    "seeding": ["PaddleBackend.seed"],
-}
+        return PaddleLBFGS(x, optimizer, scheduler)

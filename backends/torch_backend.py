@@ -16,9 +16,9 @@ import torch
 import torchvision
 from torch import nn
 
-from multistyle.backend import Backend, Optimizer
+from multistyle.backend import Backend, ScheduledOptimizer, zoo_error
 from multistyle.errors import MultistyleError, WeightsError
-from multistyle.vgg import LAYERS, Weights, state_dict
+from multistyle.vgg import Weights, state_dict
 
 
 def _deterministic_error(exc: RuntimeError, device: torch.device) -> Optional[MultistyleError]:
@@ -32,14 +32,8 @@ def _deterministic_error(exc: RuntimeError, device: torch.device) -> Optional[Mu
                            f"torch {torch.__version__}; run without --deterministic")
 
 
-class TorchOptimizer(Optimizer):
+class TorchOptimizer(ScheduledOptimizer):
     """A ``torch.optim`` optimizer and a ``StepLR`` schedule over one image tensor."""
-
-    def __init__(self, image: torch.Tensor, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
-        self._image = image
-        self._optimizer = optimizer
-        self._scheduler = scheduler
 
     def step(self, closure: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         def evaluate() -> torch.Tensor:
@@ -57,16 +51,9 @@ class TorchOptimizer(Optimizer):
                 raise
             raise error from None
 
-    def epoch_end(self) -> None:
-        self._scheduler.step()
-
     @property
     def lr(self) -> float:
         return float(self._optimizer.param_groups[0]["lr"])
-
-    @property
-    def image(self) -> torch.Tensor:
-        return self._image.detach()
 
 
 class TorchBackend(Backend):
@@ -74,27 +61,24 @@ class TorchBackend(Backend):
 
     name = "torch"
     framework = "PyTorch"
-    weight_suffixes = (".pth", ".pt")
     native_optimizers = {"adam": "torch.optim.Adam", "lbfgs": "torch.optim.LBFGS", "rmsprop": "torch.optim.RMSprop"}
-
-    def __init__(self, device: str = "auto") -> None:
-        super().__init__(device)
-        self._device = torch.device("cpu" if self.device == "cpu" else "cuda:" + self.device.split(":")[1])
 
     @classmethod
     def framework_version(cls) -> str:
         return f"torch {torch.__version__}, torchvision {torchvision.__version__}"
 
     @classmethod
-    def available_devices(cls) -> List[str]:
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return ["cpu"] + [f"gpu:{i}" for i in range(count)]
+    def gpu_count(cls) -> int:
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+    def place(self, gpu: Optional[int]) -> torch.device:
+        return torch.device("cpu" if gpu is None else f"cuda:{gpu}")
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
 
     def peak_device_memory(self) -> Optional[int]:
-        return int(torch.cuda.max_memory_allocated(self._device)) if self._device.type == "cuda" else None
+        return int(torch.cuda.max_memory_allocated(self.native_device)) if self.gpu is not None else None
 
     def set_deterministic(self) -> None:
         # cuBLAS is deterministic only with a fixed workspace; it reads this
@@ -110,7 +94,7 @@ class TorchBackend(Backend):
         torch.backends.cudnn.benchmark = False
 
     def asarray(self, array: np.ndarray) -> torch.Tensor:
-        return torch.tensor(np.asarray(array, dtype=np.float32), device=self._device)
+        return torch.tensor(np.asarray(array, dtype=np.float32), device=self.native_device)
 
     def to_numpy(self, tensor: torch.Tensor) -> np.ndarray:
         return tensor.detach().cpu().numpy()
@@ -118,67 +102,26 @@ class TorchBackend(Backend):
     def pack(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat([t.detach().reshape(-1) for t in tensors])
 
-    @property
-    def asynchronous(self) -> bool:
-        return self._device.type == "cuda"
-
-    def shape(self, tensor: torch.Tensor) -> Tuple[int, ...]:
-        return tuple(int(d) for d in tensor.shape)
-
-    def square(self, tensor: torch.Tensor) -> torch.Tensor:
-        return torch.square(tensor)
-
-    def abs(self, tensor: torch.Tensor) -> torch.Tensor:
-        return torch.abs(tensor)
-
-    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.mean()
-
-    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.sum()
-
-    def max(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.max()
-
-    def sqrt(self, tensor: torch.Tensor) -> torch.Tensor:
-        return torch.sqrt(tensor)
-
     def clip_(self, tensor: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> None:
         with torch.no_grad():
             tensor.clamp_(low, high)
 
-    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(a, b)
+    def conv(self, weight: np.ndarray, bias: np.ndarray) -> nn.Conv2d:
+        conv = nn.Conv2d(weight.shape[1], weight.shape[0], kernel_size=3, padding=1)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(weight))
+            conv.bias.copy_(torch.from_numpy(bias))
+        return conv.to(self.native_device)
 
-    def transpose(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.t()
+    def relu(self) -> nn.ReLU:
+        return nn.ReLU(inplace=False)
 
-    def reshape(self, tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-        return tensor.reshape(tuple(shape))
+    def pool(self, kind: str) -> nn.Module:
+        return (nn.MaxPool2d if kind == "max" else nn.AvgPool2d)(kernel_size=2, stride=2)
 
-    def vgg19_layers(self, weights: Weights, last: int,
-                     pooling: str = "max") -> List[Callable[[torch.Tensor], torch.Tensor]]:
-        layers: List[nn.Module] = []
-        for spec in LAYERS[: last + 1]:
-            if spec.kind == "conv":
-                conv = nn.Conv2d(spec.in_channels, spec.out_channels, kernel_size=3, padding=1)
-                weight, bias = weights[spec.index]
-                with torch.no_grad():
-                    conv.weight.copy_(torch.from_numpy(weight))
-                    conv.bias.copy_(torch.from_numpy(bias))
-                layers.append(conv)
-            elif spec.kind == "relu":
-                layers.append(nn.ReLU(inplace=False))
-            else:
-                pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
-                layers.append(pool(kernel_size=2, stride=2))
-        net = self._freeze(nn.Sequential(*layers).to(self._device))
-        return list(net)
-
-    @staticmethod
-    def _freeze(net: nn.Sequential) -> nn.Sequential:
+    def freeze(self, layers: List[nn.Module]) -> List[nn.Module]:
         # eval(): no layer here changes with it, but it is the convention; no gradients for the weights.
-        return net.eval().requires_grad_(False)
+        return [layer.eval().requires_grad_(False) for layer in layers]
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         from torchvision.models import VGG19_Weights
@@ -188,10 +131,7 @@ class TorchBackend(Backend):
         try:
             state = spec.get_state_dict(progress=False, check_hash=True)
         except Exception as exc:  # URLError, hash mismatch, truncated file
-            raise WeightsError(
-                f"--weights imagenet: could not get torchvision's VGG-19 weights ({type(exc).__name__}: "
-                f"{str(exc).strip()[:120]}); download {spec.url} to {path}, or pass --weights FILE "
-                f"(.pth or .npz)") from None
+            raise zoo_error(self, "torchvision", exc, path, spec.url) from None
         return {key: value.numpy() for key, value in state.items()}
 
     def load_native_weights(self, path: str) -> Dict[str, np.ndarray]:
@@ -212,44 +152,23 @@ class TorchBackend(Backend):
         (grad,) = torch.autograd.grad(loss, x)
         return loss.detach(), grad
 
-    def _optimizer(self, make: Callable[[List[torch.Tensor]], torch.optim.Optimizer], image: np.ndarray,
-                   lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
+    def native_optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
+                         line_search: bool = False) -> TorchOptimizer:
         x = self.asarray(image).requires_grad_(True)
-        optimizer = make([x])
+        if name == "adam":
+            optimizer: torch.optim.Optimizer = torch.optim.Adam([x], lr=lr)
+        elif name == "rmsprop":
+            optimizer = torch.optim.RMSprop([x], lr=lr, alpha=0.99, eps=1e-8)
+        else:
+            # max_iter=1: one multistyle epoch is one L-BFGS iteration (torch's default of 20 would make
+            # one step() twenty iterations).  The history and the first-step scaling live in the
+            # optimizer's state across step() calls, so the iterates are those of one long run.
+            # max_eval: torch gives the line search max_ls = max_eval - evaluations so far, and max_eval
+            # defaults to max_iter * 5 // 4 = 1, which leaves it no evaluation at all: it then returns a
+            # step of 0 whenever its first trial fails the Armijo test, and L-BFGS stalls for good.  1 + 25
+            # restores the 25 evaluations the search has by default (and Paddle's port always has).
+            optimizer = torch.optim.LBFGS(
+                [x], lr=lr, max_iter=1, max_eval=1 + 25, history_size=100, tolerance_grad=1e-7,
+                tolerance_change=1e-9, line_search_fn="strong_wolfe" if line_search else None)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_decay_every, gamma=lr_decay)
         return TorchOptimizer(x, optimizer, scheduler)
-
-    def adam(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
-        return self._optimizer(lambda params: torch.optim.Adam(params, lr=lr), image, lr_decay, lr_decay_every)
-
-    def lbfgs(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
-              line_search: bool = False) -> TorchOptimizer:
-        # max_iter=1: one multistyle epoch is one L-BFGS iteration (torch's default of 20 would make
-        # one step() twenty iterations).  The history and the first-step scaling live in the
-        # optimizer's state across step() calls, so the iterates are those of one long run.
-        # max_eval: torch gives the line search max_ls = max_eval - evaluations so far, and max_eval
-        # defaults to max_iter * 5 // 4 = 1, which leaves it no evaluation at all: it then returns a
-        # step of 0 whenever its first trial fails the Armijo test, and L-BFGS stalls for good.  1 + 25
-        # restores the 25 evaluations the search has by default (and Paddle's port always has).
-        return self._optimizer(lambda params: torch.optim.LBFGS(
-            params, lr=lr, max_iter=1, max_eval=1 + 25, history_size=100, tolerance_grad=1e-7,
-            tolerance_change=1e-9, line_search_fn="strong_wolfe" if line_search else None),
-            image, lr_decay, lr_decay_every)
-
-    def rmsprop(self, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int) -> TorchOptimizer:
-        return self._optimizer(lambda params: torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=1e-8),
-                               image, lr_decay, lr_decay_every)
-
-
-#: Where each operation of the backend protocol lives in this module, for ``multistyle explain`` (which
-#: reads this file's source without importing it).
-EXPLAIN = {
-    "tensor from NumPy": ["TorchBackend.asarray"],
-    "the VGG-19 layers": ["TorchBackend.vgg19_layers"],
-    "freezing the network": ["TorchBackend._freeze"],
-    "recording gradients": ["TorchBackend.loss_and_grad"],
-    "the optimizer step": ["TorchBackend.adam", "TorchOptimizer.step"],
-    "the learning-rate schedule": ["TorchBackend._optimizer", "TorchOptimizer.epoch_end"],
-    "device placement": ["TorchBackend.__init__", "TorchBackend.available_devices"],
-    "seeding": ["TorchBackend.seed"],
-}

@@ -3,7 +3,7 @@
 For each backend and size, a fresh ``multistyle run`` process (a few epochs
 on synthetic weights, on the CPU) reports its own peak resident set size.  The prediction is what
 ``multistyle run --plan`` prints for the same job.  ``--fit`` also fits the
-per-backend constants of :data:`multistyle.memory.HOST` (least squares on the
+per-backend constants of each backend's spec (``memory=MemoryModel(...)`` in ``multistyle/backend/spec.py``) (least squares on the
 relative error) from the same measurements, to paste there.
 
     python benchmarks/memory.py --sizes 150x225,300x450,600x900
@@ -69,7 +69,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="150x225,300x450,600x900")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--optimizer", default="adam")
-    parser.add_argument("--fit", action="store_true", help="also print fitted constants for multistyle.memory.HOST")
+    parser.add_argument("--fit", action="store_true", help="also print fitted constants for each backend spec's memory model")
     args = parser.parse_args()
     sizes = [tuple(int(v) for v in text.split("x")) for text in args.sizes.split(",")]
     settings = Settings(optimizer=args.optimizer, epochs=args.epochs).resolved()

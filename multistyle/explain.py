@@ -5,7 +5,7 @@ Two parts, both in the ``compare`` report and on the page of
 
 - **How each framework says it**: for each operation of the backend protocol,
   each backend's own code side by side.  The code is read from the installed
-  backend modules' source files (each lists, in its ``EXPLAIN`` table, which
+  backend modules' source files (each backend's spec lists, in its ``explain`` table, which
   of its functions implement which operation), parsed with :mod:`ast`, never
   imported, so the page cannot go stale and needs no framework; it is
   highlighted offline by Pygments, and the page has no scripts.
@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import images
-from .backend import registry
+from .backend import registry, spec_of
 from .errors import MultistyleError, first_line
 
 #: The operations of the backend protocol, in teaching order, each with what it is for.
@@ -81,25 +81,22 @@ def _definitions(tree: ast.Module) -> Dict[str, ast.AST]:
 def backend_code(name: str) -> Dict[str, List[Dict[str, Any]]]:
     """For each operation, the snippets of backend ``name``: ``{"qualname", "line", "code", "file"}``.
 
-    The backend module's ``EXPLAIN`` table says which functions implement
-    which operation; a backend without one shows the protocol's methods it
-    defines (``asarray``, ``vgg19_layers``, ...), where it has them.
+    The backend's spec (its ``explain`` table) says which functions of its
+    module implement which operation; a backend without one shows the
+    protocol's methods its class defines (``asarray``, ``conv``, ...).
     """
     module, path = _module_file(name)
     with open(path, encoding="utf-8") as handle:
         source = handle.read()
     tree = ast.parse(source)
-    table: Dict[str, List[str]] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "EXPLAIN" for t in node.targets):
-            table = ast.literal_eval(node.value)
+    table: Dict[str, List[str]] = {op: list(names) for op, names in spec_of(name).explain.items()}
     definitions = _definitions(tree)
     if not table:
         owner = next((n.name for n in tree.body if isinstance(n, ast.ClassDef)
                       and any(isinstance(b, ast.Name) and b.id == "Backend" for b in n.bases)), "")
-        fallback = {"tensor from NumPy": "asarray", "the VGG-19 layers": "vgg19_layers",
-                    "recording gradients": "loss_and_grad", "the optimizer step": "adam",
-                    "device placement": "__init__", "seeding": "seed"}
+        fallback = {"tensor from NumPy": "asarray", "the VGG-19 layers": "conv",
+                    "recording gradients": "loss_and_grad", "the optimizer step": "native_optimizer",
+                    "device placement": "place", "seeding": "seed"}
         table = {op: [f"{owner}.{method}"] for op, method in fallback.items() if f"{owner}.{method}" in definitions}
     shown = os.path.join(*module.split(".")) + ".py"
     out: Dict[str, List[Dict[str, Any]]] = {}
@@ -139,7 +136,7 @@ def code_section(names: Sequence[str]) -> Tuple[str, str]:
             codes[name] = {"": [{"qualname": "", "line": 0, "file": "", "code": f"# {exc}"}]}
     parts = ["<h2 id='how'>How each framework says it</h2>",
              "<p>Each operation of multistyle's backend protocol, as each backend implements it. The code is "
-             "read from the installed backend modules (their <code>EXPLAIN</code> tables say where each operation "
+             "read from the installed backend modules (their specs' <code>explain</code> tables say where each operation "
              "lives), so it is the code that ran. Everything else, the losses, the Gram matrices, the loop, "
              "the images, is written once in the core.</p>",
              "<table class='code'><tr><th>operation</th>" + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>"]

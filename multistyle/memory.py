@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .backend import BUILTIN_BACKENDS, MemoryModel, spec_of
 from .errors import MultistyleError
 from .vgg import LAYERS, LAYER_BY_NAME
 
@@ -26,23 +27,21 @@ FLOAT = 4  # bytes per float32
 LBFGS_HISTORY = 100
 
 
-class Model(NamedTuple):
-    """Per backend: the process at rest (bytes), copies of the weights, copies of one pass's activations."""
+Model = MemoryModel
 
-    base: float
-    weights: float
-    activations: float
+#: A backend without a measured model (a third-party one) gets the largest of each part of the built-in ones'
+#: (each backend's spec holds its own, fitted by ``benchmarks/memory.py`` on this project's 2-core x86-64 Linux
+#: machine: torch 2.x, MXNet 1.9.1, Paddle 3.x; peak resident set size of a fresh ``multistyle run``).
+FALLBACK = Model(*(max(getattr(spec.memory, f) for spec in BUILTIN_BACKENDS.values() if spec.memory)
+                   for f in Model._fields))
 
 
-#: Host memory on the CPU device, fitted by ``benchmarks/memory.py`` on this project's 2-core x86-64 Linux
-#: machine (torch 2.x, MXNet 1.9.1, Paddle 3.x; peak resident set size of a fresh ``multistyle run``).
-HOST: Dict[str, Model] = {
-    "torch": Model(base=844e6, weights=2.0, activations=1.15),
-    "mxnet": Model(base=360e6, weights=2.0, activations=2.26),
-    "paddle": Model(base=474e6, weights=2.0, activations=1.97),
-}
-#: A backend without a measured model (a third-party one) gets the largest of each part.
-FALLBACK = Model(*(max(getattr(m, f) for m in HOST.values()) for f in Model._fields))
+def host_model(backend: str) -> Model:
+    """The host memory model of ``backend``: its spec's, or :data:`FALLBACK`."""
+    try:
+        return spec_of(backend).memory or FALLBACK
+    except MultistyleError:  # not a known backend
+        return FALLBACK
 #: On a GPU the device holds the weights once and the activations of a pass with their gradients; the host
 #: keeps the process and a NumPy copy of the weights.  Not calibrated on a GPU yet (none was lent).
 DEVICE = Model(base=0.0, weights=1.0, activations=2.0)
@@ -103,7 +102,7 @@ def predict(backend: str, device: str, shape: Tuple[int, int], layers: Sequence[
             epochs: int) -> Prediction:
     """Peak memory of a run whose final (largest) scale is ``shape`` and runs ``epochs`` epochs there."""
     last = max(LAYER_BY_NAME[name].index for name in layers)
-    model = HOST.get(backend, FALLBACK)
+    model = host_model(backend)
     weights = weight_bytes(last)
     activations = activation_bytes(shape, last)
     image = FLOAT * 3 * shape[0] * shape[1]
@@ -161,7 +160,7 @@ def check_limit(limit: Optional[int], prediction: Prediction, backend: str,
     where = "host" if prediction.device is None or prediction.host >= prediction.device else "GPU"
     fits = largest_fitting(limit, predict_at, shape)
     hint = (f"use --size {fits[0]}x{fits[1]} or smaller, or raise --max-memory" if fits else
-            f"no size fits: {backend} alone needs about {format_bytes(HOST.get(backend, FALLBACK).base)}; "
+            f"no size fits: {backend} alone needs about {format_bytes(host_model(backend).base)}; "
             f"raise --max-memory")
     raise MultistyleError(f"--max-memory: the job needs about {format_bytes(prediction.peak)} of {where} memory "
                           f"at {shape[0]}x{shape[1]}, more than {format_bytes(limit)}; {hint}")

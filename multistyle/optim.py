@@ -16,6 +16,9 @@ optimizer is used where it computes exactly that (see each backend's
   search of Nocedal & Wright, *Numerical Optimization* (2nd ed.), algorithms
   3.5 and 3.6, with cubic interpolation (their eq. 3.59), ``c1 = 1e-4``,
   ``c2 = 0.9`` and at most 25 evaluations, the constants torch uses.
+* :class:`Adam` -- torch's formula, for a framework without an Adam of its own
+  (the three built-in backends use their framework's: Gluon's with its
+  epsilon rescaled, see the MXNet backend).
 * :class:`RMSprop` -- torch's formula ``x -= lr * g / (sqrt(v) + eps)`` with
   ``v = alpha * v + (1 - alpha) * g**2``, alpha 0.99, eps 1e-8 (no momentum,
   not centred).  Paddle's ``RMSProp`` and MXNet's ``RMSProp`` divide by
@@ -66,6 +69,26 @@ class Optimizer(abc.ABC):
         """The image being optimised, as a native tensor."""
 
 
+class ScheduledOptimizer(Optimizer):
+    """A framework's own optimizer and learning-rate scheduler over one image tensor (torch, Paddle).
+
+    Subclasses say how the framework steps (:meth:`step`) and where it keeps
+    the current rate (:attr:`lr`); the schedule advances once per epoch.
+    """
+
+    def __init__(self, image: Tensor, optimizer: Any, scheduler: Any) -> None:
+        self._image = image
+        self._optimizer = optimizer
+        self._scheduler = scheduler
+
+    def epoch_end(self) -> None:
+        self._scheduler.step()
+
+    @property
+    def image(self) -> Tensor:
+        return self._image.detach()  # shares storage with the parameter
+
+
 #: The learning rate each optimizer uses when neither ``--lr`` nor the preset gives one.
 DEFAULT_LR = {"lbfgs": 1.0, "rmsprop": 0.01}
 
@@ -100,6 +123,33 @@ class CoreOptimizer(Optimizer):
 
     def max_abs(self, a: Tensor) -> float:
         return self.B.item(self.B.max(self.B.abs(a)))
+
+
+class Adam(CoreOptimizer):
+    """``torch.optim.Adam`` with its defaults (betas 0.9, 0.999; eps 1e-8 after the bias correction).
+
+    For a backend whose framework has no Adam that computes this (it declares
+    none in ``native_optimizers``).  In torch's order (torch/optim/adam.py,
+    ``_single_tensor_adam``): ``denom = sqrt(v) / sqrt(1 - beta2**t) + eps``,
+    ``x -= lr / (1 - beta1**t) * m / denom``.
+    """
+
+    def __init__(self, backend: Backend, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
+                 betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        super().__init__(backend, image, lr, lr_decay, lr_decay_every)
+        (self.beta1, self.beta2), self.eps = betas, eps
+        self.m = backend.asarray(np.zeros_like(image, dtype=np.float32))
+        self.v = backend.asarray(np.zeros_like(image, dtype=np.float32))
+        self.t = 0
+
+    def step(self, closure: Callable[[Tensor], Tensor]) -> Tensor:
+        loss, g = self.B.loss_and_grad(closure, self.x)
+        self.t += 1
+        self.m = self.m * self.beta1 + g * (1.0 - self.beta1)
+        self.v = self.v * self.beta2 + g * g * (1.0 - self.beta2)
+        denom = self.B.sqrt(self.v) / math.sqrt(1.0 - self.beta2 ** self.t) + self.eps
+        self.x = self.x - (self.m / denom) * (self.lr / (1.0 - self.beta1 ** self.t))
+        return loss
 
 
 class RMSprop(CoreOptimizer):
@@ -245,4 +295,4 @@ def strong_wolfe(opt: LBFGS, closure: Callable[[Tensor], Tensor], f0: float, g0:
 
 
 #: Optimizers by name: the core class, or ``None`` where only frameworks supply one.
-OPTIMIZERS: Dict[str, Optional[Type[CoreOptimizer]]] = {"adam": None, "lbfgs": LBFGS, "rmsprop": RMSprop}
+OPTIMIZERS: Dict[str, Type[CoreOptimizer]] = {"adam": Adam, "lbfgs": LBFGS, "rmsprop": RMSprop}

@@ -265,9 +265,7 @@ class FeatureExtractor:
 
     def __init__(self, backend: Backend, weights: Weights, layer_names: Sequence[str], pooling: str = "max") -> None:
         self.last = deepest_index(layer_names)
-        # Only a non-default pooling is passed on, so a backend written before --pooling still works.
-        self.layers = (backend.vgg19_layers(weights, self.last) if pooling == "max"
-                       else backend.vgg19_layers(weights, self.last, pooling=pooling))
+        self.layers = backend.vgg19_layers(weights, self.last, pooling=pooling)
         self.wanted = {LAYER_BY_NAME[name].index: name for name in layer_names}
 
     def __call__(self, x: Any) -> Dict[str, Any]:

@@ -85,11 +85,7 @@ def _with_fake_gpus(monkeypatch, name):
 
 def _native_device(backend):
     """Where the backend puts tensors, as the framework names it."""
-    if backend.name == "torch":
-        return str(backend._device)
-    if backend.name == "mxnet":
-        return str(backend._ctx)
-    return backend._place
+    return backend.native_device if backend.name == "paddle" else str(backend.native_device)
 
 
 @pytest.mark.parametrize("name", ["torch", "mxnet", "paddle"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import oracle
-from multistyle.optim import LBFGS, RMSprop
+from multistyle.optim import LBFGS, Adam, RMSprop
 
 SHAPE = (1, 3, 2, 4)
 N = int(np.prod(SHAPE))
@@ -58,7 +58,7 @@ PROBLEMS = {"quadratic": (quadratic, quadratic_oracle, 0.5, 1e-4), "rosenbrock":
 
 def _optimizers(backend, name, start, lr, decay=1.0, every=1):
     """The backend's own choice, and the core optimizer on the backend's tensors."""
-    core = {"lbfgs": LBFGS, "rmsprop": RMSprop}[name]
+    core = {"adam": Adam, "lbfgs": LBFGS, "rmsprop": RMSprop}[name]
     return {"backend": backend.optimizer(name, start, lr, decay, every), "core": core(backend, start, lr, decay, every)}
 
 
@@ -139,3 +139,21 @@ def test_rmsprop_matches_torch_semantics_with_gradients_down_to_1e_9(backend):
                 # lr g / (sqrt(v) + eps) = 0.01 x 1e-9 / 1.01e-8, about 1e-3; with epsilon inside the root
                 # (Paddle's and MXNet's own RMSProp) by lr g / sqrt(v + eps) = 1e-7.
                 assert moved > 1e-4, f"{which} RMSprop moved the value whose gradient is 1e-9 by {moved:.3g}"
+
+
+def test_the_core_adam_is_torchs_with_tiny_gradients_and_step_decay(backend):
+    """For a framework without its own Adam: the core's, on the backend's tensors, against the float64 oracle."""
+    rng = np.random.default_rng(9)
+    start = rng.standard_normal(SHAPE).astype(np.float32)
+    grads = [(rng.standard_normal(SHAPE) * 10.0 ** rng.integers(-9, 1, SHAPE)).astype(np.float32)
+             for _ in range(20)]
+    lrs = [0.1 * 0.5 ** (step // 4) for step in range(20)]
+    optimizer = Adam(backend, start, 0.1, 0.5, 4)
+    reference = oracle.adam(start, grads, lrs)
+    for step, g in enumerate(grads):
+        assert optimizer.lr == pytest.approx(lrs[step], rel=1e-6), f"rate at step {step}"
+        optimizer.step(_recorded_closure(backend, g))
+        optimizer.epoch_end()
+        # Adam moves a value by about lr per step, whatever the gradient's size.
+        np.testing.assert_allclose(backend.to_numpy(optimizer.image), next(reference), rtol=1e-5,
+                                   atol=1e-5 * sum(lrs[: step + 1]), err_msg=f"core Adam after step {step + 1}")

@@ -362,7 +362,7 @@ def test_compare_reports_a_backend_that_raised_and_runs_the_others(image_files, 
         class OOM(load_backend_class(os.environ["MULTISTYLE_TEST_OOM_BASE"])):
             name = "oom"
 
-            def vgg19_layers(self, weights, last):
+            def vgg19_layers(self, weights, last, pooling="max"):
                 raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\\nmore detail")
     """))
     info = tmp_path / "multistyle_oom-0.1.dist-info"

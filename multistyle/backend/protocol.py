@@ -1,0 +1,283 @@
+"""The protocol: what a framework must supply, and what the core builds from it.
+
+:class:`Backend` keeps abstract only what only a framework can do (16
+methods): its version and GPU count, its device object, seeding, moving
+arrays in and out, packing loss values, an unrecorded in-place clip, the four
+layer factories of VGG-19 (``conv``, ``relu``, ``pool``, ``freeze``),
+gradients, and its weight files.  Everything else is a concrete default
+written with tensor methods that the three frameworks share (``t.mean()``,
+``t.T``, ``a @ b``), which a backend overrides only where its framework
+differs (MXNet's ``NDArray`` has no ``@``).  The core walks VGG-19's layer
+table once (:meth:`Backend.vgg19_layers`) and asks the backend for each layer.
+
+Gradients live inside the backend: an :class:`~multistyle.optim.Optimizer`
+takes a closure ``loss = closure(image)`` and records, differentiates and
+updates in the framework's own way.  A framework's own optimizer is declared
+in :attr:`Backend.native_optimizers` and built by :meth:`Backend.native_optimizer`;
+the others come from :mod:`multistyle.optim`, written once over this protocol.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import MultistyleError, WeightsError
+from ..optim import OPTIMIZERS, Optimizer
+from ..vgg import LAYERS, Weights
+from .devices import resolve_device
+
+Tensor = Any  # a native tensor of the backend's framework
+Layer = Callable[[Tensor], Tensor]
+
+
+class Backend(abc.ABC):
+    """One deep-learning framework behind a fixed set of operations.
+
+    Instances own their device: tensors they create live there.  Subclasses
+    set :attr:`name` and :attr:`framework` and implement every abstract
+    method; an incomplete one fails at construction.  Facts known before the
+    framework is imported (pip extra, weight formats, memory model, the
+    ``explain`` table) live on the backend's :class:`~multistyle.backend.BackendSpec`.
+    """
+
+    name: ClassVar[str]
+    framework: ClassVar[str]
+    #: Optimizers the framework itself computes, by name, with the framework's class that does it;
+    #: :meth:`native_optimizer` builds them.  The others in :data:`multistyle.optim.OPTIMIZERS` are the core's.
+    native_optimizers: ClassVar[Dict[str, str]] = {}
+
+    def __init__(self, device: str = "auto") -> None:
+        #: The canonical device: ``cpu`` or ``gpu:N``.
+        self.device = resolve_device(device, self.available_devices(), self.name)
+        #: The GPU's number, or ``None`` on the CPU.
+        self.gpu: Optional[int] = None if self.device == "cpu" else int(self.device.split(":")[1])
+        #: The framework's own device object for :attr:`device`.
+        self.native_device = self.place(self.gpu)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.native_optimizers and cls.native_optimizer is Backend.native_optimizer:
+            raise TypeError(f"{cls.__name__} declares native optimizers {sorted(cls.native_optimizers)} "
+                            f"but does not define native_optimizer()")
+
+    @property
+    def weight_suffixes(self) -> Tuple[str, ...]:
+        """File extensions of the framework's native checkpoints (from the backend's spec)."""
+        from .loader import spec_of
+
+        return spec_of(self.name).weight_suffixes
+
+    # -- identity and devices (abstract) ----------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def framework_version(cls) -> str:
+        """The framework's name and version, e.g. ``torch 2.3.0``."""
+
+    @classmethod
+    @abc.abstractmethod
+    def gpu_count(cls) -> int:
+        """How many GPUs the framework can use here (0 where it has no GPU support)."""
+
+    @abc.abstractmethod
+    def place(self, gpu: Optional[int]) -> Any:
+        """The framework's device object for GPU number ``gpu``, or for the CPU when ``None``."""
+
+    @abc.abstractmethod
+    def seed(self, seed: int) -> None:
+        """Seed the framework's random number generators."""
+
+    # -- tensors (abstract) --------------------------------------------------------------------
+    @abc.abstractmethod
+    def asarray(self, array: np.ndarray) -> Tensor:
+        """A float32 tensor on this backend's device, copied from ``array``."""
+
+    @abc.abstractmethod
+    def to_numpy(self, tensor: Tensor) -> np.ndarray:
+        """A NumPy copy of ``tensor`` (waits for asynchronous frameworks)."""
+
+    @abc.abstractmethod
+    def pack(self, tensors: Sequence[Tensor]) -> Tensor:
+        """One 1-D tensor on the device: ``tensors`` (one-element or 1-D) flattened and joined, detached.
+
+        Loss values are packed so that a run reads them back in one transfer,
+        a few epochs at a time, instead of waiting for the device per value.
+        """
+
+    @abc.abstractmethod
+    def clip_(self, tensor: Tensor, low: Tensor, high: Tensor) -> None:
+        """Clip ``tensor`` in place to ``[low, high]`` (tensors that broadcast to it), unrecorded.
+
+        ``tensor`` may be the parameter an optimizer is updating: the clip
+        changes it for the optimizer too, as ``x.clamp_()`` does in torch.
+        """
+
+    # -- VGG-19's layers (abstract factories; the core walks the table) ---------------------------
+    @abc.abstractmethod
+    def conv(self, weight: np.ndarray, bias: np.ndarray) -> Layer:
+        """A 3x3 convolution, padding 1, stride 1, with these OIHW weights and bias, on the device."""
+
+    @abc.abstractmethod
+    def relu(self) -> Layer:
+        """A ReLU that does not work in place: the core keeps layer outputs for the losses."""
+
+    @abc.abstractmethod
+    def pool(self, kind: str) -> Layer:
+        """A 2x2 pooling with stride 2: ``max`` (VGG's own) or ``avg``."""
+
+    @abc.abstractmethod
+    def freeze(self, layers: List[Layer]) -> List[Layer]:
+        """The layers, with no gradient kept or computed for their weights (inference mode)."""
+
+    # -- gradients and weight files (abstract) --------------------------------------------------
+    @abc.abstractmethod
+    def loss_and_grad(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``fn(x)`` and its gradient with respect to the tensor ``x``, both native; ``x`` is left as it was."""
+
+    @abc.abstractmethod
+    def load_zoo_weights(self) -> Dict[str, np.ndarray]:
+        """The framework's pretrained ImageNet VGG-19 as a state dict of arrays.
+
+        Downloads into the framework's cache when needed; raises the error of
+        :func:`~multistyle.backend.zoo_error` when it cannot.
+        """
+
+    @abc.abstractmethod
+    def load_native_weights(self, path: str) -> Dict[str, np.ndarray]:
+        """Read a native checkpoint (one of :attr:`weight_suffixes`) as arrays."""
+
+    @abc.abstractmethod
+    def save_native_weights(self, weights: Weights, path: str) -> None:
+        """Write ``features.{i}.weight|bias`` in the framework's native format to the file ``path``."""
+
+    # -- concrete defaults ---------------------------------------------------------------------
+    @classmethod
+    def available_devices(cls) -> List[str]:
+        """Canonical devices the framework can use here: ``cpu``, ``gpu:0``, ..."""
+        return ["cpu"] + [f"gpu:{i}" for i in range(cls.gpu_count())]
+
+    def peak_device_memory(self) -> Optional[int]:
+        """Peak bytes allocated on this backend's GPU, where the framework reports it; else ``None``."""
+        return None
+
+    def set_deterministic(self) -> None:
+        """Turn on the framework's deterministic switches (GPU convolutions), for this process."""
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether the framework returns before work is done (CUDA streams; MXNet's engine everywhere)."""
+        return self.device != "cpu"
+
+    def item(self, tensor: Tensor) -> float:
+        """A one-element tensor as a Python float."""
+        return float(np.asarray(self.to_numpy(tensor)).reshape(()))
+
+    def shape(self, tensor: Tensor) -> Tuple[int, ...]:
+        """The shape as a tuple of Python ints."""
+        return tuple(int(d) for d in tensor.shape)
+
+    def square(self, tensor: Tensor) -> Tensor:
+        """Element-wise square."""
+        return tensor.square()
+
+    def abs(self, tensor: Tensor) -> Tensor:
+        """Element-wise absolute value."""
+        return tensor.abs()
+
+    def mean(self, tensor: Tensor) -> Tensor:
+        """Mean of all elements, as a one-element tensor."""
+        return tensor.mean()
+
+    def sum(self, tensor: Tensor) -> Tensor:
+        """Sum of all elements, as a one-element tensor."""
+        return tensor.sum()
+
+    def max(self, tensor: Tensor) -> Tensor:
+        """Largest element, as a one-element tensor."""
+        return tensor.max()
+
+    def sqrt(self, tensor: Tensor) -> Tensor:
+        """Element-wise square root."""
+        return tensor.sqrt()
+
+    def matmul(self, a: Tensor, b: Tensor) -> Tensor:
+        """Matrix product of two 2-D tensors."""
+        return a @ b
+
+    def transpose(self, tensor: Tensor) -> Tensor:
+        """Transpose of a 2-D tensor."""
+        return tensor.T
+
+    def reshape(self, tensor: Tensor, shape: Sequence[int]) -> Tensor:
+        """The same elements in a new shape."""
+        return tensor.reshape(tuple(shape))
+
+    def vgg19_layers(self, weights: Weights, last: int, pooling: str = "max") -> List[Layer]:
+        """Native layers ``0..last`` of VGG-19 ``features``, frozen, on the device, built from the layer table.
+
+        ``weights`` maps convolution indices to OIHW ``(weight, bias)`` arrays.
+        """
+        layers: List[Layer] = []
+        for spec in LAYERS[: last + 1]:
+            if spec.kind == "conv":
+                layers.append(self.conv(*weights[spec.index]))
+            elif spec.kind == "relu":
+                layers.append(self.relu())
+            else:
+                layers.append(self.pool(pooling))
+        return self.freeze(layers)
+
+    # -- optimisation --------------------------------------------------------------------------
+    @classmethod
+    def optimizers(cls) -> Dict[str, str]:
+        """Every optimizer this backend offers, with whose code computes it (``torch.optim.LBFGS``, ``multistyle.optim``)."""
+        return {name: cls.native_optimizers.get(name, f"multistyle.optim.{core.__name__}")
+                for name, core in OPTIMIZERS.items()}
+
+    def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
+                  lr_decay_every: int, line_search: bool = False) -> Optimizer:
+        """An optimizer called ``name`` (one of :meth:`optimizers`) over a trainable copy of ``image``.
+
+        The learning rate is multiplied by ``lr_decay`` after every
+        ``lr_decay_every`` epochs (the framework's own scheduler where the
+        framework's optimizer is used).  ``line_search`` (L-BFGS only) turns
+        on the strong-Wolfe line search.
+        """
+        self.check_optimizer(name, line_search)
+        options = {"line_search": line_search} if name == "lbfgs" else {}
+        if name in self.native_optimizers:
+            return self.native_optimizer(name, image, lr, lr_decay, lr_decay_every, **options)
+        return OPTIMIZERS[name](self, image, lr, lr_decay, lr_decay_every, **options)
+
+    def native_optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
+                         **options: Any) -> Optimizer:
+        """The framework's optimizer ``name`` (a key of :attr:`native_optimizers`) with a step decay.
+
+        ``options`` is ``line_search`` for L-BFGS.  Adam is epsilon 1e-8,
+        added after the bias correction; RMSprop is torch's formula.
+        """
+        raise MultistyleError(f"--optimizer: the {self.name} backend has no native {name}")
+
+    def value_and_grad(self, fn: Callable[[Tensor], Tensor], image: np.ndarray) -> Tuple[float, np.ndarray]:
+        """``fn(x)`` and its gradient with respect to ``x``, at ``x = image``, on the host."""
+        loss, grad = self.loss_and_grad(fn, self.asarray(image))
+        return self.item(loss), self.to_numpy(grad)
+
+    def check_optimizer(self, name: str, line_search: bool = False) -> None:
+        """Refuse an optimizer this backend does not offer, naming those it does."""
+        offered = self.optimizers()
+        if name not in offered:
+            raise MultistyleError(f"--optimizer: the {self.name} backend offers {', '.join(offered)}, not {name!r}")
+        if line_search and name != "lbfgs":
+            raise MultistyleError(f"--line-search: only L-BFGS has a line search, not {name}; "
+                                  f"use --optimizer lbfgs or drop --line-search")
+
+
+def zoo_error(backend: Backend, zoo: str, exc: BaseException, path: str, url: str = "") -> WeightsError:
+    """The one-line error of a model zoo that could not give its VGG-19: what failed, and where to put the file."""
+    where = f"download {url} to {path}" if url else f"put the file at {path}"
+    formats = " or ".join((backend.weight_suffixes[0], ".npz")) if backend.weight_suffixes else ".npz"
+    return WeightsError(f"--weights imagenet: could not get {zoo}'s VGG-19 weights ({type(exc).__name__}: "
+                        f"{str(exc).strip()[:120]}); {where}, or pass --weights FILE ({formats})")

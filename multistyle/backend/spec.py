@@ -1,0 +1,72 @@
+"""Every per-backend fact that is known before the framework is imported: :class:`BackendSpec`.
+
+The built-in backends' specs are the table :data:`BUILTIN_BACKENDS`.  A
+third-party package declares the same fields: its entry point in the group
+``multistyle.backends`` names a ``BackendSpec`` in a module that imports no
+framework (``jax = "multistyle_jax:SPEC"``), so listing backends, matching a
+weights file to its format or predicting memory never imports a framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
+
+
+class MemoryModel(NamedTuple):
+    """Host memory of a run on the CPU: the process at rest (bytes), copies of the weights, copies of one pass's
+    activations.  Fitted by ``benchmarks/memory.py`` (peak resident set of a fresh ``multistyle run``)."""
+
+    base: float
+    weights: float
+    activations: float
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Where a backend lives and what it needs, known before importing it."""
+
+    name: str
+    target: str  # "module:Class"
+    modules: Tuple[str, ...]  # top-level framework modules it imports
+    extra: str  # pip extra that installs them (or, for a third-party backend, the package to install)
+    fix_hint: str = ""  # how to repair a framework that is installed but broken
+    weight_suffixes: Tuple[str, ...] = ()  # native checkpoint extensions, lower case
+    memory: Optional[MemoryModel] = None  # measured host memory model; None: the largest measured one is assumed
+    #: For ``multistyle explain``: each protocol operation -> the functions of the backend module that do it.
+    explain: Mapping[str, List[str]] = field(default_factory=dict, hash=False)
+    #: Set ``OMP_NUM_THREADS`` to the usable cores before importing (frameworks that would use fewer).
+    all_cores: bool = False
+
+
+def _explain(cls: str, optimizer: str, schedule: List[str], step: str = "") -> Dict[str, List[str]]:
+    """The explain table of a built-in backend whose class is ``cls``: the same methods in each."""
+    return {
+        "tensor from NumPy": [f"{cls}.asarray"],
+        "the VGG-19 layers": [f"{cls}.conv", f"{cls}.relu", f"{cls}.pool"],
+        "freezing the network": [f"{cls}.freeze"],
+        "recording gradients": [f"{cls}.loss_and_grad"],
+        "the optimizer step": [f"{cls}.native_optimizer"] + ([step] if step else [f"{optimizer}.step"]),
+        "the learning-rate schedule": schedule,
+        "device placement": [f"{cls}.place", f"{cls}.gpu_count"],
+        "seeding": [f"{cls}.seed"],
+    }
+
+
+BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
+    "torch": BackendSpec(
+        "torch", "multistyle.backends.torch_backend:TorchBackend", ("torch", "torchvision"), "torch",
+        weight_suffixes=(".pth", ".pt"), memory=MemoryModel(base=844e6, weights=2.0, activations=1.15),
+        explain=_explain("TorchBackend", "TorchOptimizer", ["TorchBackend.native_optimizer",
+                                                            "ScheduledOptimizer.epoch_end"])),
+    "mxnet": BackendSpec(
+        "mxnet", "multistyle.backends.mxnet_backend:MXNetBackend", ("mxnet",), "mxnet",
+        "MXNet 1.9.1 needs numpy<1.24 (pip install 'numpy<1.24')", weight_suffixes=(".params",),
+        memory=MemoryModel(base=360e6, weights=2.0, activations=2.26), all_cores=True,
+        explain=_explain("MXNetBackend", "GluonOptimizer", ["GluonOptimizer.epoch_end"])),
+    "paddle": BackendSpec(
+        "paddle", "multistyle.backends.paddle_backend:PaddleBackend", ("paddle",), "paddle",
+        weight_suffixes=(".pdparams",), memory=MemoryModel(base=474e6, weights=2.0, activations=1.97),
+        all_cores=True,
+        explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "ScheduledOptimizer.epoch_end"])),
+}
