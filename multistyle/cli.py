@@ -9,6 +9,7 @@ partial file.  Importing this module imports no framework.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -104,47 +105,46 @@ def _add_run_options(parser: argparse.ArgumentParser, mode: str = "run") -> None
     model.add_argument("--weights", default="random:0" if bench else "imagenet", metavar="SPEC",
                        help="imagenet (the framework's model zoo), random[:SEED] (untrained, for tests), "
                             "or a file: .npz, .pth, .params, .pdparams (default: %(default)s)")
-    algo = parser.add_argument_group("algorithm", "Options left out take the preset's value (README: Presets).")
+    algo = parser.add_argument_group("algorithm", "Options left out take the preset's value: `multistyle presets` "
+                                                   "prints them.")
     algo.add_argument("--preset", default=defaults.preset, choices=list(PRESETS),
                       help="d2l: the chapter's MXNet/Paddle layers; d2l-pytorch: what its PyTorch code computes "
                            "(ReLU outputs); d2l-mxnet: its lr 0.9; pytorch-tutorial: the PyTorch tutorial "
                            "(L-BFGS, pixel space); viblo: the same with RMSprop; fast: the d2l objective, coarse to fine "
                            "on a shorter schedule (default: %(default)s)")
     algo.add_argument("--epochs", type=int, default=20 if bench else None,
-                      help="optimizer iterations (default: " + ("%(default)s" if bench else "the preset's, 500") + ")")
+                      help="optimizer iterations (default: " + ("%(default)s" if bench else "the preset's; see multistyle presets") + ")")
     algo.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS),
-                      help="default: the preset's, adam for d2l (see `multistyle backends`)")
+                      help="default: the preset's; see multistyle presets; `multistyle backends` lists whose code computes each")
     algo.add_argument("--lr", type=float, default=None,
-                      help="learning rate (default: Adam the preset's, 0.3 for d2l; L-BFGS 1; RMSprop 0.01)")
+                      help="learning rate (default: Adam the preset's; see multistyle presets; L-BFGS 1; RMSprop 0.01)")
     algo.add_argument("--lr-decay", type=float, default=None, help="multiply the rate by this every "
-                      "--lr-decay-every epochs (default: the preset's, 0.8 for d2l, 1 for the tutorials)")
-    algo.add_argument("--lr-decay-every", type=int, default=None, metavar="EPOCHS", help="default: the preset's, 50")
+                      "--lr-decay-every epochs (default: the preset's; see multistyle presets)")
+    algo.add_argument("--lr-decay-every", type=int, default=None, metavar="EPOCHS", help="default: the preset's; see multistyle presets")
     algo.add_argument("--line-search", action="store_true",
                       help="L-BFGS only: strong-Wolfe line search (several loss evaluations per iteration)")
     algo.add_argument("--clamp", default=None, choices=list(CLAMPS),
                       help="where the image is clamped to its valid range: inside every loss evaluation, after "
-                           "every step, at the end, never (default: the preset's, none for d2l, closure for "
-                           "the tutorials)")
+                           "every step, at the end, never (default: the preset's; see multistyle presets)")
     algo.add_argument("--scales", type=int, default=None, metavar="N",
                       help="coarse to fine: optimise first at 1/2**(N-1) of the size, then double it, starting "
                            "each scale from the last result; the epochs go mostly to the small scales "
-                           "(default: the preset's, 1)")
+                           "(default: the preset's; see multistyle presets)")
     algo.add_argument("--until-loss", type=float, default=None, metavar="VALUE",
                       help="stop once the total loss is at or below VALUE")
     algo.add_argument("--tol", type=float, default=None, metavar="REL",
                       help="stop once the best loss of the last 20 epochs is less than REL (relative) below the "
                            "best before them")
-    algo.add_argument("--content-weight", type=float, default=None, help="default: the preset's, 1")
+    algo.add_argument("--content-weight", type=float, default=None, help="default: the preset's; see multistyle presets")
     algo.add_argument("--style-weight", type=float, default=None,
-                      help="default: the preset's: 1e4 for d2l, the chapter's effective weight (it writes 1e3 but "
-                           "sums the style terms ten times); 1e6 for the tutorials")
-    algo.add_argument("--tv-weight", type=float, default=None, help="default: the preset's, 10 for d2l, 0 otherwise")
+                      help="default: the preset's; see multistyle presets; for d2l the chapter's effective weight (README: The d2l defaults)")
+    algo.add_argument("--tv-weight", type=float, default=None, help="default: the preset's; see multistyle presets")
     algo.add_argument("--content-layers", type=_layers, default=None, metavar="NAMES",
-                      help="comma-separated VGG-19 layers, each optionally NAME:WEIGHT (default: the preset's, "
-                           "conv4_4 for d2l; weight 1)")
+                      help="comma-separated VGG-19 layers, each optionally NAME:WEIGHT (default: the preset's; see multistyle presets; "
+                           "weight 1)")
     algo.add_argument("--style-layers", type=_layers, default=None, metavar="NAMES",
                       help="comma-separated VGG-19 layers, each optionally NAME:WEIGHT, e.g. conv1_1:1,conv2_1:0.5 "
-                           "(default: the preset's, conv1_1,...,conv5_1 for d2l; weight 1)")
+                           "(default: the preset's; see multistyle presets; weight 1)")
     algo.add_argument("--style-blend", type=_numbers, default=None, metavar="W,W,...",
                       help="one weight per style image (>= 0, normalised to sum 1): each style layer's target is "
                            "the weighted sum of the styles' Gram matrices (default: equal)")
@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="stylise one image",
                               description="Stylise the content image with the style image.")
     _add_run_options(run)
+    presets = commands.add_parser("presets", help="print the presets' settings, one column each",
+                                  description="Print the value of every setting in every preset "
+                                              "(an option given on the command line replaces the preset's).")
+    presets.add_argument("--json", action="store_true", help="print JSON instead of a table")
     commands.add_parser("backends", help="list backends, their versions and devices",
                         description="Show each backend, whether it is usable, its framework version and devices.")
     compare = commands.add_parser("compare", help="run one job on several backends; write an HTML report",
@@ -637,7 +641,30 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 1 if s["failed"] else 0
 
 
-COMMANDS = {"run": cmd_run, "backends": cmd_backends, "weights": cmd_weights, "compare": cmd_compare,
+def presets_table() -> List[List[str]]:
+    """Every preset's settings: a header row of preset names, then one row per setting, in one order."""
+    names = list(PRESETS)
+    keys = list(dict.fromkeys(key for preset in PRESETS.values() for key in preset))
+
+    def text(value: object) -> str:
+        return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else "-" if value is None else f"{value:g}" \
+            if isinstance(value, float) else str(value)
+
+    return [["setting"] + names] + [[key] + [text(PRESETS[name].get(key)) for name in names] for key in keys]
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(PRESETS, indent=2))
+        return 0
+    rows = presets_table()
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "presets": cmd_presets, "backends": cmd_backends, "weights": cmd_weights, "compare": cmd_compare,
             "bench": cmd_bench, "batch": cmd_batch, "explain": cmd_explain}
 
 

@@ -268,3 +268,20 @@ def test_stop_rules_judge_only_the_final_scale(backend_name, image_files, tmp_pa
     assert [row["scale"] for row in data["epochs"]] == [0] * 5 + [1]
     assert data["meta"]["stopped"].startswith("the loss reached") and "at epoch 6" in data["meta"]["stopped"]
     assert Image.open(out).size == (48, 32)
+
+
+def test_presets_prints_every_presets_settings(capsys):
+    from multistyle.transfer import PRESETS
+
+    assert main(["presets", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(PRESETS))
+    assert main(["presets"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["setting"] + list(PRESETS)
+    table = {row[0]: row[1:] for row in rows[1:]}
+    assert set(table) == {key for preset in PRESETS.values() for key in preset}
+    for column, name in enumerate(PRESETS):
+        assert int(table["epochs"][column]) == PRESETS[name]["epochs"]
+        assert float(table["style_weight"][column]) == pytest.approx(PRESETS[name]["style_weight"])
+        assert table["style_layers"][column].split(",") == list(PRESETS[name]["style_layers"])
+        assert table["optimizer"][column] == PRESETS[name]["optimizer"]
