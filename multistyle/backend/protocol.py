@@ -68,7 +68,10 @@ class Backend(abc.ABC):
         """File extensions of the framework's native checkpoints (from the backend's spec)."""
         from .loader import spec_of
 
-        return spec_of(self.name).weight_suffixes
+        try:
+            return spec_of(self.name).weight_suffixes
+        except MultistyleError:  # a class used without registering it
+            return ()
 
     # -- identity and devices (abstract) ----------------------------------------------------------
     @classmethod

@@ -57,8 +57,7 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
     "torch": BackendSpec(
         "torch", "multistyle.backends.torch_backend:TorchBackend", ("torch", "torchvision"), "torch",
         weight_suffixes=(".pth", ".pt"), memory=MemoryModel(base=844e6, weights=2.0, activations=1.15),
-        explain=_explain("TorchBackend", "TorchOptimizer", ["TorchBackend.native_optimizer",
-                                                            "ScheduledOptimizer.epoch_end"])),
+        explain=_explain("TorchBackend", "TorchOptimizer", ["TorchBackend.native_optimizer"])),
     "mxnet": BackendSpec(
         "mxnet", "multistyle.backends.mxnet_backend:MXNetBackend", ("mxnet",), "mxnet",
         "MXNet 1.9.1 needs numpy<1.24 (pip install 'numpy<1.24')", weight_suffixes=(".params",),
@@ -68,5 +67,5 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         "paddle", "multistyle.backends.paddle_backend:PaddleBackend", ("paddle",), "paddle",
         weight_suffixes=(".pdparams",), memory=MemoryModel(base=474e6, weights=2.0, activations=1.97),
         all_cores=True,
-        explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "ScheduledOptimizer.epoch_end"])),
+        explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
 }
