@@ -32,7 +32,7 @@ def mini(monkeypatch, tmp_path):
     (info / "entry_points.txt").write_text("[multistyle.backends]\nmini = multistyle_mini:SPEC\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "multistyle_mini", raising=False)
-    monkeypatch.setattr(registry.loader, "_LOADED", {})
+    monkeypatch.setattr(registry.spec, "_LOADED", {})
     importlib.invalidate_caches()
     return tmp_path
 

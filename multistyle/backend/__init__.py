@@ -3,7 +3,7 @@
 The core computes with native tensors of one framework through the small
 protocol :class:`Backend` (``protocol.py``); every per-backend fact known
 before the framework is imported is on its :class:`BackendSpec`
-(``spec.py``); backends are looked up lazily by name (``loader.py``), the
+(``spec.py``, which also lists them: built-in, then entry points); backends are imported lazily by name (``loader.py``), the
 built-in ones from :data:`BUILTIN_BACKENDS`, third-party ones through the
 entry point group ``multistyle.backends``; device strings are checked once
 (``devices.py``).  Importing this package imports no framework.
@@ -12,10 +12,9 @@ entry point group ``multistyle.backends``; device strings are checked once
 from ..errors import BackendBug, BackendUnavailable
 from ..optim import Optimizer, ScheduledOptimizer
 from .devices import parse_device, resolve_device, use_all_cores
-from .loader import (ENTRY_POINT_GROUP, backend_for_weights, backend_names, describe_backends, get_backend,
-                     load_backend_class, registry, spec_of)
+from .loader import backend_for_weights, backend_names, describe_backends, get_backend, load_backend_class
 from .protocol import Backend, Layer, Tensor, zoo_error
-from .spec import BUILTIN_BACKENDS, BackendSpec, MemoryModel
+from .spec import BUILTIN_BACKENDS, ENTRY_POINT_GROUP, BackendSpec, MemoryModel, registry, spec_of
 
 __all__ = ["BUILTIN_BACKENDS", "Backend", "BackendBug", "BackendSpec", "BackendUnavailable", "ENTRY_POINT_GROUP",
            "Layer", "MemoryModel", "Optimizer", "ScheduledOptimizer", "Tensor", "backend_for_weights",

@@ -8,63 +8,17 @@ in the backend's own code (with the traceback).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 import os
 import traceback
 import warnings
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Type
+from typing import Any, List, Mapping, Optional, Sequence, Type
 
 from ..errors import BackendBug, BackendUnavailable, MultistyleError, first_line
 from .devices import use_all_cores
 from .protocol import Backend
-from .spec import BUILTIN_BACKENDS, BackendSpec
-
-ENTRY_POINT_GROUP = "multistyle.backends"
-
-
-def _entry_points() -> Dict[str, Any]:
-    from importlib import metadata
-
-    try:
-        points = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    except TypeError:  # Python < 3.10
-        points = metadata.entry_points().get(ENTRY_POINT_GROUP, [])  # type: ignore[attr-defined]
-    return {point.name: point for point in points}
-
-
-def registry() -> Dict[str, BackendSpec]:
-    """Every known backend by name: built-in ones first, then entry points (not loaded: named by their value)."""
-    specs = dict(BUILTIN_BACKENDS)
-    for name, point in _entry_points().items():
-        specs.setdefault(name, BackendSpec(name, point.value, (), f"the package that provides {name}"))
-    return specs
-
-
-_LOADED: Dict[str, BackendSpec] = {}
-
-
-def spec_of(name: str) -> BackendSpec:
-    """The full spec of backend ``name``.
-
-    A third-party backend's entry point names its :class:`BackendSpec`
-    (loaded here, from a module that imports no framework) or, more simply,
-    its class: the spec then holds only where the class is.
-    """
-    specs = registry()
-    if name not in specs:
-        raise MultistyleError(f"--backend: unknown backend {name!r}; choose from {', '.join(specs)}")
-    if name in BUILTIN_BACKENDS or name in _LOADED:
-        return _LOADED.get(name, specs[name])
-    try:
-        loaded = _entry_points()[name].load()
-    except Exception:  # reported, with its cause, when the backend itself is loaded
-        return specs[name]
-    if isinstance(loaded, BackendSpec):
-        _LOADED[name] = loaded if loaded.name == name else dataclasses.replace(loaded, name=name)
-        return _LOADED[name]
-    return specs[name]
+from .spec import BUILTIN_BACKENDS, BackendSpec, registry, spec_of
 
 
 def backend_names() -> List[str]:

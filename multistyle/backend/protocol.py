@@ -28,6 +28,7 @@ from ..errors import MultistyleError, WeightsError
 from ..optim import OPTIMIZERS, Optimizer
 from ..vgg import LAYERS, Weights
 from .devices import resolve_device
+from .spec import spec_of
 
 Tensor = Any  # a native tensor of the backend's framework
 Layer = Callable[[Tensor], Tensor]
@@ -66,8 +67,6 @@ class Backend(abc.ABC):
     @property
     def weight_suffixes(self) -> Tuple[str, ...]:
         """File extensions of the framework's native checkpoints (from the backend's spec)."""
-        from .loader import spec_of
-
         try:
             return spec_of(self.name).weight_suffixes
         except MultistyleError:  # a class used without registering it

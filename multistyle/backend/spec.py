@@ -9,8 +9,11 @@ weights file to its format or predicting memory never imports a framework.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+
+from ..errors import MultistyleError
 
 
 class MemoryModel(NamedTuple):
@@ -69,3 +72,51 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         all_cores=True,
         explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
 }
+
+
+# -- the registry of specs: built-in ones first, then entry points ---------------------------
+
+ENTRY_POINT_GROUP = "multistyle.backends"
+
+
+def _entry_points() -> Dict[str, Any]:
+    from importlib import metadata
+
+    try:
+        points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    except TypeError:  # Python < 3.10
+        points = metadata.entry_points().get(ENTRY_POINT_GROUP, [])  # type: ignore[attr-defined]
+    return {point.name: point for point in points}
+
+
+def registry() -> Dict[str, BackendSpec]:
+    """Every known backend by name: built-in ones first, then entry points (not loaded: named by their value)."""
+    specs = dict(BUILTIN_BACKENDS)
+    for name, point in _entry_points().items():
+        specs.setdefault(name, BackendSpec(name, point.value, (), f"the package that provides {name}"))
+    return specs
+
+
+_LOADED: Dict[str, BackendSpec] = {}
+
+
+def spec_of(name: str) -> BackendSpec:
+    """The full spec of backend ``name``.
+
+    A third-party backend's entry point names its :class:`BackendSpec`
+    (loaded here, from a module that imports no framework) or, more simply,
+    its class: the spec then holds only where the class is.
+    """
+    specs = registry()
+    if name not in specs:
+        raise MultistyleError(f"--backend: unknown backend {name!r}; choose from {', '.join(specs)}")
+    if name in BUILTIN_BACKENDS or name in _LOADED:
+        return _LOADED.get(name, specs[name])
+    try:
+        loaded = _entry_points()[name].load()
+    except Exception:  # reported, with its cause, when the backend itself is loaded
+        return specs[name]
+    if isinstance(loaded, BackendSpec):
+        _LOADED[name] = loaded if loaded.name == name else dataclasses.replace(loaded, name=name)
+        return _LOADED[name]
+    return specs[name]
