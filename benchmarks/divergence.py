@@ -25,7 +25,9 @@ import numpy as np  # noqa: E402
 
 from multistyle import get_backend, images  # noqa: E402
 from multistyle.backend import BackendUnavailable  # noqa: E402
-from multistyle.transfer import Settings, StyleLoss, initial_image  # noqa: E402
+from multistyle.objective import StyleLoss  # noqa: E402
+from multistyle.settings import Settings  # noqa: E402
+from multistyle.transfer import initial_image  # noqa: E402
 from multistyle.vgg import random_weights  # noqa: E402
 from multistyle.weightfiles import read_weights  # noqa: E402
 

@@ -19,8 +19,8 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-from multistyle.compare import median_step, run_isolated
-from multistyle.transfer import Settings, settings_dict
+from multistyle.measure import median_step, run_isolated
+from multistyle.settings import Settings, settings_dict
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
 VARIANTS = {"adam": {"optimizer": "adam"}, "lbfgs": {"optimizer": "lbfgs"},

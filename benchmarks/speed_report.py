@@ -20,10 +20,11 @@ import sys
 
 import chapter_vs_multistyle
 import floor
-import memory as memory_benchmark
+import memory_report as memory_benchmark
 import time_to_loss
 from multistyle.memory import format_bytes
-from multistyle.transfer import Settings, plan_memory
+from multistyle.loop import plan_memory
+from multistyle.settings import Settings
 
 
 def main() -> int:

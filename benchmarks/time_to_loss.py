@@ -22,8 +22,8 @@ import statistics
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from multistyle.compare import run_isolated
-from multistyle.transfer import Settings, settings_dict
+from multistyle.measure import run_isolated
+from multistyle.settings import Settings, settings_dict
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
 #: Candidates tried against the target: the fast preset first.

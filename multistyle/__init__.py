@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 
 from .backend import Backend, Optimizer, backend_names, describe_backends, get_backend
 from .errors import BackendUnavailable, MultistyleError, WeightsError
-from .transfer import PRESETS, Result, Settings, UntrainedWeightsWarning, transfer
+from .settings import PRESETS, Settings
+from .transfer import Result, UntrainedWeightsWarning, transfer
 
 __all__ = [
     "Backend", "BackendUnavailable", "MultistyleError", "Optimizer", "PRESETS", "Result", "Settings",

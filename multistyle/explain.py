@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import images
+from . import images, pages
 from .backend import registry, spec_of
 from .errors import MultistyleError, first_line
 
@@ -219,19 +219,20 @@ def rmsprop_first_steps(g: np.ndarray, lr: float, alpha: float = 0.99, eps: floa
 
 
 def _child_gradient(job: Dict[str, Any]) -> Dict[str, Any]:
-    from .transfer import PRESETS, Settings, first_gradient
+    from .settings import Settings
+    from .transfer import first_gradient
 
-    settings = Settings(**job["settings"])
+    settings = Settings(**job["settings"]).resolved()
     loss, grad, _ = first_gradient(job["content"], job["style"], backend=job["backend"], device="cpu",
                                    weights=job["weights"], size=tuple(job["size"]), settings=settings)
-    return {"grad": grad, "pixel": PRESETS[settings.resolved().preset]["domain"] == "pixel",
-            "lr": settings.resolved().lr}
+    return {"grad": grad, "pixel": settings.pixel_domain, "lr": settings.lr}
 
 
 def _child_run(job: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
     import warnings
 
-    from .transfer import Settings, UntrainedWeightsWarning, transfer
+    from .settings import Settings
+    from .transfer import UntrainedWeightsWarning, transfer
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedWeightsWarning)
@@ -247,7 +248,8 @@ def _child_numel(job: Dict[str, Any]) -> Dict[str, Any]:
     the core imports no framework."""
     from . import losses
     from .backend import get_backend
-    from .transfer import FeatureExtractor, load_weights
+    from .objective import FeatureExtractor
+    from .weightfiles import load_weights
 
     B = get_backend("paddle", "cpu")
     content = images.load_image(job["content"], "--content")
@@ -283,49 +285,38 @@ def _cli_seconds(job: Dict[str, Any], threads: Optional[str], epochs: int = 6) -
             return statistics.median(row["seconds"] for row in json.load(handle)["epochs"][1:])
 
 
-def measure(job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., Any]) -> List[Dict[str, Any]]:
-    """The effect of each :data:`MATHS` row on ``job`` (content, style, size, weights, settings), measured with
-    the ``usable`` backends; ``isolated(fn, *args)`` runs ``fn`` in a fresh child process.  A row that
-    cannot be measured here says why."""
-    effects: Dict[str, str] = {}
-    figures: Dict[str, Any] = {}
-    first = "torch" if "torch" in usable else (usable[0] if usable else None)
+class _Measurements:
+    """Each :data:`MATHS` row's measurement on one job; ``isolated(fn, *args)`` runs ``fn`` in a fresh child
+    process.  Each method returns ``(effect, figures)``."""
 
-    def attempt(key: str, need: Sequence[str], work: Callable[[], Tuple[str, Dict[str, Any]]]) -> None:
-        missing = [name for name in need if name not in usable]
-        if missing:
-            effects[key] = f"not measured: needs the {' and '.join(missing)} backend{'s' if len(missing) > 1 else ''}"
-            return
-        try:
-            effects[key], figures[key] = work()
-        except Exception as exc:  # a measurement that failed does not take the report down
-            effects[key] = f"not measured: {type(exc).__name__}: {first_line(exc)}"
+    def __init__(self, job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., Any]) -> None:
+        self.job, self.isolated = job, isolated
+        self.first = "torch" if "torch" in usable else (usable[0] if usable else None)
+        self._gradient: Dict[str, Any] = {}
 
-    gradient: Dict[str, Any] = {}
+    def gradient(self) -> Dict[str, Any]:
+        if not self._gradient:
+            self._gradient.update(self.isolated(_child_gradient, dict(self.job, backend=self.first)))
+        return self._gradient
 
-    def the_gradient() -> Dict[str, Any]:
-        if not gradient:
-            gradient.update(isolated(_child_gradient, dict(job, backend=first)))
-        return gradient
-
-    def adam() -> Tuple[str, Dict[str, Any]]:
-        g = the_gradient()
-        lr = g["lr"] if job["settings"]["optimizer"] == "adam" else 0.3
+    def adam(self) -> Tuple[str, Dict[str, Any]]:
+        g = self.gradient()
+        lr = g["lr"] if self.job["settings"]["optimizer"] == "adam" else 0.3
         ours, gluon = adam_first_steps(g["grad"], lr)
         diff = _levels(ours - gluon, g["pixel"])
         return _describe_levels(diff) + f" (the job's gradient, lr {lr:g})", {"max": float(diff.max()),
                                                                                 "mean": float(diff.mean())}
 
-    def rmsprop() -> Tuple[str, Dict[str, Any]]:
-        g = the_gradient()
+    def rmsprop(self) -> Tuple[str, Dict[str, Any]]:
+        g = self.gradient()
         ours, inside = rmsprop_first_steps(g["grad"], 0.01)
         diff = _levels(ours - inside, g["pixel"])
         return _describe_levels(diff) + " (the job's gradient, lr 0.01, alpha 0.99, eps 1e-8)", \
             {"max": float(diff.max()), "mean": float(diff.mean())}
 
-    def relu() -> Tuple[str, Dict[str, Any]]:
-        runs = [isolated(_child_run, dict(job, backend=first), {"preset": preset, "epochs": 1, "lr": None,
-                                                                "content_layers": None, "style_layers": None})
+    def relu(self) -> Tuple[str, Dict[str, Any]]:
+        runs = [self.isolated(_child_run, dict(self.job, backend=self.first),
+                              {"preset": preset, "epochs": 1, "lr": None, "content_layers": None, "style_layers": None})
                 for preset in ("d2l", "d2l-pytorch")]
         diff = np.abs(runs[0]["image"].astype(int) - runs[1]["image"].astype(int))
         losses = [run["history"][0]["style"] for run in runs]
@@ -334,35 +325,50 @@ def measure(job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., 
                 f"{(diff > 0).mean() * 100:.1f} % of pixel values differ"), \
             {"style_loss": losses, "max": int(diff.max()), "mean": float(diff.mean())}
 
-    def lbfgs() -> Tuple[str, Dict[str, Any]]:
+    def lbfgs(self) -> Tuple[str, Dict[str, Any]]:
         overrides = {"optimizer": "lbfgs", "lr": 1.0, "epochs": 3}
-        runs = {name: isolated(_child_run, dict(job, backend=name), overrides) for name in ("torch", "mxnet")}
+        runs = {name: self.isolated(_child_run, dict(self.job, backend=name), overrides) for name in ("torch", "mxnet")}
         a, b = (runs[name]["history"][-1]["total"] for name in ("torch", "mxnet"))
         diff = np.abs(runs["torch"]["image"].astype(int) - runs["mxnet"]["image"].astype(int))
         return (f"3 iterations, lr 1: loss {a:.6g} (torch.optim.LBFGS) vs {b:.6g} (multistyle on MXNet), "
                 f"relative difference {abs(a - b) / abs(a):.1e}; images differ by max {diff.max()} levels"), \
             {"relative_difference": abs(a - b) / abs(a), "max": int(diff.max())}
 
-    def numel() -> Tuple[str, Dict[str, Any]]:
-        found = isolated(_child_numel, job)
+    def numel(self) -> Tuple[str, Dict[str, Any]]:
+        found = self.isolated(_child_numel, self.job)
         if "error" in found:
             return f"numel() returns {found['numel_type']}; the chapter's gram raises {found['error']}", found
         return (f"numel() returns {found['numel_type']}; the chapter's gram agrees with multistyle's to "
                 f"{found['max_relative_difference']:.1e}"), found
 
-    def threads() -> Tuple[str, Dict[str, Any]]:
+    def threads(self) -> Tuple[str, Dict[str, Any]]:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        one, every = _cli_seconds(job, "1"), _cli_seconds(job, None)
+        one, every = _cli_seconds(self.job, "1"), _cli_seconds(self.job, None)
         return (f"a fresh multistyle run on Paddle: {one:.3f} s/it on one thread (the chapter's), {every:.3f} "
                 f"s/it on {cores} cores: {one / every:.2f}x"), {"one_thread": one, "all_cores": every,
                                                                "cores": cores}
 
-    attempt("gluon_adam_epsilon", [first] if first else ["torch"], adam)
-    attempt("rmsprop_epsilon", [first] if first else ["torch"], rmsprop)
-    attempt("inplace_relu", [first] if first else ["torch"], relu)
-    attempt("mxnet_lbfgs", ["torch", "mxnet"], lbfgs)
-    attempt("paddle_numel", ["paddle"], numel)
-    attempt("paddle_threads", ["paddle"], threads)
+
+def measure(job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., Any]) -> List[Dict[str, Any]]:
+    """The effect of each :data:`MATHS` row on ``job`` (content, style, size, weights, settings), measured with
+    the ``usable`` backends; ``isolated(fn, *args)`` runs ``fn`` in a fresh child process.  A row that
+    cannot be measured here says why."""
+    effects: Dict[str, str] = {}
+    figures: Dict[str, Any] = {}
+    m = _Measurements(job, usable, isolated)
+    first = [m.first] if m.first else ["torch"]
+    plan = (("gluon_adam_epsilon", first, m.adam), ("rmsprop_epsilon", first, m.rmsprop),
+            ("inplace_relu", first, m.relu), ("mxnet_lbfgs", ["torch", "mxnet"], m.lbfgs),
+            ("paddle_numel", ["paddle"], m.numel), ("paddle_threads", ["paddle"], m.threads))
+    for key, need, work in plan:
+        missing = [name for name in need if name not in usable]
+        if missing:
+            effects[key] = f"not measured: needs the {' and '.join(missing)} backend{'s' if len(missing) > 1 else ''}"
+            continue
+        try:
+            effects[key], figures[key] = work()
+        except Exception as exc:  # a measurement that failed does not take the report down
+            effects[key] = f"not measured: {type(exc).__name__}: {first_line(exc)}"
     return [{"key": key, "title": title, "chapter": chapter, "multistyle": ours, "effect": effects[key],
              "figures": figures.get(key, {})} for key, title, chapter, ours in MATHS]
 
@@ -384,11 +390,13 @@ def maths_section(rows: Optional[List[Dict[str, Any]]]) -> str:
     return "\n".join(parts)
 
 
-STYLE = ("table.code,table.maths{border-collapse:collapse;font-size:13px;width:100%}"
-         "table.code td,table.code th,table.maths td,table.maths th{border:1px solid #ccc;padding:6px;"
-         "vertical-align:top;text-align:left}table.code th,table.maths th{background:#f3f3f3;width:14%}"
-         ".what{font-weight:normal;color:#555;font-size:12px;margin-top:4px}.where{color:#666;font-size:11px}"
-         ".hl pre{margin:2px 0 8px;padding:6px;white-space:pre-wrap;font-size:12px}")
+#: Why long runs differ in pixels while their losses agree: the prose of ``compare`` and ``explain``.
+WHY_PIXELS_DRIFT = ("Why pixels drift apart while losses agree: the frameworks compute the same losses and "
+                    "gradients up to float32 rounding, but ReLU, max-pooling and |x| have kinks, and Adam moves "
+                    "every pixel by about the learning rate at every step whatever the size of its gradient. A "
+                    "rounding difference in a tiny gradient can flip the direction of a whole step, so after a "
+                    "few steps the images differ visibly, while each one is an equally good minimiser of the same "
+                    "loss: the curves above stay together.")
 
 
 def write_page(folder: str, names: Sequence[str]) -> str:
@@ -398,11 +406,9 @@ def write_page(folder: str, names: Sequence[str]) -> str:
     except OSError as exc:
         raise MultistyleError(f"--output: cannot create folder {folder!r} ({exc.strerror or exc})") from None
     code, css = code_section(names)
-    page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>multistyle explain</title><style>"
-            "body{font-family:sans-serif;margin:24px;color:#222}" + STYLE + css + "</style></head><body>"
-            "<h1>multistyle explain</h1><p>Generated " + time.strftime("%Y-%m-%d") + " from the installed "
-            "backends: " + ", ".join(html.escape(n) for n in names) + ".</p>" + code + maths_section(None)
-            + "</body></html>")
+    page = pages.page("multistyle explain", [
+        "<p>Generated " + time.strftime("%Y-%m-%d") + " from the installed backends: "
+        + ", ".join(html.escape(n) for n in names) + ".</p>", code, maths_section(None)], css)
     path = os.path.join(folder, "index.html")
     with images.atomic_write(path) as handle:
         handle.write(page.encode("utf-8"))

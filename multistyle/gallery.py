@@ -13,8 +13,8 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 
-from . import images
-from .transfer import settings_dict
+from . import images, pages
+from .settings import settings_dict
 
 THUMB_EDGE = 160
 
@@ -89,19 +89,13 @@ def render(folder: str, cells: Sequence[Tuple[Any, Dict[str, Any]]], summary: Di
     for path in row_order:
         stem_counts[_stem(path)] = stem_counts.get(_stem(path), 0) + 1
 
-    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>multistyle batch</title><style>",
-             "body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:6px;vertical-align:top;text-align:center;font-size:13px}"
-             "th{background:#f3f3f3;font-weight:normal}img.result{width:220px;border:1px solid #ddd}"
-             "img.thumb{max-width:120px;max-height:120px}.failed{color:#a00;max-width:220px;text-align:left}"
-             ".muted{color:#777}",
-             "</style></head><body><h1>multistyle batch</h1>",
+    parts = [
              f"<p>{summary['jobs']} jobs: {summary['done']} done, {summary['skipped']} skipped (done before), "
              f"{summary['failed']} failed" + (f", {summary['interrupted']} interrupted" if summary['interrupted'] else "")
              + f". Engine: {e(summary['ran_on'] or summary['engine'])}. Each image links to the full picture; "
              "each <i>sidecar</i> to its settings, losses, timings and versions. All rows are also in "
              "<a href='results.json'>results.json</a> and <a href='results.csv'>results.csv</a>.</p>",
-             "<table><tr><th>content</th>"]
+             "<table class='gallery'><tr><th>content</th>"]
     for label in column_order:
         header = ""
         styles = column_styles[label]
@@ -124,8 +118,7 @@ def render(folder: str, cells: Sequence[Tuple[Any, Dict[str, Any]]], summary: Di
     parts.append("</table>")
     if summary.get("command"):
         parts.append(f"<h2>Reproduce</h2><pre>{e(summary['command'])}</pre>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return pages.page("multistyle batch", parts)
 
 
 def _cell(job: Any, row: Dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ the optimizer's state in image-sized vectors (Adam 2, RMSprop 1, L-BFGS 2 per
 history pair, up to 100 pairs) and the images.  Each part is counted exactly
 from the VGG-19 description; how many copies each framework keeps of the first
 two, and what the framework costs at rest, are measured per backend
-(``benchmarks/memory.py`` fits them and checks the prediction at three sizes).
+(``benchmarks/memory_report.py`` fits them and checks the prediction at three sizes).
 
 Nothing here imports a framework: ``multistyle run --plan`` answers in a
 fraction of a second.
@@ -30,7 +30,7 @@ LBFGS_HISTORY = 100
 Model = MemoryModel
 
 #: A backend without a measured model (a third-party one) gets the largest of each part of the built-in ones'
-#: (each backend's spec holds its own, fitted by ``benchmarks/memory.py`` on this project's 2-core x86-64 Linux
+#: (each backend's spec holds its own, fitted by ``benchmarks/memory_report.py`` on this project's 2-core x86-64 Linux
 #: machine: torch 2.x, MXNet 1.9.1, Paddle 3.x; peak resident set size of a fresh ``multistyle run``).
 FALLBACK = Model(*(max(getattr(spec.memory, f) for spec in BUILTIN_BACKENDS.values() if spec.memory)
                    for f in Model._fields))

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from .backend import Backend, backend_for_weights, get_backend
 from .errors import MultistyleError, WeightsError, first_line
 from .images import atomic_path, check_writable
-from .vgg import CONV_INDICES, LAYERS, Weights, canonical_weights, load_npz, save_npz
+from .vgg import (CONV_INDICES, LAYERS, Weights, canonical_weights, load_npz, parse_weights_spec, random_weights,
+                  save_npz)
 
 ALL_CONVS = CONV_INDICES[-1]
 
@@ -104,3 +105,28 @@ def convert(source: str, destination: str) -> Tuple[Weights, Optional[str]]:
     weights, kind = read_weights(source)
     write_weights(weights, destination)
     return weights, kind
+
+
+class LoadedWeights(NamedTuple):
+    """VGG-19 weights already read: what :func:`load_weights` returns, and what ``transfer(weights=...)``
+    also accepts, so that many jobs (``multistyle batch``) read a weights file or model zoo once."""
+
+    arrays: Weights
+    label: str  # how results describe them: "imagenet (torch)", "random:0", a file path
+    untrained: bool
+
+
+def load_weights(spec: str, backend: Optional[Backend], last: int) -> LoadedWeights:
+    """Resolve ``--weights`` to arrays.  ``backend`` may be ``None`` for the specs that need no
+    framework (``random``, ``.npz``)."""
+    kind, value = parse_weights_spec(spec)
+    if kind == "random":
+        return LoadedWeights(random_weights(int(str(value)), last), f"random:{value}", True)
+    if kind == "imagenet":
+        if backend is None:
+            raise ValueError("the model zoo's weights need a backend")
+        raw = backend.load_zoo_weights()
+        return LoadedWeights(canonical_weights(raw, f"imagenet ({backend.name} model zoo)", last),
+                             f"imagenet ({backend.name})", False)
+    path = str(value)
+    return LoadedWeights(read_weights(path, last, backend)[0], path, False)

@@ -28,7 +28,8 @@ import browser
 from multistyle import batch, gallery
 from multistyle.backend import BUILTIN_BACKENDS, describe_backends
 from multistyle.cli import main
-from multistyle.transfer import Settings, transfer
+from multistyle.settings import Settings
+from multistyle.transfer import transfer
 
 INSTALLED = [row["name"] for row in describe_backends(sorted(BUILTIN_BACKENDS)) if row["usable"]]
 BACKEND = "torch" if "torch" in INSTALLED else (INSTALLED[0] if INSTALLED else "torch")

@@ -271,7 +271,7 @@ def test_stop_rules_judge_only_the_final_scale(backend_name, image_files, tmp_pa
 
 
 def test_presets_prints_every_presets_settings(capsys):
-    from multistyle.transfer import PRESETS
+    from multistyle.settings import PRESETS
 
     assert main(["presets", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(PRESETS))

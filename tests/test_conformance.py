@@ -12,7 +12,7 @@ from multistyle import losses
 from multistyle.backend import Backend, Optimizer
 from multistyle.errors import MultistyleError
 from multistyle.images import preprocess
-from multistyle.transfer import FeatureExtractor
+from multistyle.objective import FeatureExtractor
 from multistyle.vgg import LAYERS
 
 RNG = np.random.default_rng(11)
@@ -325,7 +325,8 @@ def _oracle_objective(weights, settings, content_x, style_x):
 
 
 def test_loss_and_gradient_match_the_oracle(backend, weights):
-    from multistyle.transfer import Settings, StyleLoss
+    from multistyle.objective import StyleLoss
+    from multistyle.settings import Settings
 
     rng = np.random.default_rng(21)
     content_x, style_x, x = (rng.standard_normal((1, 3, 16, 16)).astype(np.float32) for _ in range(3))

@@ -15,7 +15,8 @@ from multistyle import color, images
 from multistyle.backend import get_backend
 from multistyle.cli import main
 from multistyle.progress import ProgressBar
-from multistyle.transfer import Settings, UntrainedWeightsWarning, transfer
+from multistyle.settings import Settings
+from multistyle.transfer import UntrainedWeightsWarning, transfer
 
 SIZE = (24, 32)
 

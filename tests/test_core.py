@@ -16,7 +16,7 @@ from PIL import Image
 from multistyle import backend as registry
 from multistyle import images
 from multistyle.errors import BackendUnavailable, MultistyleError, WeightsError
-from multistyle.transfer import PRESETS, Settings
+from multistyle.settings import PRESETS, Settings
 from multistyle.vgg import (CONV_INDICES, LAYER_BY_NAME, LAYERS, canonical_weights, expected_shapes,
                             parse_weights_spec, random_weights, resolve_layers)
 
@@ -348,7 +348,7 @@ def test_device_errors():
 
 
 def test_stop_rules_ignore_a_single_spike():
-    from multistyle.transfer import stop_reason
+    from multistyle.loop import stop_reason
 
     def history(totals):
         return [{"epoch": i + 1, "total": t} for i, t in enumerate(totals)]
@@ -370,7 +370,7 @@ def test_stop_rules_ignore_a_single_spike():
 
 
 def test_scale_plan_halves_sizes_and_favours_coarse_scales():
-    from multistyle.transfer import scale_plan
+    from multistyle.loop import scale_plan
 
     assert scale_plan((300, 450), 1, 500) == [((300, 450), 500)]
     plan = scale_plan((300, 450), 3, 500)

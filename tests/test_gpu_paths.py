@@ -64,13 +64,15 @@ def test_a_worker_runs_auto_and_gpu_jobs_on_its_own_gpu(monkeypatch):
         def send(self, value):
             self.sent.append(value)
 
-    monkeypatch.setattr(batch.signal, "signal", lambda *args: None)  # the worker ignores Ctrl-C; not this process
-    monkeypatch.setattr(batch, "execute", lambda payload: payload["device"])
+    from multistyle.batch import local
+
+    monkeypatch.setattr(local.signal, "signal", lambda *args: None)  # the worker ignores Ctrl-C; not this process
+    monkeypatch.setattr(local, "execute", lambda payload: payload["device"])
     connection = Connection({"device": device} for device in ("auto", "gpu", "cpu", "gpu:0"))
-    batch._worker_main(connection, "gpu:1", None)
+    local._worker_main(connection, "gpu:1", None)
     assert connection.sent == ["gpu:1", "gpu:1", "cpu", "gpu:0"]  # an explicit device is the user's choice
     connection = Connection([{"device": "auto"}])
-    batch._worker_main(connection, None, None)  # a CPU worker leaves auto to the backend
+    local._worker_main(connection, None, None)  # a CPU worker leaves auto to the backend
     assert connection.sent == ["auto"]
 
 

@@ -21,7 +21,10 @@ import pytest
 from conftest import require
 from multistyle import get_backend, images
 from multistyle.backend import BUILTIN_BACKENDS
-from multistyle.transfer import FeatureExtractor, LoadedWeights, Settings, StyleLoss, initial_image, transfer
+from multistyle.objective import FeatureExtractor, StyleLoss
+from multistyle.settings import Settings
+from multistyle.transfer import initial_image, transfer
+from multistyle.weightfiles import LoadedWeights
 from multistyle.vgg import LAYERS
 from multistyle.weightfiles import read_weights
 

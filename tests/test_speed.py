@@ -14,7 +14,9 @@ from multistyle import memory
 from multistyle.backend import get_backend
 from multistyle.cli import main
 from multistyle.errors import MultistyleError
-from multistyle.transfer import READ_BATCH, Settings, UntrainedWeightsWarning, plan_memory, transfer
+from multistyle.loop import plan_memory, READ_BATCH
+from multistyle.settings import Settings
+from multistyle.transfer import UntrainedWeightsWarning, transfer
 
 
 def _run(backend_name, image_files, asynchronous, monkeypatch, **overrides):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from multistyle.errors import WeightsError
-from multistyle.transfer import FeatureExtractor, load_weights
+from multistyle.objective import FeatureExtractor
+from multistyle.weightfiles import load_weights
 from multistyle.vgg import CONV_INDICES
 
 LAST = 28  # conv5_1, the deepest layer of the d2l preset
@@ -75,7 +76,7 @@ def test_random_weights_are_the_same_on_every_backend(backend):
     a, label, untrained = load_weights("random:9", backend, LAST)
     assert untrained and label == "random:9"
     assert sorted(a) == [i for i in CONV_INDICES if i <= LAST]
-    code = ("import sys, hashlib; from multistyle.transfer import load_weights; "
+    code = ("import sys, hashlib; from multistyle.weightfiles import load_weights; "
             "w = load_weights('random:9', None, 28).arrays; "
             "print(sorted(m for m in ('torch', 'mxnet', 'paddle') if m in sys.modules)); "
             "print(hashlib.sha256(b''.join(w[i][k].tobytes() for i in sorted(w) for k in (0, 1))).hexdigest())")

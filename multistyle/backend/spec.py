@@ -18,7 +18,7 @@ from ..errors import MultistyleError
 
 class MemoryModel(NamedTuple):
     """Host memory of a run on the CPU: the process at rest (bytes), copies of the weights, copies of one pass's
-    activations.  Fitted by ``benchmarks/memory.py`` (peak resident set of a fresh ``multistyle run``)."""
+    activations.  Fitted by ``benchmarks/memory_report.py`` (peak resident set of a fresh ``multistyle run``)."""
 
     base: float
     weights: float

@@ -6,7 +6,7 @@ on synthetic weights, on the CPU) reports its own peak resident set size.  The p
 per-backend constants of each backend's spec (``memory=MemoryModel(...)`` in ``multistyle/backend/spec.py``) (least squares on the
 relative error) from the same measurements, to paste there.
 
-    python benchmarks/memory.py --sizes 150x225,300x450,600x900
+    python benchmarks/memory_report.py --sizes 150x225,300x450,600x900
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from multistyle import memory
-from multistyle.transfer import Settings, plan_memory
+from multistyle.loop import plan_memory
+from multistyle.settings import Settings
 from multistyle.vgg import LAYER_BY_NAME
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
@@ -30,7 +31,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "
 #: A fresh ``multistyle run`` that reports its own peak RSS (``VmHWM`` of its address space) on its last line.
 #: Not ``wait4``'s ``ru_maxrss``: Linux carries the parent's high-water mark into a child across ``exec``, so a
 #: child of a big process (this one, once it has imported a framework) would seem as big as its parent.
-RUN_AND_REPORT = ("import sys\nfrom multistyle.cli import main\nfrom multistyle.compare import peak_rss\n"
+RUN_AND_REPORT = ("import sys\nfrom multistyle.cli import main\nfrom multistyle.measure import peak_rss\n"
                   "code = main(sys.argv[1:])\nprint('peak_rss_bytes', peak_rss(), file=sys.stderr)\nsys.exit(code)")
 
 

@@ -1,0 +1,104 @@
+"""The job itself, run in a worker (a local worker process, or a Ray task); backends and weights kept per process."""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import time
+import warnings
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from .. import images
+from ..backend import Backend, get_backend
+from ..errors import MultistyleError, first_line
+from ..settings import Settings
+from ..transfer import UntrainedWeightsWarning, transfer
+from ..vgg import parse_weights_spec
+from ..weightfiles import LoadedWeights, load_weights
+
+_backends: Dict[Tuple[str, str], Backend] = {}
+_weights: Dict[Tuple[str, str, int], LoadedWeights] = {}
+
+
+def _cached_backend(name: str, device: str) -> Backend:
+    if (name, device) not in _backends:
+        _backends[name, device] = get_backend(name, device)
+    return _backends[name, device]
+
+
+def _cached_weights(backend: Backend, spec: str, last: int) -> Tuple[LoadedWeights, bool]:
+    """``(weights, reused)``: read once per worker and reused; a deeper job reads them again, deeper."""
+    owner = weights_owner({"backend": backend.name, "weights": spec})[0]
+    for (cached_owner, cached_spec, cached_last), loaded in _weights.items():
+        if (cached_owner, cached_spec) == (owner, spec) and cached_last >= last:
+            return loaded, True
+    loaded = _weights[owner, spec, last] = load_weights(spec, backend, last)
+    return loaded, False
+
+
+def execute(payload: Dict[str, Any], loaded: Union[None, str, LoadedWeights] = None,
+            content_data: Optional[bytes] = None, *style_data: bytes) -> Dict[str, Any]:
+    """Run one job in this process; return ``{"status": "done", "image": ..., ...}`` or
+    ``{"status": "failed", "reason": "one line"}``.
+
+    ``loaded``: weights read elsewhere (Ray's object store), or an error
+    message from reading them.  ``content_data``/``style_data``: the images'
+    bytes where the files are not on this machine.
+    """
+    started = time.perf_counter()
+    try:
+        if isinstance(loaded, str):
+            raise MultistyleError(loaded)
+        limit = payload["max_pixels"]
+        content = images.load_image(payload["content"], "--content", limit, data=content_data)
+        datas = list(style_data) or [None] * len(payload["style"])
+        styles = [images.load_image(path, "--style", limit, data=data) for path, data in zip(payload["style"], datas)]
+        backend = _cached_backend(payload["backend"], payload["device"])
+        reused = loaded is not None  # read elsewhere (Ray's object store)
+        if loaded is None:
+            loaded, reused = _cached_weights(backend, payload["weights"], payload["last"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UntrainedWeightsWarning)
+            result = transfer(content, styles, backend=backend, weights=loaded, size=payload["size"],
+                              settings=Settings(**payload["settings"]), max_pixels=limit,
+                              deterministic=payload["deterministic"], callback=fault_injection(payload))
+    except MultistyleError as exc:
+        return {"status": "failed", "reason": str(exc)}
+    except Exception as exc:  # the framework failed on this job (out of device memory, ...): the batch goes on
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")}
+    return {"status": "done", "image": result.image, "history": result.history, "backend": result.backend,
+            "device": result.device, "framework": result.framework_version, "weights": result.weights,
+            "untrained": result.untrained, "size": list(result.size), "stopped": result.stopped,
+            "seconds": time.perf_counter() - started, "host": platform.node(), "pid": os.getpid(),
+            "weights_reused": reused}
+
+
+def fault_injection(payload: Dict[str, Any]) -> Optional[Callable[..., None]]:
+    """For the tests of retries: ``payload["kill_once"]`` names a marker file; the first worker to run
+    an epoch of this job creates it and kills its own process with SIGKILL, as an out-of-memory kill
+    would; the retry finds the marker and runs to the end."""
+    marker = payload.get("kill_once")
+    if not marker:
+        return None
+
+    def callback(record: Dict[str, float], image: Callable[[], np.ndarray]) -> None:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return callback
+
+
+def weights_owner(payload: Dict[str, Any]) -> Tuple[str, str]:
+    """``(backend, spec)`` for weights only that backend's framework can read; ``("", spec)`` otherwise."""
+    spec = payload["weights"]
+    kind, _ = parse_weights_spec(spec)
+    native = kind == "imagenet" or (kind == "file" and not spec.lower().endswith(".npz"))
+    return (payload["backend"] if native else "", spec)
+
+

@@ -1,0 +1,59 @@
+"""``multistyle bench``: seconds per iteration of every usable backend at every size, each in a fresh process,
+against the backend's own floor measured in the same process."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from typing import Any, Dict, List, Sequence, Tuple
+
+from .errors import MultistyleError
+from .measure import median_step, run_isolated, usable_backends
+from .pages import megabytes
+
+
+def bench(backends: Sequence[str], sizes: Sequence[Tuple[int, int]], job: Dict[str, Any]
+          ) -> Tuple[List[Dict[str, Any]], Dict[str, str]]:
+    """Time ``job`` for every usable backend at every size, each in a fresh process."""
+    usable, unusable = usable_backends(backends)
+    if not usable:
+        raise MultistyleError("--backends: none of " + ", ".join(backends) + " is usable: "
+                              + "; ".join(unusable.values()))
+    rows = []
+    for name in usable:
+        for size in sizes:
+            label = f"{name} {size[0]}x{size[1]}"
+            print(f"bench: {label}, {job['settings']['epochs']} iterations ...", file=sys.stderr, flush=True)
+            r = run_isolated(dict(job, backend=name, size=list(size), label=label))
+            row: Dict[str, Any] = {"backend": name, "size": list(size)}
+            if "error" in r:
+                row["error"] = r["error"]
+            else:
+                median, low, high = median_step(r["history"])
+                if r.get("floor"):
+                    floor = statistics.median(r["floor"][1:])  # the first is warm-up
+                    row.update({"floor_seconds_per_iteration": floor, "over_floor": median / floor})
+                row.update({"framework": r["framework"], "device": r["device"], "iterations": len(r["history"]),
+                            "seconds_per_iteration": median, "seconds_p10": low, "seconds_p90": high,
+                            "iterations_per_second": 1.0 / median, "peak_rss_bytes": r["peak_rss_bytes"],
+                            "device_memory_bytes": r["device_memory_bytes"]})
+            rows.append(row)
+    return rows, unusable
+
+
+def bench_table(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """The lines ``multistyle bench`` prints."""
+    lines = [f"{'backend':8} {'size':>9} {'s/it':>8} {'p10-p90':>15} {'it/s':>6} {'floor s/it':>10} {'÷floor':>6} "
+             f"{'peak RSS':>9} {'device mem':>10}  framework, device"]
+    for row in rows:
+        size = f"{row['size'][0]}x{row['size'][1]}"
+        if "error" in row:
+            lines.append(f"{row['backend']:8} {size:>9} failed: {row['error']}")
+            continue
+        spread = f"{row['seconds_p10']:.3f}-{row['seconds_p90']:.3f}"
+        floor = (f"{row['floor_seconds_per_iteration']:10.4f} {row['over_floor']:6.2f}"
+                 if "floor_seconds_per_iteration" in row else f"{'-':>10} {'-':>6}")
+        lines.append(f"{row['backend']:8} {size:>9} {row['seconds_per_iteration']:8.4f} {spread:>15} "
+                     f"{row['iterations_per_second']:6.2f} {floor} {megabytes(row['peak_rss_bytes']):>9} "
+                     f"{megabytes(row['device_memory_bytes']):>10}  {row['framework']}, {row['device']}")
+    return lines

@@ -1,0 +1,87 @@
+"""``multistyle batch``: a grid of contents x styles, or a JOBS file whose rows override options."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, List
+
+from .. import images
+from ..backend import backend_names, parse_device
+from ..errors import MultistyleError
+from ..settings import blend_mismatch
+from ..vgg import parse_weights_spec
+from .common import Interrupted, backend_list, command_line
+from .options import job_options, override, settings_from
+
+
+def _batch_job(args: argparse.Namespace, content: str, style: List[str], backend: str, source: str) -> Any:
+    """One :class:`~multistyle.batch.BatchJob` from ``run``-style options; mistakes name ``source``."""
+    from ..batch import BatchJob
+
+    prefix = f"{source}: " if source else ""
+    try:
+        if backend not in backend_names():
+            raise MultistyleError(f"--backend: unknown backend {backend!r}; choose from {', '.join(backend_names())}")
+        parse_device(args.device)
+        parse_weights_spec(args.weights)
+        images.parse_size(str(args.size))
+        settings = settings_from(args).resolved()
+        if settings.style_blend is not None and len(settings.style_blend) != len(style):
+            raise MultistyleError(blend_mismatch(len(settings.style_blend), len(style)))
+    except MultistyleError as exc:
+        raise MultistyleError(prefix + str(exc)) from None
+    return BatchJob(content=content, style=style, backend=backend, device=args.device, weights=args.weights,
+                    size=str(args.size), max_pixels=args.max_pixels, deterministic=args.deterministic,
+                    settings=settings, source=source)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .. import batch
+
+    if args.jobs and (args.contents or args.styles):
+        raise MultistyleError("give either a JOBS file or --contents and --styles, not both")
+    if not args.jobs and not (args.contents and args.styles):
+        raise MultistyleError("give --contents and --styles (every pair runs), or a JOBS.csv or JOBS.json file")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise MultistyleError(f"--output: {args.output!r} is a file; batch writes a folder")
+    backends = backend_list(args.backend, "--backend")
+    jobs = []
+    if args.jobs:
+        options = job_options()
+        for row in batch.read_jobs_file(args.jobs):
+            job_args = argparse.Namespace(**vars(args))
+            for key, value in row.items():
+                if key in ("content", "style", "source"):
+                    continue
+                if key not in options:
+                    raise MultistyleError(f"{row['source']}: unknown option {key!r}; a job may set content, style "
+                                          f"and {', '.join(sorted(options))}")
+                setattr(job_args, key, override(options[key], value, row["source"]))
+            names = [job_args.backend] if "backend" in row else backends
+            jobs += [_batch_job(job_args, row["content"], row["style"], name, row["source"]) for name in names]
+    else:
+        contents = batch.expand_images(args.contents, "--contents")
+        styles = batch.expand_images(args.styles, "--styles")
+        jobs = [_batch_job(args, content, [style], backend, "")
+                for content in contents for style in styles for backend in backends]
+    untrained = any(parse_weights_spec(job.weights)[0] == "random" for job in jobs)
+    try:
+        data = batch.run_batch(jobs, args.output, engine=args.engine, workers=args.workers, retries=args.retries,
+                               ray_address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                               progress=not args.quiet and sys.stderr.isatty(),
+                               command=command_line(sys.argv[1:] if args.argv is None else args.argv),
+                               notice="multistyle: warning: VGG-19 has random weights (untrained); the results "
+                                      "will not look stylised. Use --weights imagenet or a weight file for real work."
+                               if untrained else "")
+    except KeyboardInterrupt:
+        raise Interrupted(f"before the batch ended; the jobs that finished are kept in {args.output} "
+                          f"(results.json lists them): run the same command again to resume") from None
+    s = data["summary"]
+    print(f"batch: {s['jobs']} jobs: {s['done']} done, {s['skipped']} skipped (done before), {s['failed']} failed "
+          f"in {s['seconds']:.1f} s ({s['ran_on'] or 'nothing to run'}); wrote "
+          f"{os.path.join(args.output, 'index.html')}, results.json, results.csv")
+    return 1 if s["failed"] else 0
+
+

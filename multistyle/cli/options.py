@@ -1,0 +1,261 @@
+"""The options of the job commands (``run``, ``compare``, ``bench``, ``batch``): one table, three uses.
+
+:data:`OPTIONS` drives argparse (:func:`add_options`), the per-job overrides
+of a JOBS file (:func:`job_options`, :func:`override`) and the help text.  An
+option's value is checked and converted by the same :class:`Option` in both
+places, so a JOBS file cell and a command-line flag cannot disagree.  Preset
+values appear in no help text: the help points to ``multistyle presets``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+
+from .. import color, images
+from ..backend import backend_names
+from ..batch import ENGINES
+from ..errors import MultistyleError
+from ..optim import OPTIMIZERS
+from ..settings import CLAMPS, DEFAULT_SIZE, POOLINGS, PRESETS, Settings
+
+RUN, COMPARE, BENCH, BATCH = "run", "compare", "bench", "batch"
+JOB_COMMANDS = (RUN, COMPARE, BENCH, BATCH)
+ALL = frozenset(JOB_COMMANDS)
+SINGLE = frozenset((RUN, COMPARE, BENCH))  # one content and one style list
+PRESET = "the preset's; see multistyle presets"
+
+#: The option groups a job of a batch may override (JOBS file columns or keys).
+JOB_OPTION_GROUPS = ("images", "backend and network", "algorithm")
+GROUP_DESCRIPTIONS = {"algorithm": "Options left out take the preset's value: `multistyle presets` prints them."}
+
+
+def _layers(text: str) -> List[str]:
+    return [part.strip() for part in text.split(",")]
+
+
+def _image_list(text: str) -> List[str]:
+    """``a.jpg,b.jpg`` -> two paths; a path that exists as given (commas and all) is one."""
+    if os.path.exists(text):
+        return [text]
+    paths = [part.strip() for part in text.split(",")]
+    if not all(paths):
+        raise argparse.ArgumentTypeError(f"expected comma-separated image files, got {text!r}")
+    return paths
+
+
+def _numbers(text: str) -> List[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its flag, group, the commands that have it, argparse's keywords, and per-command changes."""
+
+    flag: str
+    group: str
+    commands: FrozenSet[str]
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    per_command: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+    def keywords(self, command: str) -> Dict[str, Any]:
+        """argparse's keywords for ``command`` (``help`` may be a function of the command)."""
+        out = dict(self.kwargs, **self.per_command.get(command, {}))
+        out.pop("group", None)
+        if callable(out.get("help")):
+            out["help"] = out["help"]()
+        return out
+
+    def group_for(self, command: str) -> str:
+        return str(self.per_command.get(command, {}).get("group", self.group))
+
+
+def _opt(flag: str, group: str, commands: FrozenSet[str] = ALL,
+         per_command: Optional[Dict[str, Dict[str, Any]]] = None, **kwargs: Any) -> Option:
+    return Option(flag, group, frozenset(commands), kwargs, per_command or {})
+
+
+_BENCH_SYNTHETIC = " (default: a synthetic one)"
+_IMAGES, _NETWORK, _ALGO = "images", "backend and network", "algorithm"
+
+OPTIONS: Tuple[Option, ...] = (
+    # -- images ------------------------------------------------------------------------------------------------
+    _opt("--content", _IMAGES, SINGLE, {BENCH: {"required": False, "help": "content image" + _BENCH_SYNTHETIC}},
+         required=True, metavar="FILE", help="content image"),
+    _opt("--style", _IMAGES, SINGLE, {BENCH: {"required": False, "help": "style image, or several, comma-separated, "
+                                                                         "blended by --style-blend" + _BENCH_SYNTHETIC}},
+         required=True, metavar="FILE[,FILE...]", type=_image_list,
+         help="style image, or several, comma-separated, blended by --style-blend"),
+    _opt("--contents", _IMAGES, {BATCH}, metavar="DIR|GLOB", help="content images: a folder, a glob pattern or a file"),
+    _opt("--styles", _IMAGES, {BATCH}, metavar="DIR|GLOB", help="style images: a folder, a glob pattern or a file"),
+    _opt("--output", _IMAGES, ALL, {
+        RUN: {"metavar": "FILE", "help": "result image; the format follows the extension (.png .jpg .webp .tif .bmp)"},
+        COMPARE: {"help": "report folder: index.html, report.json, the images and plots"},
+        BENCH: {"required": False, "default": "bench.json", "metavar": "FILE",
+                "help": "JSON results (default: %(default)s)"},
+        BATCH: {"help": "output folder: one image and one JSON sidecar per job, results.json, results.csv and the "
+                        "gallery index.html"}}, required=True, metavar="DIR"),
+    _opt("--sizes", _IMAGES, {BENCH}, default="150x225,300x450", metavar="HxW,...",
+         help="comma-separated working sizes (default: %(default)s)"),
+    _opt("--floor", _IMAGES, {BENCH}, type=int, default=8, metavar="N",
+         help="also time N iterations of the backend's floor (its VGG-19, frozen: forward and input gradient only) "
+              "in the same process, and print s/it ÷ floor; 0: off (default: %(default)s)"),
+    _opt("--size", _IMAGES, {RUN, COMPARE, BATCH}, default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", metavar="HxW|N",
+         help="working size as HEIGHTxWIDTH, or one number for the long edge keeping the content's aspect ratio "
+              "(default: %(default)s)"),
+    _opt("--max-pixels", _IMAGES, type=int, default=images.DEFAULT_MAX_PIXELS, metavar="N",
+         help="refuse input images with more pixels than this (default: %(default)s)"),
+    # -- backend and network ----------------------------------------------------------------------------------
+    _opt("--backend", _NETWORK, {RUN, BATCH}, {
+        RUN: {"help": lambda: f"one of {', '.join(backend_names())} (default: %(default)s)"},
+        BATCH: {"metavar": "NAME[,NAME...]",
+                "help": lambda: f"one of {', '.join(backend_names())}, or several, comma-separated: every content x "
+                                "style pair runs on each (default: %(default)s)"}}, default="torch"),
+    _opt("--backends", _NETWORK, {COMPARE, BENCH}, default=None, metavar="NAMES",
+         help="comma-separated backends (default: every registered one)"),
+    _opt("--device", _NETWORK, default="auto", help="auto, cpu, gpu or gpu:N (default: %(default)s)"),
+    _opt("--weights", _NETWORK, ALL, {BENCH: {"default": "random:0"}}, default="imagenet", metavar="SPEC",
+         help="imagenet (the framework's model zoo), random[:SEED] (untrained, for tests), or a file: .npz, .pth, "
+              ".params, .pdparams (default: %(default)s)"),
+    # -- algorithm ---------------------------------------------------------------------------------------------
+    _opt("--preset", _ALGO, default=Settings.preset, choices=list(PRESETS),
+         help="d2l: the chapter's MXNet/Paddle layers; d2l-pytorch: what its PyTorch code computes (ReLU outputs); "
+              "d2l-mxnet: its MXNet code's learning rate; pytorch-tutorial: the PyTorch tutorial (L-BFGS, pixel "
+              "space); viblo: the same with RMSprop; fast: the d2l objective, coarse to fine on a shorter schedule "
+              "(default: %(default)s)"),
+    _opt("--epochs", _ALGO, ALL, {BENCH: {"default": 20, "help": "optimizer iterations (default: %(default)s)"}},
+         type=int, default=None, help=f"optimizer iterations (default: {PRESET})"),
+    _opt("--optimizer", _ALGO, default=None, choices=list(OPTIMIZERS),
+         help=f"default: {PRESET}; `multistyle backends` lists whose code computes each"),
+    _opt("--lr", _ALGO, type=float, default=None, help=f"learning rate (default: Adam {PRESET}; L-BFGS 1; RMSprop 0.01)"),
+    _opt("--lr-decay", _ALGO, type=float, default=None,
+         help=f"multiply the rate by this every --lr-decay-every epochs (default: {PRESET})"),
+    _opt("--lr-decay-every", _ALGO, type=int, default=None, metavar="EPOCHS", help=f"default: {PRESET}"),
+    _opt("--line-search", _ALGO, action="store_true",
+         help="L-BFGS only: strong-Wolfe line search (several loss evaluations per iteration)"),
+    _opt("--clamp", _ALGO, default=None, choices=list(CLAMPS),
+         help=f"where the image is clamped to its valid range: inside every loss evaluation, after every step, at "
+              f"the end, never (default: {PRESET})"),
+    _opt("--scales", _ALGO, type=int, default=None, metavar="N",
+         help=f"coarse to fine: optimise first at 1/2**(N-1) of the size, then double it, starting each scale from "
+              f"the last result; the epochs go mostly to the small scales (default: {PRESET})"),
+    _opt("--until-loss", _ALGO, type=float, default=None, metavar="VALUE",
+         help="stop once the total loss is at or below VALUE"),
+    _opt("--tol", _ALGO, type=float, default=None, metavar="REL",
+         help="stop once the best loss of the last 20 epochs is less than REL (relative) below the best before them"),
+    _opt("--content-weight", _ALGO, type=float, default=None, help=f"default: {PRESET}"),
+    _opt("--style-weight", _ALGO, type=float, default=None,
+         help=f"default: {PRESET}; for d2l the chapter's effective weight (README: The d2l defaults)"),
+    _opt("--tv-weight", _ALGO, type=float, default=None, help=f"default: {PRESET}"),
+    _opt("--content-layers", _ALGO, type=_layers, default=None, metavar="NAMES",
+         help=f"comma-separated VGG-19 layers, each optionally NAME:WEIGHT (default: {PRESET}; weight 1)"),
+    _opt("--style-layers", _ALGO, type=_layers, default=None, metavar="NAMES",
+         help=f"comma-separated VGG-19 layers, each optionally NAME:WEIGHT, e.g. conv1_1:1,conv2_1:0.5 "
+              f"(default: {PRESET}; weight 1)"),
+    _opt("--style-blend", _ALGO, type=_numbers, default=None, metavar="W,W,...",
+         help="one weight per style image (>= 0, normalised to sum 1): each style layer's target is the weighted "
+              "sum of the styles' Gram matrices (default: equal)"),
+    _opt("--style-scale", _ALGO, type=float, default=None, metavar="S",
+         help="resize each style image to S x the working size's long edge, keeping its aspect ratio, before "
+              "taking its features: the size of the texture (default: the style is resized to the working size "
+              "itself, as the chapter does)"),
+    _opt("--preserve-color", _ALGO, default=Settings.preserve_color, choices=list(color.MODES),
+         help="luminance: keep the result's luminance and the content's colours (YUV, after optimisation); "
+              "histogram: match the style's colour mean and covariance to the content's (before) "
+              "(default: %(default)s)"),
+    _opt("--pooling", _ALGO, default=Settings.pooling, choices=list(POOLINGS),
+         help="VGG-19's pooling layers: max (its own) or avg, often smoother (default: %(default)s)"),
+    _opt("--init", _ALGO, default=Settings.init, metavar="content|noise|style|FILE",
+         help="the start image: the content image, seeded noise, the (first) style image or an image file, resized "
+              "to the working size (default: %(default)s)"),
+    _opt("--seed", _ALGO, type=int, default=Settings.seed, help="default: %(default)s"),
+    _opt("--deterministic", _ALGO, action="store_true",
+         help="turn on the framework's deterministic switches (GPU convolutions); slower"),
+    # -- batch: the engine -------------------------------------------------------------------------------------
+    _opt("--engine", "engine", {BATCH}, default="local", choices=list(ENGINES),
+         help="local: a pool of worker processes on this machine; ray: each job a Ray task, on --ray-address or a "
+              "local Ray (pip install 'multistyle[ray]') (default: %(default)s)"),
+    _opt("--workers", "engine", {BATCH}, type=int, default=None, metavar="N",
+         help="local engine: worker processes, each loading its backend and weights once (default: one per GPU; "
+              "one on a CPU-only machine, as a job uses every core)"),
+    _opt("--retries", "engine", {BATCH}, type=int, default=2, metavar="N",
+         help="run a job whose worker process died (killed, out of memory, a lost Ray node) up to N more times; a "
+              "job that fails because of its input is not retried (default: %(default)s)"),
+    _opt("--ray-address", "engine", {BATCH}, default=None, metavar="ADDRESS",
+         help="ray engine: the cluster to connect to, e.g. ray://head:10001 or auto (default: start a local Ray)"),
+    _opt("--num-cpus", "engine", {BATCH}, type=float, default=None, metavar="N",
+         help="ray engine: CPUs per job (default: 1)"),
+    _opt("--num-gpus", "engine", {BATCH}, type=float, default=None, metavar="N",
+         help="ray engine: GPUs per job (default: 1 where the cluster has GPUs, else 0)"),
+    # -- run: reporting and planning ---------------------------------------------------------------------------
+    _opt("--log", "reporting", {RUN}, metavar="FILE", help="per-epoch losses and timings, .csv or .json"),
+    _opt("--save-every", "reporting", {RUN}, type=int, default=0, metavar="N",
+         help="also save the image every N epochs, as OUTPUT-stem.epochNNNNN.ext"),
+    _opt("--animate", "reporting", {RUN}, metavar="FILE",
+         help="also write the optimisation as an animation, .gif or .webp: a frame every --animate-every epochs, "
+              "the result last"),
+    _opt("--animate-every", "reporting", {RUN}, type=int, default=0, metavar="N",
+         help="epochs between animation frames (default: about 50 frames in all)"),
+    _opt("--quiet", "reporting", {RUN, BATCH}, {BATCH: {"group": "engine"}}, action="store_true",
+         help="no progress bar"),
+    _opt("--plan", "planning", {RUN}, action="store_true",
+         help="print the job's plan and predicted peak memory, and stop (loads no framework)"),
+    _opt("--max-memory", "planning", {RUN}, default=None, metavar="SIZE",
+         help="refuse, before any work, a job predicted to need more memory than SIZE (e.g. 4G, 1.5GiB); the error "
+              "names the largest size that fits"),
+)
+
+
+def add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add every option of ``command`` to ``parser``, in the table's order, in their groups."""
+    groups: Dict[str, Any] = {}
+    for option in OPTIONS:
+        if command not in option.commands:
+            continue
+        title = option.group_for(command)
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title, GROUP_DESCRIPTIONS.get(title))
+        groups[title].add_argument(option.flag, **option.keywords(command))
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The :class:`Settings` the parsed options ask for (options left out: the preset's)."""
+    return Settings(**{f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)})
+
+
+def job_options() -> Dict[str, Option]:
+    """The options a job of a JOBS file may set, by name (``max_pixels``, ``style_weight``, ...)."""
+    return {option.dest: option for option in OPTIONS
+            if BATCH in option.commands and option.group in JOB_OPTION_GROUPS
+            and option.dest not in ("contents", "styles", "output")}
+
+
+def override(option: Option, value: Any, source: str) -> Any:
+    """A JOBS file's value for one option, converted and checked as the command line would."""
+    keywords = option.keywords(BATCH)
+    if keywords.get("action") == "store_true":
+        text = str(value).strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise MultistyleError(f"{source}: {option.flag}: expected true or false, got {value!r}")
+        return text in ("true", "1", "yes")
+    text = ",".join(str(part) for part in value) if isinstance(value, list) else str(value)
+    convert: Callable[[str], Any] = keywords.get("type") or str
+    try:
+        converted = convert(text)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        detail = str(exc) if isinstance(exc, argparse.ArgumentTypeError) else f"invalid value {text!r}"
+        raise MultistyleError(f"{source}: {option.flag}: {detail}") from None
+    choices = keywords.get("choices")
+    if choices is not None and converted not in choices:
+        raise MultistyleError(f"{source}: {option.flag}: expected one of {', '.join(map(str, choices))}, "
+                              f"got {text!r}")
+    return converted

@@ -1,0 +1,149 @@
+"""Measurement in child processes, in one place: a job run and timed in a fresh process, its backend's floor,
+peak memory, and the statistics of seconds per iteration.
+
+Each backend runs in its own child process (``spawn``), so that its peak
+memory is its own, a framework's import-time settings cannot leak into
+another's, and a crash in one framework does not take the others down.
+``compare``, ``bench`` and ``explain`` all measure through here.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import statistics
+import sys
+import time
+import warnings
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from . import images
+from .backend import describe_backends, get_backend
+from .errors import MultistyleError, first_line
+from .progress import ProgressBar
+from .settings import ResolvedSettings, Settings
+from .transfer import UntrainedWeightsWarning, transfer
+from .vgg import deepest_index
+from .weightfiles import load_weights
+
+
+def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one backend's job in this process and measure it.  Runs in a child process."""
+    settings = Settings(**job["settings"])
+    every = max(1, int(job.get("snapshot_every", 1)))
+    snapshots: Dict[int, np.ndarray] = {}
+    label = job.get("label", job["backend"])
+    bar = ProgressBar(settings.epochs, sys.stderr, enabled=sys.stderr.isatty(), label=label)
+
+    def on_epoch(record: Dict[str, float], current: Any) -> None:
+        bar.update(record)
+        epoch = int(record["epoch"])
+        if job.get("snapshots") and (epoch % every == 0 or epoch == settings.epochs):
+            snapshots[epoch] = current()
+
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UntrainedWeightsWarning)
+            result = transfer(job["content"], job["style"], backend=job["backend"], device=job["device"],
+                              weights=job["weights"], size=tuple(job["size"]), settings=settings,
+                              max_pixels=job.get("max_pixels", images.DEFAULT_MAX_PIXELS), callback=on_epoch,
+                              deterministic=job.get("deterministic", False),
+                              snapshot_every=every if job.get("snapshots") else 0)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    rss = peak_rss()  # the run's own, before the floor (below) allocates a network of its own
+    floor = floor_times(job, settings.resolved(), int(job["floor"])) if job.get("floor") else None
+    return {"backend": result.backend, "label": label, "optimizer": settings.optimizer, "floor": floor,
+            "device": result.device, "framework": result.framework_version,
+            "weights": result.weights, "untrained": result.untrained, "size": list(result.size),
+            "history": result.history, "image": result.image, "snapshots": snapshots, "seconds": seconds,
+            "peak_rss_bytes": rss,
+            "device_memory_bytes": result.peak_device_memory}
+
+
+def floor_times(job: Dict[str, Any], settings: ResolvedSettings, iterations: int) -> List[float]:
+    """Seconds per iteration of the backend's bare floor for this job: its VGG-19 up to the deepest layer in
+    use, frozen, forward and the gradient with respect to the input only; no losses, no optimizer."""
+    B = get_backend(job["backend"], job["device"])
+    layers = list(settings.layers)
+    weights, _, _ = load_weights(job["weights"], B, deepest_index(layers))
+    net = B.vgg19_layers(weights, deepest_index(layers))
+    height, width = job["size"]
+    x = B.asarray(np.random.default_rng(0).standard_normal((1, 3, height, width), dtype=np.float32))
+
+    def forward(t: Any) -> Any:
+        for layer in net:
+            t = layer(t)
+        return B.mean(t)
+
+    times = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        loss, grad = B.loss_and_grad(forward, x)
+        B.to_numpy(B.pack([loss, B.mean(grad)]))  # waits for both, on an asynchronous device too
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process, in bytes.
+
+    ``VmHWM`` where Linux has it: ``ru_maxrss`` would also count the parent's
+    peak, which Linux carries across ``exec`` into a spawned child.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def call_isolated(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a fresh child process (``spawn``); its exceptions are raised here."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def run_isolated(job: Dict[str, Any]) -> Dict[str, Any]:
+    """:func:`run_job` in a fresh child process; any failure comes back as ``{"error": "one line"}``."""
+    failed = {"backend": job["backend"], "label": job.get("label", job["backend"])}
+    try:
+        return call_isolated(run_job, job)
+    except MultistyleError as exc:
+        return dict(failed, error=str(exc))
+    except concurrent.futures.process.BrokenProcessPool:
+        return dict(failed, error="the worker process died (out of memory, or a crash in the framework)")
+    except Exception as exc:  # anything else in the worker (CUDA out of memory, a framework bug): this run failed
+        return dict(failed, error=f"{type(exc).__name__}: {first_line(exc)}".rstrip(": "))
+
+
+def usable_backends(names: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
+    """Split ``names`` into usable backends and ``{name: reason}`` for the others."""
+    rows = {row["name"]: row for row in describe_backends(list(names))}
+    usable = [name for name in names if rows[name]["usable"]]
+    return usable, {name: rows[name]["reason"] for name in names if not rows[name]["usable"]}
+
+
+def median_step(history: Sequence[Dict[str, float]]) -> Tuple[float, float, float]:
+    """Median, and 10th/90th percentile, of seconds per iteration, warm-up excluded.
+
+    Warm-up: the first 10 % of iterations, at least one and never all of them.
+    """
+    times = [row["seconds"] for row in history]
+    warmup = min(max(1, len(times) // 10), len(times) - 1)
+    steady = sorted(times[warmup:])
+    pick = lambda q: steady[min(len(steady) - 1, int(q * len(steady)))]  # noqa: E731
+    return statistics.median(steady), pick(0.1), pick(0.9)
+
+

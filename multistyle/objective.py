@@ -1,0 +1,110 @@
+"""The objective of one job on one backend: VGG-19 features, Gram targets and the weighted loss terms.
+
+The formulas live in :mod:`multistyle.losses`; this module decides which
+layers feed which term, with what weight, and computes the targets once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import images
+from .backend import Backend
+from .errors import MultistyleError
+from .losses import content_loss, gram, style_loss, tv_loss
+from .settings import ResolvedSettings, blend_mismatch
+from .vgg import LAYER_BY_NAME, Weights, deepest_index
+
+
+class FeatureExtractor:
+    """Runs VGG-19 up to the deepest requested layer and keeps named outputs."""
+
+    def __init__(self, backend: Backend, weights: Weights, layer_names: Sequence[str], pooling: str = "max") -> None:
+        self.last = deepest_index(layer_names)
+        self.layers = backend.vgg19_layers(weights, self.last, pooling=pooling)
+        self.wanted = {LAYER_BY_NAME[name].index: name for name in layer_names}
+
+    def __call__(self, x: Any) -> Dict[str, Any]:
+        outputs = {}
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index in self.wanted:
+                outputs[self.wanted[index]] = x
+        return outputs
+
+
+class StyleLoss:
+    """The objective of one job on one backend: targets computed once, loss terms per image.
+
+    ``terms(x)`` returns native scalar tensors ``content``, ``style`` and
+    ``tv``, each already multiplied by its weight, and their sum ``total``
+    (``tv`` is ``None`` when its weight is 0: the term is then not computed).
+    ``x`` and the images given here are in the preset's domain: normalised, or
+    pixels in [0, 1] that the objective normalises first.  ``style_x`` is one
+    image or a list: each style layer's target is the blend of their Gram
+    matrices (``settings.style_blend``, equal by default).  A layer whose
+    weight is 0 is left out, as if it had not been named.
+    """
+
+    def __init__(self, backend: Backend, weights: Weights, settings: ResolvedSettings,
+                 content_x: np.ndarray, style_x: Union[np.ndarray, Sequence[np.ndarray]]) -> None:
+        self.B = backend
+        self.settings = settings
+        self.pixel = settings.pixel_domain
+        if self.pixel:
+            self.mean = backend.asarray(images.RGB_MEAN.reshape(1, 3, 1, 1))
+            self.std = backend.asarray(images.RGB_STD.reshape(1, 3, 1, 1))
+        self.content = _weighted(settings.content_layers, settings.content_layer_weights)
+        self.style = _weighted(settings.style_layers, settings.style_layer_weights)
+        self.layer_names = list(dict.fromkeys([name for name, _ in self.content + self.style]))
+        self.extract = FeatureExtractor(backend, weights, self.layer_names, settings.pooling)
+        content_features = self.features(backend.asarray(content_x))
+        self.content_targets = [content_features[name] for name, _ in self.content]
+        styles = [style_x] if isinstance(style_x, np.ndarray) else list(style_x)
+        blend = settings.style_blend or [1.0 / len(styles)] * len(styles)
+        if len(blend) != len(styles):
+            raise MultistyleError(blend_mismatch(len(blend), len(styles)))
+        grams: List[Any] = [None] * len(self.style)
+        for image, share in zip(styles, blend):
+            if share == 0:
+                continue
+            features = self.features(backend.asarray(image))
+            for k, (name, _) in enumerate(self.style):
+                term = gram(backend, features[name]) if share == 1 else share * gram(backend, features[name])
+                grams[k] = term if grams[k] is None else grams[k] + term
+        self.style_targets = grams
+
+    def features(self, x: Any) -> Dict[str, Any]:
+        """VGG-19 features of an image in the preset's domain."""
+        return self.extract((x - self.mean) / self.std if self.pixel else x)
+
+    def terms(self, x: Any) -> Dict[str, Any]:
+        B, settings = self.B, self.settings
+        features = self.features(x)
+        content = sum_terms([_scaled(weight, content_loss(B, features[name], target))
+                             for (name, weight), target in zip(self.content, self.content_targets)])
+        style = sum_terms([_scaled(weight, style_loss(B, features[name], target))
+                           for (name, weight), target in zip(self.style, self.style_targets)])
+        out = {"content": settings.content_weight * content, "style": settings.style_weight * style,
+               "tv": settings.tv_weight * tv_loss(B, x) if settings.tv_weight else None}
+        out["total"] = out["content"] + out["style"] if out["tv"] is None else out["content"] + out["style"] + out["tv"]
+        return out
+
+
+def _weighted(names: Sequence[str], weights: Sequence[float]) -> List[Tuple[str, float]]:
+    """``(layer, weight)`` pairs of a resolved setting, layers of weight 0 left out."""
+    return [(name, float(weight)) for name, weight in zip(names, weights) if weight != 0]
+
+
+def _scaled(weight: float, term: Any) -> Any:
+    return term if weight == 1 else weight * term
+
+
+def sum_terms(terms: Sequence[Any]) -> Any:
+    """Sum a non-empty list of loss tensors."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total

@@ -1,0 +1,280 @@
+"""Presets and settings: what a run is asked for, checked once into a frozen :class:`ResolvedSettings`.
+
+Defaults reproduce the "Neural Style Transfer" chapter of Dive into Deep
+Learning: VGG-19, style layers ``conv1_1 conv2_1 conv3_1 conv4_1 conv5_1``,
+content layer ``conv4_4`` (outputs before the ReLU), Adam with learning rate
+0.3 multiplied by 0.8 every 50 epochs, 500 epochs, a 300x450 image started
+from the content image and never clamped while it is optimised.
+
+The chapter writes ``style_weight = 1e3`` but sums ``10 * styles_l + ...``,
+a list repeated ten times, so the style term really enters the total loss
+with weight 1e4.  multistyle states that effective weight: ``style_weight``
+defaults to 1e4 and the reported style loss is the term that enters the total.
+
+Two more recipes are presets: ``pytorch-tutorial`` (the PyTorch tutorial
+"Neural Transfer Using PyTorch": L-BFGS in pixel space) and ``viblo`` (the
+same objective with RMSprop).  In pixel space the image lives in [0, 1] and
+the ImageNet normalisation is the first operation of the objective
+(``ResolvedSettings.pixel_domain``); in the d2l presets the image is optimised
+already normalised.  A preset fixes every default (layers, loss weights,
+optimizer, rate and its decay, epochs, where the image is clamped); any of
+them can still be set explicitly.
+
+:class:`Settings` holds what a user gave (``None``: "the preset's");
+:meth:`Settings.resolved` applies the preset, checks every value and returns a
+:class:`ResolvedSettings`, whose fields have the same names and are all set.
+Only ``until_loss``, ``tol``, ``style_blend`` and ``style_scale`` may stay
+``None``, where ``None`` is itself a choice (no stop rule, equal blend, the
+style resized to the content's size).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+from . import color
+from .errors import MultistyleError
+from .optim import DEFAULT_LR, OPTIMIZERS
+from .vgg import resolve_layers
+
+D2L_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+#: The tutorial counts convolutions: its conv_1 ... conv_5 are these, and its content layer conv_4 is conv2_2.
+TUTORIAL_STYLE_LAYERS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1")
+
+_D2L = {"style_layers": D2L_STYLE_LAYERS, "content_layers": ("conv4_4",), "adam_lr": 0.3, "optimizer": "adam",
+        "domain": "normalized", "clamp": "none", "content_weight": 1.0, "style_weight": 1e4, "tv_weight": 10.0,
+        "epochs": 500, "lr_decay": 0.8, "lr_decay_every": 50, "scales": 1}
+_TUTORIAL = {"style_layers": TUTORIAL_STYLE_LAYERS, "content_layers": ("conv2_2",),
+             # Adam is not part of these recipes; this rate is the chapter's 0.3 in normalised units
+             # expressed in pixel units (x the ImageNet standard deviation, about 0.226).
+             "adam_lr": 0.07, "domain": "pixel", "clamp": "closure", "content_weight": 1.0, "style_weight": 1e6,
+             "tv_weight": 0.0, "epochs": 300, "lr_decay": 1.0, "lr_decay_every": 50, "scales": 1}
+
+#: Named settings.  ``d2l`` is the chapter as its MXNet and Paddle code
+#: computes it; ``d2l-pytorch`` is what its PyTorch code really computes
+#: (torchvision's in-place ReLUs overwrite the stored conv outputs, so it uses
+#: the ReLU outputs, except for conv5_1, the last layer of its cut network);
+#: ``d2l-mxnet`` is its MXNet code's learning rate.  ``pytorch-tutorial`` is
+#: the PyTorch tutorial (L-BFGS, clamped inside each evaluation), ``viblo``
+#: the Viblo article built on it (RMSprop with torch's defaults).
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "d2l": _D2L,
+    "d2l-pytorch": dict(_D2L, style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "conv5_1"),
+                        content_layers=("relu4_4",)),
+    "d2l-mxnet": dict(_D2L, adam_lr=0.9),
+    "pytorch-tutorial": dict(_TUTORIAL, optimizer="lbfgs"),
+    "viblo": dict(_TUTORIAL, optimizer="rmsprop"),
+    # The d2l objective, optimised coarse to fine on a shorter schedule (README: Time to a finished image).
+    "fast": dict(_D2L, scales=2, epochs=400, lr_decay_every=30),
+}
+
+#: Starting images (or an image file's path).
+INITS = ("content", "noise", "style")
+POOLINGS = ("max", "avg")
+
+#: Where the image is clamped to its valid range: inside every loss evaluation
+#: (the tutorial's closure), after every optimizer step, only at the end, never.
+CLAMPS = ("closure", "step", "end", "none")
+
+DEFAULT_SIZE = (300, 450)
+
+
+@dataclass(frozen=True)
+class ResolvedSettings:
+    """Settings with the preset applied and every value checked: what the algorithm reads."""
+
+    preset: str
+    content_layers: Tuple[str, ...]
+    style_layers: Tuple[str, ...]
+    optimizer: str
+    lr: float
+    lr_decay: float
+    lr_decay_every: int
+    epochs: int
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    clamp: str
+    line_search: bool
+    until_loss: Optional[float]
+    tol: Optional[float]
+    scales: int
+    init: Union[str, "os.PathLike[str]"]
+    seed: int
+    style_blend: Optional[Tuple[float, ...]]
+    style_scale: Optional[float]
+    preserve_color: str
+    pooling: str
+    content_layer_weights: Tuple[float, ...]
+    style_layer_weights: Tuple[float, ...]
+
+    @property
+    def pixel_domain(self) -> bool:
+        """True when the image is optimised as pixels in [0, 1] (the tutorial presets), False when normalised."""
+        return bool(PRESETS[self.preset]["domain"] == "pixel")
+
+    @property
+    def layers(self) -> Tuple[str, ...]:
+        """The content layers, then the style layers."""
+        return self.content_layers + self.style_layers
+
+    def resolved(self) -> "ResolvedSettings":
+        """Checked again, so that ``dataclasses.replace`` on resolved settings cannot skip the checks."""
+        return Settings(**{f.name: getattr(self, f.name) for f in fields(self)}).resolved()
+
+
+@dataclass
+class Settings:
+    """Hyper-parameters of one run; ``None`` means "take it from the preset"."""
+
+    preset: str = "d2l"
+    content_layers: Optional[Sequence[str]] = None
+    style_layers: Optional[Sequence[str]] = None
+    optimizer: Optional[str] = None
+    lr: Optional[float] = None
+    lr_decay: Optional[float] = None
+    lr_decay_every: Optional[int] = None
+    epochs: Optional[int] = None
+    content_weight: Optional[float] = None
+    style_weight: Optional[float] = None
+    tv_weight: Optional[float] = None
+    clamp: Optional[str] = None
+    line_search: bool = False
+    until_loss: Optional[float] = None
+    tol: Optional[float] = None
+    scales: Optional[int] = None
+    init: str = "content"
+    seed: int = 0
+    style_blend: Optional[Sequence[float]] = None
+    style_scale: Optional[float] = None
+    preserve_color: str = "none"
+    pooling: str = "max"
+    content_layer_weights: Optional[Sequence[float]] = None
+    style_layer_weights: Optional[Sequence[float]] = None
+
+    def resolved(self) -> ResolvedSettings:
+        """The preset applied and every value checked."""
+        if self.preset not in PRESETS:
+            raise MultistyleError(f"--preset: unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+        preset = PRESETS[self.preset]
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("optimizer", "lr_decay", "lr_decay_every", "epochs", "content_weight", "style_weight",
+                     "tv_weight", "clamp", "scales"):
+            if values[name] is None:
+                values[name] = preset[name]
+        optimizer = values["optimizer"]
+        if optimizer not in OPTIMIZERS:
+            raise MultistyleError(f"--optimizer: expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        if self.lr is None:
+            values["lr"] = float(preset["adam_lr"] if optimizer == "adam" else DEFAULT_LR[optimizer])
+        for kind in ("content", "style"):
+            given = values[f"{kind}_layers"]
+            values[f"{kind}_layers"], values[f"{kind}_layer_weights"] = _layer_weights(
+                preset[f"{kind}_layers"] if given is None else given, values[f"{kind}_layer_weights"],
+                f"--{kind}-layers")
+        values["style_blend"] = _blend(self.style_blend)
+        out = ResolvedSettings(**values)
+        _check(out)
+        return out
+
+
+def _check(out: ResolvedSettings) -> None:
+    """Raise a one-line error for the first value of ``out`` that is out of range."""
+    _positive("--epochs", out.epochs, integer=True)
+    _positive("--lr", out.lr)
+    _positive("--lr-decay", out.lr_decay)
+    if out.lr_decay > 1:
+        raise MultistyleError(f"--lr-decay: expected a factor in (0, 1], got {out.lr_decay!r}")
+    _positive("--lr-decay-every", out.lr_decay_every, integer=True)
+    for option, value in (("--content-weight", out.content_weight), ("--style-weight", out.style_weight),
+                          ("--tv-weight", out.tv_weight)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise MultistyleError(f"{option}: expected a number >= 0, got {value!r}")
+    if out.init not in INITS and not os.path.isfile(os.fspath(out.init)):
+        raise MultistyleError(f"--init: expected {', '.join(INITS)} or an image file, got {out.init!r} "
+                              f"(no such file)")
+    if out.style_scale is not None:
+        _positive("--style-scale", out.style_scale)
+    for option, value, choices in (("--preserve-color", out.preserve_color, color.MODES),
+                                   ("--pooling", out.pooling, POOLINGS), ("--clamp", out.clamp, CLAMPS)):
+        if value not in choices:
+            raise MultistyleError(f"{option}: expected one of {', '.join(choices)}, got {value!r}")
+    _positive("--scales", out.scales, integer=True)
+    if out.scales > out.epochs:
+        raise MultistyleError(f"--scales: {out.scales} scales need at least as many epochs, got {out.epochs}")
+    if out.until_loss is not None:
+        _positive("--until-loss", out.until_loss)
+    if out.tol is not None and not (isinstance(out.tol, (int, float)) and 0 < out.tol < 1):
+        raise MultistyleError(f"--tol: expected a relative improvement between 0 and 1 (e.g. 0.001), "
+                              f"got {out.tol!r}")
+    if out.line_search and out.optimizer != "lbfgs":
+        raise MultistyleError(f"--line-search: only L-BFGS has a line search, not {out.optimizer}; "
+                              f"use --optimizer lbfgs or drop --line-search")
+    if not isinstance(out.seed, int) or isinstance(out.seed, bool) or out.seed < 0:
+        raise MultistyleError(f"--seed: expected an integer >= 0, got {out.seed!r}")
+
+
+def _layer_weights(entries: Sequence[str], weights: Optional[Sequence[float]],
+                   option: str) -> Tuple[Tuple[str, ...], Tuple[float, ...]]:
+    """Names and weights from ``NAME`` or ``NAME:WEIGHT`` entries (weight 1 when left out)."""
+    names, parsed, given = [], [], False
+    for entry in entries:
+        name, separator, text = str(entry).partition(":")
+        names.append(name.strip())
+        given = given or bool(separator)
+        try:
+            value = float(text) if separator else 1.0
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise MultistyleError(f"{option}: the weight of {name.strip() or '?'} must be a number >= 0, got "
+                                  f"{text.strip()!r}; write NAME:WEIGHT, e.g. conv1_1:0.5")
+        parsed.append(value)
+    names = resolve_layers(names, option)
+    if weights is not None:
+        if given or len(weights) != len(names):
+            raise MultistyleError(f"{option}: give layer weights either as NAME:WEIGHT or as a list of "
+                                  f"{len(names)} numbers, not both")
+        parsed = [float(w) for w in weights]
+        if not all(math.isfinite(w) and w >= 0 for w in parsed):
+            raise MultistyleError(f"{option}: layer weights must be numbers >= 0, got {list(weights)}")
+    if not any(parsed):
+        raise MultistyleError(f"{option}: every layer has weight 0; give one a positive weight "
+                              f"(or set the loss's own weight to 0)")
+    return tuple(names), tuple(parsed)
+
+
+def _blend(weights: Optional[Sequence[float]]) -> Optional[Tuple[float, ...]]:
+    """Style blend weights normalised to sum 1 (``None``: equal weights)."""
+    if weights is None:
+        return None
+    values = [float(w) for w in weights]
+    if not values or not all(math.isfinite(w) and w >= 0 for w in values) or not any(values):
+        raise MultistyleError(f"--style-blend: expected numbers >= 0, not all 0, one per style, got "
+                              f"{','.join(str(w) for w in weights)!r}")
+    total = sum(values)
+    return tuple(w / total for w in values)
+
+
+def _positive(option: str, value: Any, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or value <= 0:
+        what = "a positive integer" if integer else "a positive number"
+        raise MultistyleError(f"{option}: expected {what}, got {value!r}")
+
+
+def blend_mismatch(weights: int, styles: int) -> str:
+    """The error for a ``--style-blend`` whose length is not the number of styles."""
+    return (f"--style-blend: {weights} weight{'s' if weights != 1 else ''} for {styles} style "
+            f"image{'s' if styles != 1 else ''}; give one weight per style")
+
+
+def settings_dict(settings: Union[Settings, ResolvedSettings]) -> Dict[str, Any]:
+    """Settings as JSON-friendly values."""
+    out = asdict(settings)
+    for key in ("content_layers", "style_layers"):
+        out[key] = list(out[key]) if out[key] is not None else None
+    return out
