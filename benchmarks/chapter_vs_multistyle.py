@@ -33,8 +33,7 @@ from typing import Dict, Tuple
 # when it is unset, which would slow every loop in this process to one core.
 os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
-import d2l_chapter  # noqa: E402
-import floor  # noqa: E402
+from multistyle.references import d2l_chapter, floor  # noqa: E402
 import multistyle  # noqa: E402
 from multistyle import images  # noqa: E402
 from multistyle.vgg import random_weights  # noqa: E402

@@ -19,7 +19,7 @@ import platform
 import sys
 
 import chapter_vs_multistyle
-import floor
+from multistyle.references import floor
 import memory_report as memory_benchmark
 import time_to_loss
 from multistyle.memory import format_bytes

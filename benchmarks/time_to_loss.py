@@ -42,7 +42,7 @@ def run(backend: str, size: List[int], weights: str, **settings: Any) -> Dict[st
 
 def chapter_seconds(backend: str, size: List[int], iterations: int = 8) -> float:
     """Median seconds per iteration of the chapter's own loop (after two warm-up iterations)."""
-    import d2l_chapter
+    from multistyle.references import d2l_chapter
     from multistyle import images
     from multistyle.vgg import random_weights
 

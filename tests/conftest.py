@@ -1,41 +1,44 @@
-"""Shared fixtures: one ``backend`` per registered framework, tiny images, synthetic weights.
+"""Shared fixtures and the markers' requirements.
 
-A backend whose framework is not installed is skipped, unless the
-environment variable ``MULTISTYLE_TEST_BACKENDS`` (comma-separated) names it:
-then its absence fails the run, so a tox env that lost its framework cannot
-pass by testing nothing.
+Fixtures: one ``backend`` per registered framework, tiny images, synthetic weights.  A test marked
+``backend``, ``ray``, ``notebook``, ``browser`` or ``gpu`` skips where what it needs is missing, or fails
+where ``MULTISTYLE_TEST_REQUIRE`` names it (:mod:`support.needs`).  Tests that take the ``backend`` fixture
+are marked ``backend(name)`` here, so ``pytest -m "not backend"`` runs what needs no framework.
 """
 
 from __future__ import annotations
-
-import os
-from typing import List
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from multistyle.backend import BUILTIN_BACKENDS, get_backend, load_backend_class
-from multistyle.errors import BackendUnavailable
+from multistyle.backend import BUILTIN_BACKENDS, get_backend
 from multistyle.vgg import random_weights, save_npz
+from support.needs import require, required
+
+#: Markers whose need is checked before the test's fixtures are set up.
+NEEDS = ("ray", "notebook", "browser", "gpu")
 
 
-def required_backends() -> List[str]:
-    names = [n.strip() for n in os.environ.get("MULTISTYLE_TEST_BACKENDS", "").split(",") if n.strip()]
-    unknown = [n for n in names if n not in BUILTIN_BACKENDS]
-    if unknown:
-        raise pytest.UsageError(f"MULTISTYLE_TEST_BACKENDS names unknown backends {unknown}")
-    return names
+def pytest_configure(config) -> None:
+    required()  # an unknown name in MULTISTYLE_TEST_REQUIRE stops the run before any test
 
 
-def require(name: str) -> None:
-    """Skip (or fail, if required) when backend ``name`` cannot be loaded."""
-    try:
-        load_backend_class(name)
-    except BackendUnavailable as exc:
-        if name in required_backends():
-            pytest.fail(f"backend {name} is required by MULTISTYLE_TEST_BACKENDS but unusable: {exc}")
-        pytest.skip(str(exc))
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        name = getattr(item, "callspec", None) and item.callspec.params.get("backend_name")
+        if name:
+            item.add_marker(pytest.mark.backend(name))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    for marker in item.iter_markers("backend"):
+        for name in marker.args:
+            require(name)
+    for need in NEEDS:
+        if item.get_closest_marker(need):
+            require(need)
 
 
 @pytest.fixture(params=sorted(BUILTIN_BACKENDS), scope="session")

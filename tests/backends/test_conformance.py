@@ -1,0 +1,365 @@
+"""What every backend must do, checked the same way for each (see the ``backend`` fixture)."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from multistyle import losses
+from multistyle.backend import Backend, Optimizer
+from multistyle.errors import MultistyleError
+from multistyle.images import preprocess
+from multistyle.objective import FeatureExtractor
+from multistyle.vgg import LAYERS
+from support import oracle
+
+RNG = np.random.default_rng(11)
+X = RNG.standard_normal((1, 4, 5, 6)).astype(np.float32)
+
+
+def test_is_a_complete_backend(backend):
+    from multistyle.backend import BUILTIN_BACKENDS
+
+    assert isinstance(backend, Backend)
+    # The registry knows the native formats before importing the framework; it must agree.
+    assert BUILTIN_BACKENDS[backend.name].weight_suffixes == backend.weight_suffixes
+    assert backend.device == "cpu"
+    assert isinstance(backend.framework_version(), str) and backend.framework_version()
+    assert backend.available_devices()[0] == "cpu"
+    # Every backend offers every optimizer: its framework's own, or the core's written over the protocol.
+    offered = backend.optimizers()
+    assert list(offered) == ["adam", "lbfgs", "rmsprop"]
+    # ... and what it says computes each one is what runs: the object that backend.optimizer(name) returns
+    # drives that framework class, or is that core class.
+    for name, source in offered.items():
+        optimizer = backend.optimizer(name, np.zeros((1, 3, 2, 2), np.float32), 0.1, 1.0, 1)
+        assert _runs(optimizer) == source, name
+
+
+def _runs(optimizer):
+    """Whose code computes ``optimizer``'s steps, found in the object itself (not in what the backend declares)."""
+    import multistyle.optim
+
+    if type(optimizer).__module__ == "multistyle.optim":
+        assert getattr(multistyle.optim, type(optimizer).__name__) is type(optimizer)
+        return f"multistyle.optim.{type(optimizer).__name__}"
+    if hasattr(optimizer, "_trainer"):  # Gluon: a Trainer around an mxnet.optimizer
+        return f"gluon.Trainer({type(optimizer._trainer.optimizer).__name__.lower()!r})"
+    inner = optimizer._optimizer  # torch.optim / paddle.optimizer: the public class it is an instance of
+    public = {"torch": "torch.optim", "paddle": "paddle.optimizer"}[type(inner).__module__.split(".")[0]]
+    assert getattr(importlib.import_module(public), type(inner).__name__) is type(inner)
+    return f"{public}.{type(inner).__name__}"
+
+
+def test_tensors_round_trip_as_float32_numpy(backend):
+    t = backend.asarray(X.astype(np.float64))
+    back = backend.to_numpy(t)
+    assert isinstance(back, np.ndarray)
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, X)
+    assert backend.shape(t) == (1, 4, 5, 6)
+    assert all(type(d) is int for d in backend.shape(t))
+
+
+def test_item_is_a_python_float(backend):
+    value = backend.item(backend.mean(backend.asarray(X)))
+    assert type(value) is float
+    assert value == pytest.approx(float(X.mean()), rel=1e-5)
+
+
+def test_pack_joins_detached_scalars_and_vectors(backend):
+    x = backend.asarray(X)
+    scalars = [backend.mean(x), backend.sum(backend.square(x)), backend.max(x)]
+    packed = backend.pack(scalars)
+    assert backend.shape(packed) == (3,)
+    np.testing.assert_allclose(backend.to_numpy(packed), [X.mean(), np.square(X).sum(), X.max()], rtol=1e-5)
+    twice = backend.to_numpy(backend.pack([packed, backend.pack(scalars[:1])]))
+    np.testing.assert_allclose(twice, [X.mean(), np.square(X).sum(), X.max(), X.mean()], rtol=1e-5)
+    # Detached: a loss packed for reading later keeps no graph alive.  d(c * mean)/dx is c / n with c
+    # the packed (constant) mean; were it attached, d(mean**2)/dx would be twice that.
+    _, grad = backend.loss_and_grad(lambda t: backend.sum(backend.pack([backend.mean(t)]) * backend.mean(t)), x)
+    np.testing.assert_allclose(backend.to_numpy(grad), np.full(X.shape, X.mean() / X.size), rtol=1e-4)
+
+
+def test_asarray_copies(backend):
+    source = X.copy()
+    t = backend.asarray(source)
+    source[...] = 0
+    assert np.abs(backend.to_numpy(t)).sum() > 0
+
+
+@pytest.mark.parametrize("op, ref", [("square", np.square), ("abs", np.abs)])
+def test_elementwise(backend, op, ref):
+    out = getattr(backend, op)(backend.asarray(X))
+    np.testing.assert_allclose(backend.to_numpy(out), ref(X), rtol=1e-5, atol=1e-6)
+
+
+def test_matrix_ops_and_native_slicing(backend):
+    a = RNG.standard_normal((3, 7)).astype(np.float32)
+    t = backend.asarray(a)
+    np.testing.assert_allclose(backend.to_numpy(backend.matmul(t, backend.transpose(t))), a @ a.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(backend.to_numpy(backend.reshape(t, (7, 3))), a.reshape(7, 3))
+    x = backend.asarray(X)
+    np.testing.assert_allclose(backend.to_numpy(x[:, :, 1:, :] - x[:, :, :-1, :]), X[:, :, 1:, :] - X[:, :, :-1, :],
+                               rtol=1e-6)
+
+
+def test_losses_match_the_float64_oracle(backend):
+    y = RNG.standard_normal(X.shape).astype(np.float32)
+    bx, by = backend.asarray(X), backend.asarray(y)
+    np.testing.assert_allclose(backend.to_numpy(losses.gram(backend, bx)), oracle.gram(X.astype(np.float64)),
+                               rtol=1e-5, atol=1e-6)
+    assert backend.item(losses.content_loss(backend, bx, by)) == pytest.approx(oracle.content_loss(X, y), rel=1e-5)
+    g = backend.asarray(oracle.gram(y.astype(np.float64)))
+    assert backend.item(losses.style_loss(backend, bx, g)) == pytest.approx(oracle.style_loss(X, oracle.gram(y)), rel=1e-4)
+    assert backend.item(losses.tv_loss(backend, bx)) == pytest.approx(oracle.tv_loss(X), rel=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_vgg_features_match_the_oracle(backend, weights, pooling):
+    x = RNG.standard_normal((1, 3, 32, 48)).astype(np.float32)  # pool5 is 1x1
+    names = [layer.name for layer in LAYERS]
+    got = FeatureExtractor(backend, weights, names, pooling)(backend.asarray(x))
+    want = oracle.features(x, weights, names, pooling)
+    for name in names:
+        ref = want[name]
+        out = backend.to_numpy(got[name])
+        assert out.shape == ref.shape, name
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max(), err_msg=f"layer {name}")
+
+
+def test_network_is_cut_after_the_deepest_layer(backend, weights):
+    extractor = FeatureExtractor(backend, weights, ["conv1_1", "relu2_1"])
+    assert len(extractor.layers) == 7  # conv1_1 .. relu2_1
+
+
+def test_stored_conv_output_is_not_overwritten_by_relu(backend, weights):
+    x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    got = FeatureExtractor(backend, weights, ["conv1_1", "relu1_1", "conv1_2"])(backend.asarray(x))
+    conv = backend.to_numpy(got["conv1_1"])
+    assert (conv < 0).any(), "a conv output with no negative value cannot tell in-place ReLUs apart"
+    np.testing.assert_allclose(backend.to_numpy(got["relu1_1"]), np.maximum(conv, 0), rtol=1e-6)
+    np.testing.assert_allclose(conv, oracle.features(x, weights, ["conv1_1"])["conv1_1"], rtol=1e-4, atol=1e-4)
+
+
+def _native_vgg19(name, weights):
+    """The framework's own VGG-19 ``features`` (its model zoo's architecture, untrained) with ``weights``
+    copied into its convolutions by index: ``[(kind, in_channels, out_channels, layer)]`` up to pool5."""
+    if name == "torch":
+        import torch
+        import torchvision
+
+        net = torchvision.models.vgg19(weights=None).features.eval()
+        kinds = {torch.nn.Conv2d: "conv", torch.nn.ReLU: "relu", torch.nn.MaxPool2d: "pool"}
+        layers = []
+        for index, layer in enumerate(net):
+            if isinstance(layer, torch.nn.Conv2d):
+                with torch.no_grad():
+                    layer.weight.copy_(torch.from_numpy(weights[index][0]))
+                    layer.bias.copy_(torch.from_numpy(weights[index][1]))
+                channels = (layer.in_channels, layer.out_channels)
+            else:
+                channels = (None, None)
+            # torchvision's ReLUs work in place: each output is cloned before the next layer can change it.
+            layers.append((kinds[type(layer)], *channels, lambda x, layer=layer: layer(x).clone()))
+        return layers
+    if name == "mxnet":
+        from mxnet import nd
+        from mxnet.gluon import nn as gnn
+        from mxnet.gluon.model_zoo import vision
+
+        net = vision.vgg19(pretrained=False)
+        net.initialize()
+        net.features(nd.zeros((1, 3, 32, 32)))  # Gluon infers the input channels on a first pass
+        layers = []
+        for index, layer in enumerate(net.features):
+            if isinstance(layer, gnn.Dense):  # Gluon's features go on to the classifier's dense layers
+                break
+            if isinstance(layer, gnn.Conv2D):
+                layer.weight.set_data(nd.array(weights[index][0]))
+                layer.bias.set_data(nd.array(weights[index][1]))
+                kind, channels = "conv", layer.weight.shape[1::-1]
+            else:
+                kind = "relu" if isinstance(layer, gnn.Activation) and layer._act_type == "relu" else (
+                    "pool" if isinstance(layer, gnn.MaxPool2D) else type(layer).__name__)
+                channels = (None, None)
+            layers.append((kind, *channels, layer))
+        return layers
+    import paddle
+
+    net = paddle.vision.models.vgg19(pretrained=False).features
+    kinds = {paddle.nn.Conv2D: "conv", paddle.nn.ReLU: "relu", paddle.nn.MaxPool2D: "pool"}
+    layers = []
+    for index, layer in enumerate(net):
+        if isinstance(layer, paddle.nn.Conv2D):
+            layer.weight.set_value(weights[index][0])
+            layer.bias.set_value(weights[index][1])
+            channels = (layer.weight.shape[1], layer.weight.shape[0])
+        else:
+            channels = (None, None)
+        layers.append((kinds.get(type(layer), type(layer).__name__), *channels, layer))
+    return layers
+
+
+def test_the_layer_table_is_the_frameworks_own_vgg19(backend, weights):
+    """The oracle and every backend build their network from ``vgg.LAYERS``: here that table meets each
+    framework's own VGG-19, layer by layer, all the way to pool5 (kinds, channels and outputs)."""
+    layers = _native_vgg19(backend.name, weights)
+    assert [(kind, c_in, c_out) for kind, c_in, c_out, _ in layers] == [
+        (spec.kind, spec.in_channels, spec.out_channels) if spec.kind == "conv" else (spec.kind, None, None)
+        for spec in LAYERS]
+    x = RNG.standard_normal((1, 3, 32, 48)).astype(np.float32)  # pool5 is 1x1
+    want = oracle.features(x, weights, [spec.name for spec in LAYERS])
+    out = backend.asarray(x)
+    for spec, (_, _, _, layer) in zip(LAYERS, layers):
+        out = layer(out)
+        got, ref = backend.to_numpy(out), want[spec.name]
+        assert got.shape == ref.shape, spec.name
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max(), err_msg=spec.name)
+
+
+def _quadratic_closure(backend, g):
+    """A loss whose gradient with respect to the image is exactly ``g``."""
+    coefficient = backend.asarray(g)
+    n = float(g.size)
+    return lambda x: backend.mean(x * coefficient) * n
+
+
+def test_adam_matches_reference_with_step_decay_and_tiny_gradients(backend):
+    rng = np.random.default_rng(5)
+    start = rng.standard_normal((1, 3, 4, 5)).astype(np.float32)
+    grads = []
+    for step in range(20):
+        g = rng.standard_normal(start.shape) * 10.0 ** rng.integers(-7, 1, start.shape)
+        grads.append(g.astype(np.float32))
+    optimizer = backend.optimizer("adam", start, lr=0.3, lr_decay=0.8, lr_decay_every=3)
+    assert isinstance(optimizer, Optimizer)
+    lrs = [0.3 * 0.8 ** (step // 3) for step in range(20)]
+    reference = oracle.adam(start, grads, lrs)
+    for step, g in enumerate(grads):
+        assert optimizer.lr == pytest.approx(lrs[step], rel=1e-6), f"learning rate at step {step}"
+        optimizer.step(_quadratic_closure(backend, g))
+        optimizer.epoch_end()
+        # Tolerance: 1e-5 of how far the steps so far could move a pixel.  MXNet's
+        # kernel forms 1 - beta2 in float32 (0.00099998713), so its v is 1.3e-5
+        # low and each of its steps 6.5e-6 long; torch and Paddle do better.
+        travel = sum(lrs[: step + 1])
+        np.testing.assert_allclose(backend.to_numpy(optimizer.image), next(reference), rtol=1e-5, atol=1e-5 * travel,
+                                   err_msg=f"parameters after step {step + 1}")
+
+
+def test_optimizer_returns_the_closure_loss(backend):
+    start = np.ones((1, 3, 2, 2), dtype=np.float32)
+    optimizer = backend.optimizer("adam", start, lr=0.1, lr_decay=1.0, lr_decay_every=1)
+    loss = optimizer.step(lambda x: backend.mean(backend.square(x)))
+    assert backend.item(loss) == pytest.approx(1.0)
+    assert backend.to_numpy(optimizer.image).max() == pytest.approx(0.9, rel=1e-5)
+
+
+def test_unknown_optimizer_is_refused(backend):
+    with pytest.raises(MultistyleError, match="optimizer"):
+        backend.optimizer("sgd-with-wishes", np.zeros((1, 3, 2, 2), np.float32), 0.1, 1.0, 1)
+
+
+def test_seed_makes_noise_runs_repeatable(backend):
+    from multistyle import transfer
+
+    content = np.full((20, 20, 3), 120, np.uint8)
+    results = [transfer(content, content, backend=backend, weights="random:1", size=(16, 16), epochs=2,
+                        init="noise", seed=seed).array for seed in (3, 3, 4)]
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-5)
+    assert np.abs(results[0] - results[2]).mean() > 0.1  # another seed, another start
+
+
+def test_preprocessed_input_reaches_the_backend_unchanged(backend, monkeypatch):
+    """A run hands the backend exactly the content that preprocess() makes of the file, resized and normalised
+    once in NumPy, so every backend sees the same input bytes."""
+    from PIL import Image
+
+    from multistyle import transfer
+
+    pixels = RNG.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    expected = preprocess(Image.fromarray(pixels), (16, 24))
+    received = []
+    original = backend.asarray
+    monkeypatch.setattr(backend, "asarray", lambda array: received.append(np.array(array)) or original(array))
+    transfer(pixels, pixels, backend=backend, weights="random:1", size=(16, 24), epochs=1,
+             content_layers=["conv1_1"], style_layers=["conv1_1"])
+    inputs = [array for array in received if array.shape == expected.shape]
+    assert inputs, "the content never reached the backend as an image"
+    np.testing.assert_array_equal(inputs[0], expected)
+
+
+def _trainable(backend, layers):
+    """How many backbone parameters would receive gradients, asked the framework's own way."""
+    if backend.name == "torch":
+        return sum(p.requires_grad for layer in layers for p in layer.parameters())
+    if backend.name == "mxnet":
+        return sum(p.grad_req != "null" for layer in layers for p in layer.collect_params().values())
+    return sum(not p.stop_gradient for layer in layers for p in layer.parameters())
+
+
+def test_backbone_is_frozen(backend, weights):
+    layers = FeatureExtractor(backend, weights, ["conv5_1"]).layers
+    assert len(layers) == 29
+    assert _trainable(backend, layers) == 0
+
+
+def _oracle_objective(weights, settings, content_x, style_x):
+    names = list(dict.fromkeys(settings.content_layers + settings.style_layers))
+    content_targets = oracle.features(content_x, weights, names)
+    style_grams = {n: oracle.gram(f) for n, f in oracle.features(style_x, weights, names).items()}
+
+    def terms(x):
+        f = oracle.features(x, weights, names)
+        out = {"content": settings.content_weight * sum(oracle.content_loss(f[n], content_targets[n])
+                                                        for n in settings.content_layers),
+               "style": settings.style_weight * sum(oracle.style_loss(f[n], style_grams[n]) for n in settings.style_layers),
+               "tv": settings.tv_weight * oracle.tv_loss(x)}
+        out["total"] = out["content"] + out["style"] + out["tv"]
+        return out
+
+    return terms
+
+
+def test_loss_and_gradient_match_the_oracle(backend, weights):
+    from multistyle.objective import StyleLoss
+    from multistyle.settings import Settings
+
+    rng = np.random.default_rng(21)
+    content_x, style_x, x = (rng.standard_normal((1, 3, 16, 16)).astype(np.float32) for _ in range(3))
+    settings = Settings().resolved()
+    objective = StyleLoss(backend, weights, settings, content_x, style_x)
+    reference = _oracle_objective(weights, settings, content_x.astype(np.float64), style_x.astype(np.float64))
+    want = reference(x.astype(np.float64))
+    got = objective.terms(backend.asarray(x))
+    for term in ("content", "style", "tv", "total"):
+        assert backend.item(got[term]) == pytest.approx(want[term], rel=1e-4), f"{term} loss"
+    value, grad = backend.value_and_grad(lambda t: objective.terms(t)["total"], x)
+    assert isinstance(grad, np.ndarray) and grad.shape == x.shape and grad.dtype == np.float32
+    assert value == pytest.approx(want["total"], rel=1e-4)
+    # Central differences in float64 (h small enough to rarely straddle a ReLU kink): at a few chosen pixels
+    # (corners, edges, the middle) and at 64 more drawn at random from all 768, the same on every backend.
+    numeric = _NUMERIC.get("gradient")
+    if numeric is None:
+        numeric = _NUMERIC["gradient"] = _central_differences(reference, x.astype(np.float64), GRADIENT_PIXELS)
+    for index, value in zip(GRADIENT_PIXELS, numeric):
+        assert grad[index] == pytest.approx(value, rel=1e-3, abs=1e-5 * float(np.abs(grad).max())), f"gradient at {index}"
+
+
+_NUMERIC: dict = {}
+_CHOSEN = [(0, 0, 0, 0), (0, 1, 7, 9), (0, 2, 15, 3), (0, 0, 8, 8), (0, 1, 3, 14)]
+_DRAWN = np.random.default_rng(64).choice(3 * 16 * 16, size=64, replace=False)
+GRADIENT_PIXELS = _CHOSEN + [(0, *np.unravel_index(int(k), (3, 16, 16))) for k in _DRAWN]
+
+
+def _central_differences(reference, x, pixels, h=1e-4):
+    out = []
+    for index in pixels:
+        shifted = [x.copy(), x.copy()]
+        shifted[0][index] += h
+        shifted[1][index] -= h
+        out.append((reference(shifted[0])["total"] - reference(shifted[1])["total"]) / (2 * h))
+    return out

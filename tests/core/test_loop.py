@@ -1,0 +1,110 @@
+"""The optimisation loop: stop rules, the multi-scale plan, and batched loss reads.
+
+An asynchronous device (a GPU) reads losses back in batches; the records, stop rules and errors must be
+the same as reading every epoch.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from multistyle.backend import get_backend
+from multistyle.errors import MultistyleError
+from multistyle.loop import READ_BATCH
+from multistyle.settings import Settings
+from multistyle.transfer import UntrainedWeightsWarning, transfer
+
+
+def test_stop_rules_ignore_a_single_spike():
+    from multistyle.loop import stop_reason
+
+    def history(totals):
+        return [{"epoch": i + 1, "total": t} for i, t in enumerate(totals)]
+
+    settings = Settings(tol=0.01).resolved()
+    improving = [100.0 * 0.99 ** i for i in range(30)]  # 1 % an epoch: 18 % over 20 epochs
+    assert stop_reason(settings, history(improving)) == ""
+    spiky = improving[:29] + [1e6]  # an L-BFGS blow-up on the last epoch: the window's best still improved
+    assert stop_reason(settings, history(spiky)) == ""
+    flat = improving[:10] + [improving[9] * (1 - 0.001)] * 20  # 0.1 % over the last 20 epochs
+    assert "(< --tol 0.01) over the 20 epochs to epoch 30" in stop_reason(settings, history(flat))
+    assert stop_reason(settings, history(flat[:20])) == ""  # no full window before epoch 21
+    # A spike just before the window is not the baseline either: the best loss before it is.
+    stalled = improving[:9] + [1e6] + [improving[8] * (1 - 0.001)] * 20
+    assert "(< --tol 0.01) over the 20 epochs to epoch 30" in stop_reason(settings, history(stalled))
+    target = Settings(until_loss=50.0).resolved()
+    assert stop_reason(target, history([80.0, 50.0])) == "the loss reached 50 <= --until-loss 50 at epoch 2"
+    assert stop_reason(target, history([80.0, 50.1])) == ""
+
+
+def test_scale_plan_halves_sizes_and_favours_coarse_scales():
+    from multistyle.loop import scale_plan
+
+    assert scale_plan((300, 450), 1, 500) == [((300, 450), 500)]
+    plan = scale_plan((300, 450), 3, 500)
+    assert [size for size, _ in plan] == [(75, 112), (150, 225), (300, 450)]
+    assert [epochs for _, epochs in plan] == [287, 142, 71] and sum(e for _, e in plan) == 500
+    assert [e for _, e in scale_plan((64, 64), 3, 3)] == [1, 1, 1]  # every scale gets an epoch
+    with pytest.raises(MultistyleError, match="--scales: 3 scales of 40x60 make the coarsest 10x15, smaller than 16"):
+        scale_plan((40, 60), 3, 10)
+    with pytest.raises(MultistyleError, match="--scales: 4 scales need at least as many epochs, got 3"):
+        Settings(scales=4, epochs=3).resolved()
+
+
+def _run(backend_name, image_files, asynchronous, monkeypatch, **overrides):
+    B = get_backend(backend_name, "cpu")
+    monkeypatch.setattr(type(B), "asynchronous", property(lambda self: asynchronous))
+    reads, seen = [], []
+    original = B.to_numpy
+
+    def counting(tensor):
+        if len(B.shape(tensor)) == 1:
+            reads.append(B.shape(tensor)[0])
+        return original(tensor)
+
+    monkeypatch.setattr(B, "to_numpy", counting)
+
+    def on_epoch(record, image):
+        seen.append((int(record["epoch"]), image() if record["epoch"] % 6 == 0 else None))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWeightsWarning)
+        result = transfer(image_files["content"], image_files["style"], backend=B, weights="random:0",
+                          size=(24, 32), callback=on_epoch, snapshot_every=6, **overrides)
+    return result, reads, seen
+
+
+def test_an_asynchronous_device_reads_losses_in_batches_with_the_same_records(backend_name, image_files,
+                                                                             monkeypatch):
+    eager, eager_reads, eager_seen = _run(backend_name, image_files, False, monkeypatch, epochs=19)
+    batched, batched_reads, batched_seen = _run(backend_name, image_files, True, monkeypatch, epochs=19)
+    assert len(eager_reads) == 19  # one transfer per epoch, not one per loss term
+    # Epoch 1 alone (its warm-up time is not shared), then at most READ_BATCH epochs, cut at each snapshot
+    # epoch (6, 12, 18) and at the last: 2-6, 7-12, 13-18, 19.
+    assert READ_BATCH >= 6
+    assert len(batched_reads) == 5 and sum(batched_reads) == 19 * 4
+    assert [epoch for epoch, _ in batched_seen] == list(range(1, 20)) == [epoch for epoch, _ in eager_seen]
+    for key in ("content", "style", "tv", "total"):
+        np.testing.assert_allclose([r[key] for r in batched.history], [r[key] for r in eager.history], rtol=1e-5)
+    assert [r["evaluations"] for r in batched.history] == [1] * 19
+    # At snapshot epochs the callback's image is that epoch's, as without batching.
+    for (epoch, a), (_, b) in zip(batched_seen, eager_seen):
+        if a is not None:
+            assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, epoch
+    np.testing.assert_allclose(batched.array, eager.array, rtol=1e-4, atol=1e-4)
+
+
+def test_stop_rules_read_every_epoch_even_on_an_asynchronous_device(backend_name, image_files, monkeypatch):
+    probe, _, _ = _run(backend_name, image_files, False, monkeypatch, epochs=10)
+    target = probe.history[4]["total"] * (1 + 1e-4)
+    result, reads, _ = _run(backend_name, image_files, True, monkeypatch, epochs=10, until_loss=target)
+    assert len(result.history) == 5 and len(reads) == 5
+    assert result.stopped.startswith("the loss reached")
+
+
+def test_a_non_finite_loss_names_its_epoch_within_a_batch(backend_name, image_files, monkeypatch):
+    with pytest.raises(Exception, match=r"the loss became (nan|inf) at epoch \d+; lower --lr"):
+        _run(backend_name, image_files, True, monkeypatch, epochs=12, lr=1e30)

@@ -1,0 +1,64 @@
+"""Presets and ``Settings``: what each preset sets, and settings that are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from multistyle.errors import MultistyleError
+from multistyle.settings import PRESETS, Settings
+
+
+def test_presets():
+    d2l = Settings().resolved()
+    assert d2l.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    assert d2l.content_layers == ("conv4_4",) and d2l.lr == 0.3
+    assert (d2l.epochs, d2l.lr_decay, d2l.lr_decay_every) == (500, 0.8, 50)
+    assert (d2l.content_weight, d2l.style_weight, d2l.tv_weight) == (1.0, 1e4, 10.0)
+    torch_variant = Settings(preset="d2l-pytorch").resolved()
+    assert torch_variant.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "conv5_1")
+    assert torch_variant.content_layers == ("relu4_4",)
+    assert Settings(preset="d2l-mxnet").resolved().lr == 0.9
+    assert Settings(preset="d2l-mxnet", lr=0.1).resolved().lr == 0.1
+    assert set(PRESETS) == {"d2l", "d2l-pytorch", "d2l-mxnet", "pytorch-tutorial", "viblo", "fast"}
+    assert d2l.scales == 1
+    assert (d2l.optimizer, d2l.clamp) == ("adam", "none")
+    tutorial = Settings(preset="pytorch-tutorial").resolved()
+    # The tutorial's conv_1..conv_5 and conv_4, named canonically.
+    assert tutorial.style_layers == ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1")
+    assert tutorial.content_layers == ("conv2_2",)
+    assert (tutorial.optimizer, tutorial.lr, tutorial.clamp, tutorial.epochs) == ("lbfgs", 1.0, "closure", 300)
+    assert (tutorial.content_weight, tutorial.style_weight, tutorial.tv_weight, tutorial.lr_decay) == (1, 1e6, 0, 1)
+    viblo = Settings(preset="viblo").resolved()
+    assert (viblo.optimizer, viblo.lr, viblo.style_layers) == ("rmsprop", 0.01, tutorial.style_layers)
+    # Each optimizer has its own default rate unless --lr is given.
+    assert Settings(optimizer="lbfgs").resolved().lr == 1.0 and Settings(optimizer="rmsprop").resolved().lr == 0.01
+    assert Settings(preset="viblo", optimizer="lbfgs", lr=0.5).resolved().lr == 0.5
+
+
+def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_objective():
+    fast, d2l = PRESETS["fast"], PRESETS["d2l"]
+    for key in ("style_layers", "content_layers", "content_weight", "style_weight", "tv_weight", "domain", "clamp"):
+        assert fast[key] == d2l[key], key
+    resolved = Settings(preset="fast").resolved()
+    assert resolved.scales == fast["scales"] > 1 and resolved.epochs == fast["epochs"] < d2l["epochs"]
+    assert Settings(preset="fast", scales=1, epochs=50).resolved().scales == 1  # options still win
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "--epochs: expected a positive integer"),
+    ("epochs", -3, "--epochs"),
+    ("lr", -0.1, "--lr: expected a positive number"),
+    ("lr_decay", 1.5, "--lr-decay"),
+    ("lr_decay_every", 0, "--lr-decay-every"),
+    ("style_weight", float("nan"), "--style-weight"),
+    ("init", "zeros", "--init"),
+    ("preset", "gatys", "--preset: unknown preset 'gatys'"),
+    ("seed", -1, "--seed"),
+    ("optimizer", "sgd", "--optimizer: expected one of adam, lbfgs, rmsprop"),
+    ("clamp", "sometimes", "--clamp: expected one of closure, step, end, none"),
+    ("line_search", True, "--line-search: only L-BFGS has a line search, not adam"),
+    ("lr", 0.0, "--lr: expected a positive number"),
+])
+def test_bad_settings_are_refused(field, value, message):
+    with pytest.raises(MultistyleError, match=message):
+        Settings(**{field: value}).resolved()

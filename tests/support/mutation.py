@@ -1,0 +1,175 @@
+"""The project's mutation check: does the test suite catch a broken promise?
+
+Each entry of :data:`MUTATIONS` (in ``mutations.py`` beside this file) names a
+promise the README makes, one small deliberate bug that breaks it (an exact
+snippet of the code, which must occur exactly once, and what replaces it) and
+the tests that should catch it.  For each mutation this script
+
+1. copies the tree into a temporary folder, laid out as it is installed
+   (``backends/`` becomes ``multistyle/backends/``), and runs the tests from
+   there with ``PYTHONPATH`` pointing at the copy, so the mutated code is what
+   the tests, and the processes they start, import;
+2. applies the one mutation, runs its tests, and restores the file.
+
+It prints which mutations were caught and by which test, and exits 1 if any
+survived, if a snippet is no longer in the code (code moved: move its
+mutation with it), or if the unmutated tests do not pass.
+
+Usage::
+
+    python tests/support/mutation.py            # every mutation
+    python tests/support/mutation.py -k batch   # the mutations whose name contains "batch"
+    python tests/support/mutation.py --list     # the list, with each promise
+
+Plain patches rather than a generic mutation tool: each one is a bug a
+reviewer can read, aimed at one promise, with the tests that hold it; a tool
+that flips every operator finds many equivalent mutants and takes hours on a
+suite that trains networks.  ``python3 -m tox -e torch`` runs it in CI, after that env's tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+from mutations import MUTATIONS, Mutation  # beside this script, so on its sys.path
+
+ROOT = Path(__file__).resolve().parents[2]
+#: What the copy holds: source folder -> folder in the copy (the package layout of pyproject.toml).
+LAYOUT = {"multistyle": "multistyle", "backends": "multistyle/backends", "references": "multistyle/references",
+          "tests": "tests",
+          "benchmarks": "benchmarks", "examples": "examples", "docs": "docs"}
+FILES = ("pyproject.toml", "README.md")
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+
+
+def copy_tree(destination: Path) -> None:
+    for source, target in LAYOUT.items():
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, destination / target, ignore=IGNORE, dirs_exist_ok=True)
+    for name in FILES:
+        shutil.copy2(ROOT / name, destination / name)
+
+
+def copy_path(relative: str) -> str:
+    """Where a repository path lives in the copy."""
+    head, _, rest = relative.partition("/")
+    return f"{LAYOUT.get(head, head)}/{rest}" if rest else LAYOUT.get(head, head)
+
+
+def environment(copy: Path) -> Dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(copy)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # a mutated file must never be shadowed by a cached one
+    return env
+
+
+def check_import_location(copy: Path) -> None:
+    """The tests must import the copy, not an installed multistyle."""
+    probe = "import multistyle, multistyle.backends; print(multistyle.__file__); print(multistyle.backends.__file__)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=copy, env=environment(copy), capture_output=True,
+                         text=True, check=True).stdout.split()
+    for path in out:
+        if not Path(path).resolve().is_relative_to(copy.resolve()):
+            sys.exit(f"mutation: the tests would import {path}, not the copy in {copy}")
+
+
+def run_tests(copy: Path, tests: Sequence[str], report: Path) -> Tuple[int, List[str], str]:
+    """``(pytest's exit code, the failing tests, the output's tail)``."""
+    if report.exists():
+        report.unlink()
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=",
+               f"--junitxml={report}", *tests]
+    done = subprocess.run(command, cwd=copy, env=environment(copy), capture_output=True, text=True)
+    failed = []
+    if report.exists():
+        for case in ElementTree.parse(report).iter("testcase"):
+            if case.find("failure") is not None or case.find("error") is not None:
+                module = case.get("classname", "").replace(".", "/")
+                failed.append(f"{module}.py::{case.get('name')}")
+    return done.returncode, failed, "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+
+
+def locate(copy: Path, mutation: Mutation) -> Tuple[Path, str]:
+    path = copy / copy_path(mutation.path)
+    text = path.read_text()
+    count = text.count(mutation.find)
+    if count != 1:
+        raise LookupError(f"{mutation.path}: the snippet occurs {count} times, not once: the code moved or "
+                          f"changed; move the mutation with it (tests/support/mutations.py): {mutation.find!r}")
+    return path, text
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-k", dest="keyword", default="", help="only the mutations whose name contains this")
+    parser.add_argument("--list", action="store_true", help="list the mutations and their promises, and stop")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if args.keyword in m.name]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:34} {m.promise}\n{'':34} tests: {' '.join(m.tests)}")
+        return 0
+    if not chosen:
+        print(f"mutation: no mutation name contains {args.keyword!r}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="multistyle-mutation-") as folder:
+        copy = Path(folder) / "tree"
+        copy_tree(copy)
+        check_import_location(copy)
+        report = Path(folder) / "report.xml"
+        problems = []
+        for m in chosen:  # every snippet is where its mutation says, before anything runs
+            try:
+                locate(copy, m)
+            except LookupError as exc:
+                problems.append(str(exc))
+        if problems:
+            print("\n".join(f"mutation: {p}" for p in problems), file=sys.stderr)
+            return 1
+        # The tests must pass on the code as it is, or a "caught" would mean nothing.
+        baseline = sorted({t for m in chosen for t in m.tests})
+        code, failed, tail = run_tests(copy, baseline, report)
+        if code != 0:
+            print(f"mutation: the unmutated tests fail ({', '.join(failed) or 'exit ' + str(code)}):\n{tail}",
+                  file=sys.stderr)
+            return 1
+        print(f"baseline: {len(baseline)} test selections pass on the unmutated code "
+              f"({time.perf_counter() - started:.0f} s)")
+        survivors = []
+        for number, m in enumerate(chosen, start=1):
+            path, original = locate(copy, m)
+            path.write_text(original.replace(m.find, m.replace))
+            begun = time.perf_counter()
+            try:
+                code, failed, tail = run_tests(copy, m.tests, report)
+            finally:
+                path.write_text(original)
+            seconds = time.perf_counter() - begun
+            if code == 0:
+                survivors.append(m.name)
+                verdict = "SURVIVED"
+            elif failed:
+                verdict = "caught by " + failed[0] + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else "")
+            else:  # collection or usage error: the mutant broke the import, which is caught too, but say so
+                verdict = f"caught (pytest exit {code}, no test reached: {tail.splitlines()[-1] if tail else ''})"
+            print(f"[{number:2}/{len(chosen)}] {m.name:34} {verdict}  ({seconds:.0f} s)", flush=True)
+    total = time.perf_counter() - started
+    print(f"{len(chosen) - len(survivors)} of {len(chosen)} mutations caught in {total:.0f} s")
+    if survivors:
+        print(f"mutation: survived: {', '.join(survivors)}; add a test that fails on each", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,197 @@
+"""The list of the mutation check (``tests/support/mutation.py``): the README's promises, one deliberate bug each.
+
+Each mutation replaces ``find`` (which must occur exactly once in ``path``) by
+``replace`` and names the tests that must then fail.  When the code a
+mutation names moves or changes, the check stops with the mutation's name:
+move the mutation with the code, keeping the bug it plants.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Tuple
+
+
+class Mutation(NamedTuple):
+    name: str
+    promise: str  # what the README promises, which this bug breaks
+    path: str  # relative to the repository root
+    find: str
+    replace: str
+    tests: Tuple[str, ...]
+
+
+T_OPT = "tests/core/test_optimizers.py"
+T_ADAM = "tests/backends/test_conformance.py::test_adam_matches_reference_with_step_decay_and_tiny_gradients"
+T_KEY = "tests/cli/test_batch.py::test_job_key_changes_with_each_thing_the_job_computes"
+T_KEY_SAME = "tests/cli/test_batch.py::test_job_key_ignores_the_device_and_a_moved_folder"
+T_RERUN = "tests/cli/test_batch.py::test_a_rerun_after_one_change_runs_that_job_again"
+T_ORACLE = "tests/core/test_controls.py::test_each_control_against_the_numpy_oracle"
+T_GPU = "tests/backends/test_gpu_paths.py"
+
+_KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
+             '                "settings": settings_dict(job.settings.resolved()), "version": 1}')
+
+MUTATIONS: Tuple[Mutation, ...] = (
+    # -- optimizer semantics ------------------------------------------------------------------------------
+    Mutation("optimizer-rmsprop-eps-in-root", "RMSprop is torch's: epsilon outside the square root",
+             "multistyle/optim.py", "(g / (self.B.sqrt(self.v) + self.eps))", "(g / self.B.sqrt(self.v + self.eps))",
+             (f"{T_OPT}::test_rmsprop_matches_torch_semantics_with_gradients_down_to_1e_9",)),
+    Mutation("optimizer-core-adam-eps-in-root", "the core's Adam (for a framework without one) is torch's",
+             "multistyle/optim.py", "denom = self.B.sqrt(self.v) / math.sqrt(1.0 - self.beta2 ** self.t) + self.eps",
+             "denom = self.B.sqrt(self.v / (1.0 - self.beta2 ** self.t) + self.eps)",
+             (f"{T_OPT}::test_the_core_adam_is_torchs_with_tiny_gradients_and_step_decay",)),
+    Mutation("optimizer-lbfgs-unscaled-first", "L-BFGS's first step is min(1, 1/|g|_1) * lr, as torch's",
+             "multistyle/optim.py",
+             "self.t = min(1.0, 1.0 / B.item(B.sum(B.abs(g)))) * self.lr if self.n_iter == 1 else self.lr",
+             "self.t = self.lr", (T_OPT,)),
+    Mutation("optimizer-step-decay-smooth", "the rate decays in steps (torch's StepLR), every N epochs",
+             "multistyle/optim.py", "return lr * decay ** (epoch // every)", "return lr * decay ** (epoch / every)",
+             (T_OPT,)),
+    Mutation("optimizer-torch-lbfgs-no-search-budget", "L-BFGS's line search gets its 25 evaluations on torch",
+             "backends/torch_backend.py", "max_iter=1, max_eval=1 + 25,", "max_iter=1,",
+             (f"{T_OPT}::test_lbfgs_with_line_search_decreases_every_step_and_converges",)),
+    Mutation("optimizer-torch-adam-epsilon", "Adam is epsilon 1e-8 after the bias correction on every backend",
+             "backends/torch_backend.py", "torch.optim.Adam([x], lr=lr)", "torch.optim.Adam([x], lr=lr, eps=1e-4)",
+             (T_ADAM,)),
+    # -- the safe reader, atomic writes, fail-before-work -------------------------------------------------------
+    Mutation("safe-reader-allowlist-off", "a weights pickle that names code is refused before anything runs",
+             "multistyle/safe_pickle.py", "if (module, name) not in ALLOWED_GLOBALS:", "if False:",
+             ("tests/security/test_untrusted_files.py::test_a_pickle_that_would_run_code_is_refused_before_anything_runs",)),
+    Mutation("atomic-write-in-place", "outputs are written atomically: a failed write leaves nothing",
+             "multistyle/images.py", 'with atomic_path(path) as temp, open(temp, "wb") as handle:',
+             'with open(path, "wb") as handle:',
+             ("tests/core/test_images.py::test_atomic_save_leaves_nothing_on_failure",)),
+    Mutation("atomic-write-temp-left", "an interrupted write leaves no temporary file",
+             "multistyle/images.py", "                os.unlink(temp)", "                pass",
+             ("tests/cli/test_outputs.py::test_ctrl_c_right_after_the_temporary_file_is_created_leaves_nothing",)),
+    Mutation("fail-before-work-log", "every output location is checked before the work starts",
+             "multistyle/cli/run.py", '        images.check_writable(args.log, "--log")', "        pass",
+             ("tests/cli/test_outputs.py::test_every_output_location_is_checked_before_the_work",)),
+    Mutation("fail-before-work-output", "the output's folder and format are checked before the work starts",
+             "multistyle/cli/run.py", "    images.check_output_path(args.output)\n", "",
+             ("tests/cli/test_outputs.py::test_every_output_location_is_checked_before_the_work",)),
+    # -- the memory refusal -----------------------------------------------------------------------------------
+    Mutation("memory-refusal-off", "--max-memory refuses a job predicted not to fit, naming a size that fits",
+             "multistyle/memory.py", "if limit is None or prediction.peak <= limit:", "if True:",
+             ("tests/cli/test_memory_plan.py::test_max_memory_refuses_a_job_and_names_the_largest_size_that_fits",)),
+    Mutation("memory-refusal-after-weights", "--max-memory refuses before the weights are loaded",
+             "multistyle/transfer.py", "    memory.check_limit(max_memory, predicted, B.name,",
+             "    (lambda *unused: None)(max_memory, predicted, B.name,",
+             ("tests/cli/test_memory_plan.py::test_max_memory_is_checked_before_weights_load",)),
+    # -- the batch key and resume -------------------------------------------------------------------------------
+    Mutation("batch-key-names-not-bytes", "a batch job is identified by its inputs' bytes, not their names",
+             "multistyle/batch/store.py",
+             '{"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],',
+             '{"content": os.path.basename(job.content), "style": [os.path.basename(p) for p in job.style],',
+             (T_KEY, T_RERUN)),
+    Mutation("batch-key-no-weights", "a changed weights file is a new batch job", "multistyle/batch/store.py",
+             _KEY_LINE, _KEY_LINE.replace('"weights": _weights_identity(job.weights), ', ""), (T_KEY, T_RERUN)),
+    Mutation("batch-key-weights-by-path", "a weights file is identified by its bytes", "multistyle/batch/store.py",
+             'return "file:" + file_sha256(str(value))', 'return "file:" + os.path.basename(str(value))',
+             (T_KEY, T_RERUN)),
+    Mutation("batch-key-no-size", "a changed size is a new batch job", "multistyle/batch/store.py",
+             _KEY_LINE, _KEY_LINE.replace('"size": _size_text(job.size),', ""), (T_KEY, T_RERUN)),
+    Mutation("batch-key-no-settings", "a changed setting is a new batch job", "multistyle/batch/store.py",
+             _KEY_LINE, _KEY_LINE.replace('"settings": settings_dict(job.settings.resolved()), ', ""), (T_KEY,)),
+    Mutation("batch-key-no-backend", "the same job on another backend is another job", "multistyle/batch/store.py",
+             _KEY_LINE, _KEY_LINE.replace('"backend": job.backend, ', ""), (T_KEY,)),
+    Mutation("batch-key-counts-device", "the device is not part of a job: a batch moved to a GPU skips what is done",
+             "multistyle/batch/store.py", _KEY_LINE, _KEY_LINE.replace('"version": 1}', '"version": 1, "device": job.device}'),
+             (T_KEY_SAME,)),
+    Mutation("resume-without-checksum", "a rerun redoes a job whose image was replaced", "multistyle/batch/store.py",
+             'data.get("key") == key and data.get("output", {}).get("sha256") == file_sha256(image)',
+             'data.get("key") == key',
+             ("tests/cli/test_batch.py::test_rerun_skips_every_done_job_and_runs_only_what_is_missing",)),
+    # -- the controls -------------------------------------------------------------------------------------------
+    Mutation("control-blend-not-normalised", "--style-blend weights are normalised to sum 1",
+             "multistyle/settings.py", "return tuple(w / total for w in values)", "return tuple(values)", (T_ORACLE,)),
+    Mutation("control-style-scale-of-style", "--style-scale S sizes the style to S x the working long edge",
+             "multistyle/transfer.py", "max(1, round(settings.style_scale * max(shape)))",
+             "max(1, round(settings.style_scale * max(image.size)))", (T_ORACLE,)),
+    Mutation("control-luminance-bt709", "--preserve-color luminance uses BT.601 luminance",
+             "multistyle/color.py", "[[0.299, 0.587, 0.114],", "[[0.2126, 0.7152, 0.0722],", (T_ORACLE,)),
+    Mutation("control-histogram-style-untouched", "--preserve-color histogram moves the style's colours",
+             "multistyle/transfer.py",
+             '    pixels = images.resize_pixels(image, size)\n    if settings.preserve_color == "histogram":',
+             "    pixels = images.resize_pixels(image, size)\n    if False:", (T_ORACLE,)),
+    Mutation("control-init-file-ignored", "--init FILE starts from that file", "multistyle/transfer.py",
+             'if settings.init == "content":', 'if settings.init not in ("noise", "style"):', (T_ORACLE,)),
+    Mutation("control-layer-weight-ignored", "--style-layers NAME:W weights that layer's term",
+             "multistyle/objective.py", "return term if weight == 1 else weight * term", "return term", (T_ORACLE,)),
+    Mutation("control-pooling-always-max", "--pooling avg averages", "backends/torch_backend.py",
+             '(nn.MaxPool2d if kind == "max" else nn.AvgPool2d)(kernel_size=2, stride=2)',
+             "nn.MaxPool2d(kernel_size=2, stride=2)", (T_ORACLE,)),
+    # -- the oracle's layers --------------------------------------------------------------------------------------
+    # conv5_4 -> pool -> ReLU for conv5_4 -> ReLU -> pool: names, count and conv indices stay (pool5's output
+    # too: max-pool and ReLU commute), backends and oracle agree, and relu5_4 is no longer VGG-19's.
+    Mutation("oracle-layers-pool-before-relu5_4", "the network is VGG-19, as each framework builds it, to pool5",
+             "multistyle/vgg.py", "LAYERS: List[Layer] = _build_layers()",
+             'LAYERS: List[Layer] = _build_layers()[:35] + [Layer(35, "relu5_4", "pool", 512, 512), '
+             'Layer(36, "pool5", "relu", 512, 512)]',
+             ("tests/backends/test_conformance.py::test_the_layer_table_is_the_frameworks_own_vgg19",)),
+    Mutation("gradient-wrong-on-one-row", "the image's gradient is the loss's at every pixel",
+             "backends/torch_backend.py", "        (grad,) = torch.autograd.grad(loss, x)\n",
+             "        (grad,) = torch.autograd.grad(loss, x)\n        grad[:, :, 5:6, :] = 0\n",
+             ("tests/backends/test_conformance.py::test_loss_and_gradient_match_the_oracle",)),
+    # -- the stop rules and the multi-scale plan -------------------------------------------------------------------
+    Mutation("stop-until-loss-ignored", "--until-loss stops the run when the loss reaches it",
+             "multistyle/loop.py", "if settings.until_loss is not None and total <= settings.until_loss:",
+             "if False:", ("tests/cli/test_cli.py::test_until_loss_and_tol_stop_early_and_say_why",)),
+    Mutation("stop-tol-spike", "--tol compares the best losses of windows, so one spike does not stop a run",
+             "multistyle/loop.py", 'before = min(row["total"] for row in history[:-TOL_WINDOW])',
+             'before = history[-TOL_WINDOW - 1]["total"]',
+             ("tests/core/test_loop.py::test_stop_rules_ignore_a_single_spike",)),
+    Mutation("stop-rules-on-coarse-scales", "the stop rules judge only the final scale", "multistyle/loop.py",
+             'stopped = stop_reason(settings, history[first_epoch:]) if final else ""',
+             "stopped = stop_reason(settings, history[first_epoch:])",
+             ("tests/cli/test_cli.py::test_stop_rules_judge_only_the_final_scale",)),
+    Mutation("scales-not-halved", "each scale is half the next one", "multistyle/loop.py",
+             "max(1, round(height / 2 ** k)), max(1, round(width / 2 ** k))",
+             "max(1, round(height / (k + 1))), max(1, round(width / (k + 1)))",
+             ("tests/core/test_loop.py::test_scale_plan_halves_sizes_and_favours_coarse_scales",)),
+    Mutation("scales-epochs-equal", "coarse scales get more epochs (they cost a quarter each)",
+             "multistyle/loop.py", "weights = [2 ** (scales - 1 - k) for k in range(scales)]",
+             "weights = [1 for k in range(scales)]",
+             ("tests/core/test_loop.py::test_scale_plan_halves_sizes_and_favours_coarse_scales",)),
+    Mutation("scales-restart-from-content", "each finer scale starts from the coarser result, upsampled",
+             "multistyle/transfer.py", "start = images.resize_array(start, scale_shape)", "start = content_x",
+             ("tests/cli/test_cli.py::test_scales_run_coarse_to_fine_and_deliver_the_size_asked_for",)),
+    # -- assertions that replaced vacuous ones: each is shown to fail on the bug it guards against -------------
+    Mutation("report-gluon-epsilon-unmeasured", "the report measures Gluon's epsilon on the job's own gradient",
+             "multistyle/explain.py", 'diff = _levels(ours - gluon, g["pixel"])', 'diff = _levels(ours - ours, g["pixel"])',
+             ("tests/cli/test_compare.py::test_report_explains_the_code_and_measures_where_the_maths_differs",)),
+    Mutation("optimizer-declared-not-run", "backends list, for each optimizer, whose code computes it",
+             "backends/torch_backend.py",
+             "optimizer = torch.optim.RMSprop([x], lr=lr, alpha=0.99, eps=1e-8)",
+             'return __import__("multistyle.optim").optim.RMSprop(self, image, lr, lr_decay, lr_decay_every)',
+             ("tests/backends/test_conformance.py::test_is_a_complete_backend",)),
+    Mutation("input-rounded-before-the-backend", "every backend sees the input bytes preprocess() makes",
+             "multistyle/transfer.py", "content_x = images.to_input(content_pixels, normalize=not pixel)",
+             "content_x = images.to_input(np.round(content_pixels * 64) / 64, normalize=not pixel)",
+             ("tests/backends/test_conformance.py::test_preprocessed_input_reaches_the_backend_unchanged",)),
+    Mutation("random-weights-depend-on-backend", "random:N is the same network on every backend",
+             "multistyle/weightfiles.py", "return LoadedWeights(random_weights(int(str(value)), last)",
+             "return LoadedWeights(random_weights(int(str(value)) + (backend is not None), last)",
+             ("tests/backends/test_weights.py::test_random_weights_are_the_same_on_every_backend",)),
+    Mutation("bench-prints-p10-as-median", "bench prints what it writes", "multistyle/bench.py",
+             "{row['seconds_per_iteration']:8.4f} {spread:>15}", "{row['seconds_p10']:8.4f} {spread:>15}",
+             ("tests/cli/test_compare.py::test_bench_prints_and_writes_figures",)),
+    # -- the GPU branches, through fakes at the framework boundary --------------------------------------------------
+    Mutation("gpu-nvidia-smi-counts-mig-lines", "batch counts GPUs from nvidia-smi -L, MIG devices not twice",
+             "multistyle/batch/local.py", 'if line.startswith("GPU "))', "if line.strip())", (T_GPU,)),
+    Mutation("gpu-worker-not-pinned", "batch pins one worker per GPU: auto and gpu jobs run on the worker's GPU",
+             "multistyle/batch/local.py", 'if device and payload["device"] in ("auto", "gpu"):', "if False:", (T_GPU,)),
+    Mutation("gpu-auto-picks-cpu", "--device auto picks a GPU where there is one", "multistyle/backend/devices.py",
+             'return gpus[0] if gpus else "cpu"', 'return "cpu"', (T_GPU,)),
+    Mutation("gpu-torch-device-index", "gpu:N is torch's cuda:N", "backends/torch_backend.py",
+             'else f"cuda:{gpu}")', 'else "cuda:0")', (T_GPU,)),
+    Mutation("gpu-torch-peak-memory", "a GPU run reports torch's peak allocated memory", "backends/torch_backend.py",
+             'int(torch.cuda.max_memory_allocated(self.native_device)) if self.gpu is not None else None', "None",
+             (T_GPU,)),
+    Mutation("gpu-torch-cudnn-not-deterministic", "--deterministic turns on cuDNN's deterministic kernels",
+             "backends/torch_backend.py", "torch.backends.cudnn.deterministic = True",
+             "torch.backends.cudnn.deterministic = False", (T_GPU,)),
+    Mutation("gpu-plan-without-device-figure", "run --plan --device gpu predicts the GPU's memory",
+             "multistyle/memory.py", 'device=parts["weights"] + parts["activations"] + state, parts=parts)',
+             "device=None, parts=parts)", (T_GPU,)),
+)
