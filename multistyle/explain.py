@@ -21,12 +21,7 @@ from __future__ import annotations
 import ast
 import html
 import importlib.util
-import json
 import os
-import statistics
-import subprocess
-import sys
-import tempfile
 import textwrap
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -36,6 +31,7 @@ import numpy as np
 from . import images, pages
 from .backend import registry, spec_of
 from .errors import MultistyleError, first_line
+from .measure import cli_seconds
 
 #: The operations of the backend protocol, in teaching order, each with what it is for.
 OPERATIONS: List[Tuple[str, str]] = [
@@ -190,6 +186,10 @@ MATHS: List[Tuple[str, str, str, str]] = [
      "Sets <code>OMP_NUM_THREADS</code> to the usable cores before importing Paddle, unless you set it."),
 ]
 
+#: The backends each row's measurement runs on (a row not listed: the first usable backend, torch by preference).
+MEASURED_WITH: Dict[str, Tuple[str, ...]] = {"mxnet_lbfgs": ("torch", "mxnet"), "paddle_numel": ("paddle",),
+                                             "paddle_threads": ("paddle",)}
+
 
 def _levels(step: np.ndarray, pixel: bool) -> np.ndarray:
     """A step of the image in the preset's domain, in 0..255 levels per pixel and channel."""
@@ -239,50 +239,6 @@ def _child_run(job: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]
         result = transfer(job["content"], job["style"], backend=job["backend"], device="cpu", weights=job["weights"],
                           size=tuple(job["size"]), settings=Settings(**job["settings"]), **overrides)
     return {"image": result.image, "history": result.history}
-
-
-def _child_numel(job: Dict[str, Any]) -> Dict[str, Any]:
-    """The chapter's Paddle ``gram`` on the job's conv1_1 features of the content, against multistyle's.
-
-    Written with the tensor's own methods (``numel``, ``reshape``, ``/``), as the chapter writes it, so
-    the core imports no framework."""
-    from . import losses
-    from .backend import get_backend
-    from .objective import FeatureExtractor
-    from .weightfiles import load_weights
-
-    B = get_backend("paddle", "cpu")
-    content = images.load_image(job["content"], "--content")
-    x = images.to_input(images.resize_pixels(content, tuple(job["size"])))
-    features = FeatureExtractor(B, load_weights(job["weights"], B, 0).arrays, ["conv1_1"])(B.asarray(x))["conv1_1"]
-    n = features.numel() // features.shape[1]
-    kind = f"{type(n).__module__}.{type(n).__name__}" + (f" ({n.dtype})" if hasattr(n, "dtype") else "")
-    ours = B.to_numpy(losses.gram(B, features))
-    try:
-        c = features.shape[1]
-        flat = features.reshape((c, n))
-        chapter = B.to_numpy(B.matmul(flat, B.transpose(flat)) / (c * n))
-    except Exception as exc:  # what Paddle 3 does with the chapter's line
-        return {"numel_type": kind, "error": f"{type(exc).__name__}: {first_line(exc)}"}
-    return {"numel_type": kind, "max_relative_difference": float(np.abs(chapter - ours).max() / np.abs(ours).max())}
-
-
-def _cli_seconds(job: Dict[str, Any], threads: Optional[str], epochs: int = 6) -> float:
-    """Median s/it of a fresh ``multistyle run --backend paddle`` process (its ``--log``)."""
-    environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    if threads:
-        environment["OMP_NUM_THREADS"] = threads
-    with tempfile.TemporaryDirectory() as folder:
-        log = os.path.join(folder, "log.json")
-        settings = job["settings"]
-        argv = [sys.executable, "-m", "multistyle", "run", "--backend", "paddle", "--device", "cpu",
-                "--content", os.path.abspath(job["content"]), "--style", os.path.abspath(job["style"][0]),
-                "--output", os.path.join(folder, "out.png"), "--size", f"{job['size'][0]}x{job['size'][1]}",
-                "--epochs", str(epochs), "--preset", settings["preset"], "--quiet", "--log", log, "--weights",
-                os.path.abspath(job["weights"]) if os.path.exists(job["weights"]) else job["weights"]]
-        subprocess.run(argv, cwd=folder, env=environment, check=True, capture_output=True, timeout=600)
-        with open(log, encoding="utf-8") as handle:
-            return statistics.median(row["seconds"] for row in json.load(handle)["epochs"][1:])
 
 
 class _Measurements:
@@ -335,7 +291,9 @@ class _Measurements:
             {"relative_difference": abs(a - b) / abs(a), "max": int(diff.max())}
 
     def numel(self) -> Tuple[str, Dict[str, Any]]:
-        found = self.isolated(_child_numel, self.job)
+        from .references import d2l_chapter  # the chapter's own Paddle code, beside its loop
+
+        found = self.isolated(d2l_chapter.paddle_gram_effect, self.job)
         if "error" in found:
             return f"numel() returns {found['numel_type']}; the chapter's gram raises {found['error']}", found
         return (f"numel() returns {found['numel_type']}; the chapter's gram agrees with multistyle's to "
@@ -343,7 +301,7 @@ class _Measurements:
 
     def threads(self) -> Tuple[str, Dict[str, Any]]:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        one, every = _cli_seconds(self.job, "1"), _cli_seconds(self.job, None)
+        one, every = (cli_seconds(dict(self.job, backend="paddle"), threads) for threads in ("1", None))
         return (f"a fresh multistyle run on Paddle: {one:.3f} s/it on one thread (the chapter's), {every:.3f} "
                 f"s/it on {cores} cores: {one / every:.2f}x"), {"one_thread": one, "all_cores": every,
                                                                "cores": cores}
@@ -356,12 +314,11 @@ def measure(job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., 
     effects: Dict[str, str] = {}
     figures: Dict[str, Any] = {}
     m = _Measurements(job, usable, isolated)
-    first = [m.first] if m.first else ["torch"]
-    plan = (("gluon_adam_epsilon", first, m.adam), ("rmsprop_epsilon", first, m.rmsprop),
-            ("inplace_relu", first, m.relu), ("mxnet_lbfgs", ["torch", "mxnet"], m.lbfgs),
-            ("paddle_numel", ["paddle"], m.numel), ("paddle_threads", ["paddle"], m.threads))
-    for key, need, work in plan:
-        missing = [name for name in need if name not in usable]
+    first = (m.first or "torch",)
+    works = {"gluon_adam_epsilon": m.adam, "rmsprop_epsilon": m.rmsprop, "inplace_relu": m.relu,
+             "mxnet_lbfgs": m.lbfgs, "paddle_numel": m.numel, "paddle_threads": m.threads}
+    for key, work in works.items():
+        missing = [name for name in MEASURED_WITH.get(key, first) if name not in usable]
         if missing:
             effects[key] = f"not measured: needs the {' and '.join(missing)} backend{'s' if len(missing) > 1 else ''}"
             continue

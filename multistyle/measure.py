@@ -10,12 +10,16 @@ another's, and a crash in one framework does not take the others down.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import multiprocessing
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -147,3 +151,21 @@ def median_step(history: Sequence[Dict[str, float]]) -> Tuple[float, float, floa
     return statistics.median(steady), pick(0.1), pick(0.9)
 
 
+def cli_seconds(job: Dict[str, Any], threads: Optional[str], epochs: int = 6) -> float:
+    """Median s/it of a fresh ``multistyle run`` process on ``job`` (its backend, on the CPU), read from its
+    ``--log``, with ``OMP_NUM_THREADS`` set to ``threads`` (None: unset): what a user sees from the command line."""
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if threads:
+        environment["OMP_NUM_THREADS"] = threads
+    style = job["style"][0] if isinstance(job["style"], (list, tuple)) else job["style"]
+    weights = os.path.abspath(job["weights"]) if os.path.exists(job["weights"]) else job["weights"]
+    with tempfile.TemporaryDirectory() as folder:
+        log = os.path.join(folder, "log.json")
+        argv = [sys.executable, "-m", "multistyle", "run", "--backend", job["backend"], "--device", "cpu",
+                "--content", os.path.abspath(job["content"]), "--style", os.path.abspath(style),
+                "--output", os.path.join(folder, "out.png"), "--size", f"{job['size'][0]}x{job['size'][1]}",
+                "--epochs", str(epochs), "--preset", job["settings"]["preset"], "--quiet", "--log", log,
+                "--weights", weights]
+        subprocess.run(argv, cwd=folder, env=environment, check=True, capture_output=True, timeout=600)
+        with open(log, encoding="utf-8") as handle:
+            return statistics.median(row["seconds"] for row in json.load(handle)["epochs"][1:])

@@ -13,7 +13,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 from PIL import Image
@@ -85,7 +85,11 @@ def target_size(content: Image.Image, size: Size) -> Tuple[int, int]:
         return DEFAULT_SIZE
     if isinstance(size, str):
         pair, long_edge = images.parse_size(size)
-        return pair if pair is not None else images.fit_long_edge(content.size, int(long_edge))  # type: ignore[arg-type]
+        if pair is not None:
+            return pair
+        if long_edge is None:  # parse_size gives one of the two
+            raise MultistyleError(f"--size: cannot read {size!r}")
+        return images.fit_long_edge(content.size, long_edge)
     if isinstance(size, int) and not isinstance(size, bool):
         if size <= 0:
             raise MultistyleError(f"--size: sizes must be positive, got {size}")
@@ -268,12 +272,14 @@ def initial_image(settings: ResolvedSettings, content_x: np.ndarray, style: Opti
     if settings.init == "noise":
         return np.random.default_rng(settings.seed).standard_normal(content_x.shape, dtype=np.float32)
     size = (content_x.shape[2], content_x.shape[3])
-    if settings.init == "style":
-        pixels = images.resize_pixels(style, size)  # type: ignore[arg-type]
-        if settings.preserve_color == "histogram":
-            pixels = color.match_color(pixels, content_pixels)  # type: ignore[arg-type]
-    else:
-        pixels = images.resize_pixels(init, size)  # type: ignore[arg-type]
+    source = style if settings.init == "style" else init
+    if source is None:
+        raise MultistyleError(f"--init: {settings.init} starts from an image, and none was given")
+    pixels = images.resize_pixels(source, size)
+    if settings.init == "style" and settings.preserve_color == "histogram":
+        if content_pixels is None:
+            raise MultistyleError("--preserve-color histogram: the content's pixels are needed to start from the style")
+        pixels = color.match_color(pixels, content_pixels)
     return images.to_input(pixels, normalize=not pixel)
 
 
@@ -300,4 +306,4 @@ def _style_list(style: Union[ImageInput, Sequence[ImageInput]]) -> List[ImageInp
         if not style:
             raise MultistyleError("--style: expected at least one style image")
         return list(style)
-    return [style]  # type: ignore[list-item]
+    return [cast(ImageInput, style)]

@@ -187,3 +187,37 @@ def paddle_loop(content_x, style_x, weights, epochs, lr=LR):
 
 
 LOOPS = {"torch": torch_loop, "mxnet": mxnet_loop, "paddle": paddle_loop}
+
+
+def paddle_gram_as_written(x):
+    """The Paddle chapter's ``gram`` line for line: its size is ``X.numel() // c``.  In Paddle 3 ``numel()``
+    is an int64 Tensor, not an int (:func:`paddle_loop` takes sizes from the shape instead)."""
+    import paddle
+
+    num_channels, n = x.shape[1], x.numel() // x.shape[1]
+    x = x.reshape((num_channels, n))
+    return paddle.matmul(x, x.T) / (num_channels * n)
+
+
+def paddle_gram_effect(job) -> dict:
+    """What the chapter's Paddle ``gram`` does on ``job``'s conv1_1 features of the content (``multistyle
+    explain``, row ``paddle_numel``): the type ``numel()`` returns, and the error the chapter's line raises or
+    how far its Gram matrix is from multistyle's."""
+    from multistyle import images, losses
+    from multistyle.backend import get_backend
+    from multistyle.errors import first_line
+    from multistyle.objective import FeatureExtractor
+    from multistyle.weightfiles import load_weights
+
+    B = get_backend("paddle", "cpu")
+    content = images.load_image(job["content"], "--content")
+    x = images.to_input(images.resize_pixels(content, tuple(job["size"])))
+    features = FeatureExtractor(B, load_weights(job["weights"], B, 0).arrays, ["conv1_1"])(B.asarray(x))["conv1_1"]
+    n = features.numel() // features.shape[1]
+    kind = f"{type(n).__module__}.{type(n).__name__}" + (f" ({n.dtype})" if hasattr(n, "dtype") else "")
+    ours = B.to_numpy(losses.gram(B, features))
+    try:
+        chapter = B.to_numpy(paddle_gram_as_written(features))
+    except Exception as exc:  # what Paddle 3 does with the chapter's line
+        return {"numel_type": kind, "error": f"{type(exc).__name__}: {first_line(exc)}"}
+    return {"numel_type": kind, "max_relative_difference": float(np.abs(chapter - ours).max() / np.abs(ours).max())}

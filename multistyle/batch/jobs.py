@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 
 from .. import images
 from ..errors import MultistyleError, first_line
-from ..settings import DEFAULT_SIZE, Settings, settings_dict
+from ..settings import DEFAULT_SIZE, ResolvedSettings, Settings, settings_dict
 from ..vgg import deepest_index
 
 #: File extensions taken from a folder given to ``--contents`` / ``--styles``.
@@ -36,7 +36,7 @@ class BatchJob:
     size: Union[None, int, str, Tuple[int, int]] = DEFAULT_SIZE
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     deterministic: bool = False
-    settings: Settings = field(default_factory=Settings)
+    settings: Union[Settings, ResolvedSettings] = field(default_factory=Settings)
     #: Where the job came from, for messages ("jobs.csv row 3"); empty for a grid.
     source: str = ""
 

@@ -23,12 +23,10 @@ def run_batch(jobs: Sequence[BatchJob], output: str, *, engine: str = "local", w
               notice: str = "", _kill_once: Optional[Dict[int, str]] = None) -> Dict[str, Any]:
     """Run ``jobs`` into the folder ``output``; return the summary and one row per job (``results.json``).
 
-    Skips the jobs already done there; writes each result and its sidecar as it finishes, then
-    ``results.json``, ``results.csv`` and ``index.html``.
-    ``notice`` is printed to stderr once every check has passed (the CLI's
-    warning about untrained weights: a mistake stays the only line printed).
-    ``_kill_once`` (tests only) maps job indexes to marker files: see
-    :func:`multistyle.batch.worker.fault_injection`.
+    Skips the jobs already done there; writes each result and its sidecar as it finishes, then ``results.json``,
+    ``results.csv`` and ``index.html``.  ``notice`` is printed to stderr once every check has passed (the CLI's
+    warning about untrained weights: a mistake stays the only line printed).  ``_kill_once`` (tests only) maps
+    job indexes to marker files: see :func:`multistyle.batch.worker.fault_injection`.
     """
     _check_options(engine, retries, workers, jobs, output)
     started = time.perf_counter()

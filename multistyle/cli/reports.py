@@ -7,12 +7,13 @@ import json
 import os
 import sys
 import tempfile
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .. import images
 from ..backend import backend_names, parse_device
+from ..batch.jobs import BatchJob
 from ..errors import MultistyleError
 from ..optim import OPTIMIZERS
 from ..settings import ResolvedSettings, settings_dict
@@ -26,13 +27,15 @@ def _backends(args: argparse.Namespace) -> list:
     return backend_list(args.backends if args.backends is not None else ",".join(backend_names()))
 
 
-def _job(args: argparse.Namespace, settings: ResolvedSettings, size: Any) -> Dict[str, Any]:
-    """The job of ``compare`` and ``bench`` as a payload (:meth:`multistyle.batch.BatchJob.to_payload`)."""
+def _job(args: argparse.Namespace, settings: ResolvedSettings, size: Any, content: Optional[str] = None,
+         style: Optional[List[str]] = None) -> Dict[str, Any]:
+    """The job of ``compare`` (and the maths that ``explain`` measures on it) and ``bench``: a
+    :class:`~multistyle.batch.BatchJob`, the one job type, as its payload; each run sets its backend."""
     parse_device(args.device)
     parse_weights_spec(args.weights)
-    return {"content": args.content, "style": args.style, "weights": args.weights, "device": args.device,
-            "size": size, "settings": settings_dict(settings), "max_pixels": args.max_pixels,
-            "deterministic": args.deterministic}
+    return BatchJob(content or args.content, list(style or args.style), device=args.device, weights=args.weights,
+                    size=size, max_pixels=args.max_pixels, deterministic=args.deterministic,
+                    settings=settings).to_payload()
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -86,12 +89,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as folder:
         if args.content is None or args.style is None:
             synthetic = _synthetic_images(folder)
-        job = _job(args, settings, None)
+        job = _job(args, settings, None, args.content or synthetic[0], args.style or [synthetic[1]])
         if args.floor < 0:
             raise MultistyleError(f"--floor: expected 0 (off) or a number of iterations, got {args.floor}")
         job["floor"] = args.floor
-        job["content"] = args.content or synthetic[0]
-        job["style"] = args.style or [synthetic[1]]
         rows, unusable = bench.bench(backends, sizes, job)
     print("\n".join(bench.bench_table(rows)))
     for name, reason in unusable.items():
