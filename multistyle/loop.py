@@ -67,7 +67,7 @@ def optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Resolve
     def closure(x: Any) -> Any:
         if settings.clamp == "closure":  # the tutorial: clamp the image itself, then evaluate
             B.clip_(x, low, high)
-        evaluations.append(objective.terms(x))
+        evaluations.append(B.keep(objective.terms(x)))
         return evaluations[-1]["total"]
 
     def image() -> np.ndarray:

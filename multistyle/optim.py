@@ -116,7 +116,7 @@ class CoreOptimizer(Optimizer):
 
     @property
     def image(self) -> Tensor:
-        return self.x
+        return self.B.image_of(self)
 
     def dot(self, a: Tensor, b: Tensor) -> float:
         return self.B.item(self.B.sum(a * b))

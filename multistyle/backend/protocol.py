@@ -172,6 +172,21 @@ class Backend(abc.ABC):
         """Whether the framework returns before work is done (CUDA streams; MXNet's engine everywhere)."""
         return self.device != "cpu"
 
+    def keep(self, terms: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Loss terms the core keeps from inside a closure that :meth:`loss_and_grad` differentiates.
+
+        The same dict, returned: a framework that traces the closure (JAX) fills it with concrete
+        values once the gradient is computed, so that no traced value escapes.
+        """
+        return terms
+
+    def image_of(self, optimizer: Any) -> Tensor:
+        """The image of one of :mod:`multistyle.optim`'s optimizers, as the core reads and clips it: its ``x``.
+
+        A framework whose arrays are immutable (JAX) returns a holder that :meth:`clip_` can change.
+        """
+        return optimizer.x
+
     def item(self, tensor: Tensor) -> float:
         """A one-element tensor as a Python float."""
         return float(np.asarray(self.to_numpy(tensor)).reshape(()))

@@ -42,14 +42,15 @@ class BackendSpec:
     all_cores: bool = False
 
 
-def _explain(cls: str, optimizer: str, schedule: List[str], step: str = "") -> Dict[str, List[str]]:
+def _explain(cls: str, optimizer: str, schedule: List[str], step: str = "",
+             builder: str = "native_optimizer") -> Dict[str, List[str]]:
     """The explain table of a built-in backend whose class is ``cls``: the same methods in each."""
     return {
         "tensor from NumPy": [f"{cls}.asarray"],
         "the VGG-19 layers": [f"{cls}.conv", f"{cls}.relu", f"{cls}.pool"],
         "freezing the network": [f"{cls}.freeze"],
         "recording gradients": [f"{cls}.loss_and_grad"],
-        "the optimizer step": [f"{cls}.native_optimizer"] + ([step] if step else [f"{optimizer}.step"]),
+        "the optimizer step": [f"{cls}.{builder}"] + ([step] if step else [f"{optimizer}.step"]),
         "the learning-rate schedule": schedule,
         "device placement": [f"{cls}.place", f"{cls}.gpu_count"],
         "seeding": [f"{cls}.seed"],
@@ -71,6 +72,9 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         weight_suffixes=(".pdparams",), memory=MemoryModel(base=474e6, weights=2.0, activations=1.97),
         all_cores=True,
         explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
+    "jax": BackendSpec(
+        "jax", "multistyle.backends.jax_backend:JaxBackend", ("jax", "jaxlib"), "jax",
+        explain=_explain("JaxBackend", "", ["JaxBackend.optimizer"], "JaxBackend.image_of", builder="optimizer")),
 }
 
 

@@ -17,6 +17,8 @@ PRESET = {"torch": "d2l-pytorch", "mxnet": "d2l-mxnet", "paddle": "d2l"}
 
 
 def test_first_step_matches_the_chapter(backend, weights, image_files):
+    if backend.name not in d2l_chapter.LOOPS:
+        pytest.skip(f"the chapter has no {backend.framework} variant")
     size = (24, 32)
     content = images.load_image(image_files["content"])
     style = images.load_image(image_files["style"])

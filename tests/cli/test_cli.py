@@ -146,7 +146,7 @@ def test_weights_with_wrong_shapes(backend_name, image_files, tmp_path, capsys):
 
 
 def test_weights_of_another_framework(backend_name, image_files, tmp_path, capsys):
-    other = {"torch": "vgg.pdparams", "mxnet": "vgg.pth", "paddle": "vgg.params"}[backend_name]
+    other = {"torch": "vgg.pdparams", "mxnet": "vgg.pth", "paddle": "vgg.params", "jax": "vgg.pth"}[backend_name]
     (tmp_path / other).write_bytes(b"x")
     args = job(image_files, tmp_path / "out.png", "--backend", backend_name)
     args[args.index("random:2")] = str(tmp_path / other)
@@ -154,7 +154,9 @@ def test_weights_of_another_framework(backend_name, image_files, tmp_path, capsy
 
 
 def test_corrupt_native_checkpoint(backend_name, image_files, tmp_path, capsys):
-    own = {"torch": "vgg.pth", "mxnet": "vgg.params", "paddle": "vgg.pdparams"}[backend_name]
+    own = {"torch": "vgg.pth", "mxnet": "vgg.params", "paddle": "vgg.pdparams"}.get(backend_name)
+    if own is None:
+        pytest.skip(f"{backend_name} has no native checkpoint format")
     (tmp_path / own).write_bytes(b"definitely not a checkpoint")
     args = job(image_files, tmp_path / "out.png", "--backend", backend_name)
     args[args.index("random:2")] = str(tmp_path / own)
@@ -181,6 +183,8 @@ def test_imagenet_without_network_says_where_the_file_goes(backend_name, image_f
     def refuse(*args, **kwargs):
         raise OSError("network is off in this test")
 
+    if backend_name == "jax":
+        pytest.skip("JAX has no model zoo: test_imagenet_on_jax_says_how_to_convert")
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     cache = tmp_path / "cache"
@@ -194,10 +198,21 @@ def test_imagenet_without_network_says_where_the_file_goes(backend_name, image_f
     assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.backend("jax")
+def test_imagenet_on_jax_says_how_to_convert(image_files, tmp_path, capsys):
+    args = job(image_files, tmp_path / "out.png", "--backend", "jax")
+    args[args.index("random:2")] = "imagenet"
+    code = main(["run", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "JAX has no model zoo" in err and "multistyle weights convert" in err and "--weights FILE.npz" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.png").exists()
+
+
 def test_backends_command_lists_every_backend(capsys):
     assert main(["backends"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == ["torch", "mxnet", "paddle"]
+    assert [line.split()[0] for line in out] == ["torch", "mxnet", "paddle", "jax"]
     for line in out:
         assert " usable " in line and "devices: cpu" in line or " unusable " in line and "pip install" in line
 

@@ -25,7 +25,7 @@ from multistyle.errors import BackendUnavailable
 
 SWITCH = "MULTISTYLE_TEST_REQUIRE"
 #: The frameworks that the core env must not have.
-FRAMEWORKS = ("torch", "torchvision", "mxnet", "paddle")
+FRAMEWORKS = ("torch", "torchvision", "mxnet", "paddle", "jax")
 
 
 def chromium() -> Optional[str]:

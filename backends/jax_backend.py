@@ -1,0 +1,225 @@
+"""JAX backend: immutable ``jax.Array``s, ``jax.value_and_grad``, the core's optimizers.
+
+JAX is functional: an array never changes.  The protocol's in-place contract
+(``clip_`` on the image an optimizer is updating, or on the image a closure
+receives) is met by :class:`Image`, a thin holder whose ``value`` is replaced
+where the other frameworks change a tensor in place.  Everything else stays a
+native array.
+
+* Gradients at kinks are the other frameworks': ``|x|`` has derivative
+  ``sign(x)`` (0 at 0, where ``jnp.abs`` gives 1) and the ReLU is
+  ``jax.nn.relu`` (0 at 0, where ``jnp.maximum(x, 0)`` gives 0.5).
+* Loss terms that the core keeps from inside a differentiated closure
+  (:meth:`keep`) come out of ``value_and_grad`` as its auxiliary output, so they
+  are concrete arrays, never escaped tracers.
+* No model zoo and no native checkpoint format: weights come from ``.npz``
+  files (``multistyle weights convert`` writes one from another framework's).
+* Optimizers are :mod:`multistyle.optim`'s (torch's Adam, RMSprop and L-BFGS):
+  optax, JAX's optimizer library, does not import beside ``numpy<1.24``.  Their
+  image reaches the core as an :class:`Image` (:meth:`JaxBackend.image_of`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from multistyle.backend import Backend
+from multistyle.errors import WeightsError
+from multistyle.vgg import Weights
+
+jax.config.update("jax_enable_x64", False)
+
+
+@jax.custom_jvp
+def _abs(x: jax.Array) -> jax.Array:
+    return jnp.abs(x)
+
+
+_abs.defjvps(lambda g, ans, x: g * jnp.sign(x))  # torch, MXNet and Paddle: d|x|/dx = 0 at 0
+
+
+class Image:
+    """A mutable holder of one array: the optimizer's image, or the image a differentiated closure receives.
+
+    ``clip(low, high)`` replaces the value.  Inside a trace the clip passes the
+    gradient straight through, as an in-place ``clamp_`` under ``no_grad`` does
+    in torch, and is recorded so that it can be applied to the concrete image.
+    """
+
+    def __init__(self, value: Any = None, owner: Any = None) -> None:
+        self._value, self.owner, self.clips = value, owner, []  # owner: an optimizer whose ``x`` this is
+
+    @property
+    def value(self) -> jax.Array:
+        return self.owner.x if self.owner is not None else self._value
+
+    @value.setter
+    def value(self, new: jax.Array) -> None:
+        if self.owner is not None:
+            self.owner.x = new
+        else:
+            self._value = new
+
+    def clip(self, low: jax.Array, high: jax.Array, traced: bool) -> None:
+        v = self.value
+        if traced:
+            self.value = v + lax.stop_gradient(jnp.clip(v, low, high) - v)
+            self.clips.append((low, high))
+        else:
+            self.value = jnp.clip(v, low, high)
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return tuple(self.value.shape)
+
+    def __getitem__(self, index: Any) -> jax.Array:
+        return self.value[index]
+
+    def __getattr__(self, name: str) -> Any:  # .mean(), .T, .reshape(): the array's own
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.value, name)
+
+    def __jax_array__(self) -> jax.Array:
+        return self.value
+
+
+def _delegate(operator: str) -> Callable[..., jax.Array]:
+    return lambda self, *other: getattr(self.value, operator)(*(_value(o) for o in other))
+
+
+for _operator in ("add", "sub", "mul", "truediv", "matmul", "pow"):
+    setattr(Image, f"__{_operator}__", _delegate(f"__{_operator}__"))
+    setattr(Image, f"__r{_operator}__", _delegate(f"__r{_operator}__"))
+Image.__neg__ = _delegate("__neg__")  # type: ignore[assignment]
+
+
+def _value(x: Any) -> Any:
+    return x.value if isinstance(x, Image) else x
+
+
+class JaxBackend(Backend):
+    """JAX (``jax.numpy`` and ``jax.lax``), eager, with ``jax.value_and_grad``."""
+
+    name = "jax"
+    framework = "JAX"
+
+    def __init__(self, device: str = "auto") -> None:
+        super().__init__(device)
+        self._optimizers: "weakref.WeakSet[Any]" = weakref.WeakSet()  # whose image a closure's clip persists on
+        self._kept: Optional[List[Dict[str, Any]]] = None
+
+    @classmethod
+    def framework_version(cls) -> str:
+        import jaxlib
+
+        return f"jax {jax.__version__}, jaxlib {jaxlib.__version__}"
+
+    @classmethod
+    def gpu_count(cls) -> int:
+        try:
+            return len(jax.devices("gpu"))
+        except RuntimeError:  # no GPU platform in this jaxlib
+            return 0
+
+    def place(self, gpu: Optional[int]) -> Any:
+        return jax.devices("cpu")[0] if gpu is None else jax.devices("gpu")[gpu]
+
+    def seed(self, seed: int) -> None:
+        """JAX has no global random state; multistyle draws its noise with NumPy."""
+
+    def asarray(self, array: np.ndarray) -> jax.Array:
+        return jax.device_put(np.array(array, dtype=np.float32), self.native_device)
+
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        return np.array(_value(tensor))
+
+    def pack(self, tensors: Sequence[Any]) -> jax.Array:
+        return jnp.concatenate([jnp.ravel(lax.stop_gradient(_value(t))) for t in tensors])
+
+    def clip_(self, tensor: Any, low: Any, high: Any) -> None:
+        if not isinstance(tensor, Image):
+            raise TypeError("JAX arrays are immutable: clip_ needs the optimizer's or the closure's Image")
+        tensor.clip(low, high, traced=isinstance(tensor.value, jax.core.Tracer))
+
+    def square(self, tensor: Any) -> jax.Array:
+        return jnp.square(_value(tensor))
+
+    def abs(self, tensor: Any) -> jax.Array:
+        return _abs(_value(tensor))
+
+    def sqrt(self, tensor: Any) -> jax.Array:
+        return jnp.sqrt(_value(tensor))
+
+    def conv(self, weight: np.ndarray, bias: np.ndarray) -> Callable[[Any], jax.Array]:
+        w, b = self.asarray(weight), self.asarray(bias).reshape(1, -1, 1, 1)
+
+        def conv(x: Any) -> jax.Array:
+            return lax.conv_general_dilated(_value(x), w, (1, 1), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NCHW", "OIHW", "NCHW")) + b
+        return conv
+
+    def relu(self) -> Callable[[Any], jax.Array]:
+        return lambda x: jax.nn.relu(_value(x))
+
+    def pool(self, kind: str) -> Callable[[Any], jax.Array]:
+        window = (1, 1, 2, 2)
+        if kind == "max":
+            return lambda x: lax.reduce_window(_value(x), -jnp.inf, lax.max, window, window, "VALID")
+        return lambda x: lax.reduce_window(_value(x), 0.0, lax.add, window, window, "VALID") / 4.0
+
+    def freeze(self, layers: List[Callable[[Any], jax.Array]]) -> List[Callable[[Any], jax.Array]]:
+        return layers  # the weights are constants of the layers: value_and_grad never differentiates them
+
+    def keep(self, terms: Dict[str, Any]) -> Dict[str, Any]:
+        if self._kept is not None:  # inside loss_and_grad: filled with concrete values when it returns
+            self._kept.append(terms)
+        return terms
+
+    def loss_and_grad(self, fn: Callable[[Any], Any], x: Any) -> Tuple[jax.Array, jax.Array]:
+        kept: List[Dict[str, Any]] = []
+        image = Image()
+
+        def traced(v: jax.Array) -> Tuple[jax.Array, Any]:
+            image.value, image.clips = v, []
+            self._kept, outer = kept, self._kept
+            try:
+                loss = fn(image)
+            finally:
+                self._kept = outer
+            return _value(loss), [dict(terms) for terms in kept]
+
+        value = _value(x)
+        (loss, concrete), grad = jax.value_and_grad(traced, has_aux=True)(value)
+        for terms, values in zip(kept, concrete):
+            terms.update(values)
+        for owner in [o for o in self._optimizers if image.clips and o.x is value]:
+            for low, high in image.clips:  # the closure clipped an optimizer's image: so does torch's clamp_
+                owner.x = jnp.clip(owner.x, low, high)
+        return loss, grad
+
+    def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
+                  line_search: bool = False) -> Any:
+        optimizer = super().optimizer(name, image, lr, lr_decay, lr_decay_every, line_search)
+        self._optimizers.add(optimizer)  # multistyle.optim's: optax does not import beside numpy<1.24
+        return optimizer
+
+    def image_of(self, optimizer: Any) -> Image:
+        return Image(owner=optimizer)
+
+    def load_zoo_weights(self) -> Dict[str, np.ndarray]:
+        raise WeightsError("--weights imagenet: JAX has no model zoo; convert another framework's with "
+                           "multistyle weights convert (for example from torchvision's vgg19 .pth) to an .npz "
+                           "file and pass --weights FILE.npz")
+
+    def load_native_weights(self, path: str) -> Dict[str, np.ndarray]:
+        raise WeightsError(f"weights {path}: JAX has no native checkpoint format; use an .npz file")
+
+    def save_native_weights(self, weights: Weights, path: str) -> None:
+        raise WeightsError(f"weights {path}: JAX has no native checkpoint format; use an .npz file")
