@@ -2,9 +2,9 @@
 
 JAX is functional: an array never changes.  The protocol's in-place contract
 (``clip_`` on the image an optimizer is updating, or on the image a closure
-receives) is met by :class:`Image`, a thin holder whose ``value`` is replaced
-where the other frameworks change a tensor in place.  Everything else stays a
-native array.
+receives) is met by the core's :class:`~multistyle.backend.Holder`, whose value
+is replaced where the other frameworks change a tensor in place.  Everything
+else stays a native array.
 
 * Gradients at kinks are the other frameworks': ``|x|`` has derivative
   ``sign(x)`` (0 at 0, where ``jnp.abs`` gives 1) and the ReLU is
@@ -16,7 +16,7 @@ native array.
   files (``multistyle weights convert`` writes one from another framework's).
 * Optimizers are :mod:`multistyle.optim`'s (torch's Adam, RMSprop and L-BFGS):
   optax, JAX's optimizer library, does not import beside ``numpy<1.24``.  Their
-  image reaches the core as an :class:`Image` (:meth:`JaxBackend.image_of`).
+  image reaches the core in a holder (:meth:`JaxBackend.image_of`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from multistyle.backend import Backend
+from multistyle.backend import Backend, Holder
+from multistyle.backend import unwrap as _value
 from multistyle.errors import WeightsError
 from multistyle.vgg import Weights
-
-jax.config.update("jax_enable_x64", False)
 
 
 @jax.custom_jvp
@@ -42,66 +41,6 @@ def _abs(x: jax.Array) -> jax.Array:
 
 
 _abs.defjvps(lambda g, ans, x: g * jnp.sign(x))  # torch, MXNet and Paddle: d|x|/dx = 0 at 0
-
-
-class Image:
-    """A mutable holder of one array: the optimizer's image, or the image a differentiated closure receives.
-
-    ``clip(low, high)`` replaces the value.  Inside a trace the clip passes the
-    gradient straight through, as an in-place ``clamp_`` under ``no_grad`` does
-    in torch, and is recorded so that it can be applied to the concrete image.
-    """
-
-    def __init__(self, value: Any = None, owner: Any = None) -> None:
-        self._value, self.owner, self.clips = value, owner, []  # owner: an optimizer whose ``x`` this is
-
-    @property
-    def value(self) -> jax.Array:
-        return self.owner.x if self.owner is not None else self._value
-
-    @value.setter
-    def value(self, new: jax.Array) -> None:
-        if self.owner is not None:
-            self.owner.x = new
-        else:
-            self._value = new
-
-    def clip(self, low: jax.Array, high: jax.Array, traced: bool) -> None:
-        v = self.value
-        if traced:
-            self.value = v + lax.stop_gradient(jnp.clip(v, low, high) - v)
-            self.clips.append((low, high))
-        else:
-            self.value = jnp.clip(v, low, high)
-
-    @property
-    def shape(self) -> Tuple[int, ...]:
-        return tuple(self.value.shape)
-
-    def __getitem__(self, index: Any) -> jax.Array:
-        return self.value[index]
-
-    def __getattr__(self, name: str) -> Any:  # .mean(), .T, .reshape(): the array's own
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.value, name)
-
-    def __jax_array__(self) -> jax.Array:
-        return self.value
-
-
-def _delegate(operator: str) -> Callable[..., jax.Array]:
-    return lambda self, *other: getattr(self.value, operator)(*(_value(o) for o in other))
-
-
-for _operator in ("add", "sub", "mul", "truediv", "matmul", "pow"):
-    setattr(Image, f"__{_operator}__", _delegate(f"__{_operator}__"))
-    setattr(Image, f"__r{_operator}__", _delegate(f"__r{_operator}__"))
-Image.__neg__ = _delegate("__neg__")  # type: ignore[assignment]
-
-
-def _value(x: Any) -> Any:
-    return x.value if isinstance(x, Image) else x
 
 
 class JaxBackend(Backend):
@@ -144,9 +83,9 @@ class JaxBackend(Backend):
         return jnp.concatenate([jnp.ravel(lax.stop_gradient(_value(t))) for t in tensors])
 
     def clip_(self, tensor: Any, low: Any, high: Any) -> None:
-        if not isinstance(tensor, Image):
-            raise TypeError("JAX arrays are immutable: clip_ needs the optimizer's or the closure's Image")
-        tensor.clip(low, high, traced=isinstance(tensor.value, jax.core.Tracer))
+        if not isinstance(tensor, Holder):
+            raise TypeError("JAX arrays are immutable: clip_ needs the optimizer's or the closure's Holder")
+        tensor.clip(low, high)
 
     def square(self, tensor: Any) -> jax.Array:
         return jnp.square(_value(tensor))
@@ -184,7 +123,7 @@ class JaxBackend(Backend):
 
     def loss_and_grad(self, fn: Callable[[Any], Any], x: Any) -> Tuple[jax.Array, jax.Array]:
         kept: List[Dict[str, Any]] = []
-        image = Image()
+        image = Holder(jnp.clip, stop_gradient=lax.stop_gradient)
 
         def traced(v: jax.Array) -> Tuple[jax.Array, Any]:
             image.value, image.clips = v, []
@@ -210,8 +149,8 @@ class JaxBackend(Backend):
         self._optimizers.add(optimizer)  # multistyle.optim's: optax does not import beside numpy<1.24
         return optimizer
 
-    def image_of(self, optimizer: Any) -> Image:
-        return Image(owner=optimizer)
+    def image_of(self, optimizer: Any) -> Holder:
+        return Holder(jnp.clip, owner=optimizer)
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         raise WeightsError("--weights imagenet: JAX has no model zoo; convert another framework's with "

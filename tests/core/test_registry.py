@@ -71,15 +71,15 @@ def test_incomplete_backend_fails_at_construction(monkeypatch, tmp_path):
 
 
 def test_third_party_backends_register_through_entry_points(monkeypatch, tmp_path):
-    (tmp_path / "thirdparty.py").write_text("from multistyle.backend import Backend\nclass Jax(Backend):\n    name = 'jax'\n")
-    info = tmp_path / "multistyle_jax-0.1.dist-info"
+    (tmp_path / "thirdparty.py").write_text("from multistyle.backend import Backend\nclass MLX(Backend):\n    name = 'mlx'\n")
+    info = tmp_path / "multistyle_mlx-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: multistyle-jax\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[multistyle.backends]\njax = thirdparty:Jax\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: multistyle-mlx\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[multistyle.backends]\nmlx = thirdparty:MLX\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
-    assert "jax" in registry.backend_names()
-    assert registry.load_backend_class("jax").__name__ == "Jax"
+    assert "mlx" in registry.backend_names()
+    assert registry.load_backend_class("mlx").__name__ == "MLX"
 
 
 def test_unknown_backend_lists_the_known_ones():
