@@ -96,6 +96,18 @@ def test_elementwise(backend, op, ref):
     np.testing.assert_allclose(backend.to_numpy(out), ref(X), rtol=1e-5, atol=1e-6)
 
 
+def test_gradients_at_kinks_are_torchs(backend):
+    """At 0, |x| and the ReLU have derivative 0, and a max-pool tie sends its gradient to the window's first
+    element, in torch, MXNet and Paddle.  JAX's own choices differ (``jnp.abs``: 1, ``jnp.maximum(x, 0)``: 0.5),
+    which would change the TV gradient wherever neighbouring pixels are equal: every backend must give torch's."""
+    x = backend.asarray(np.zeros((1, 1, 2, 4), np.float32))
+    relu, pool = backend.relu(), backend.pool("max")
+    for name, fn, want in (("|x|", backend.abs, np.zeros(8)), ("ReLU", relu, np.zeros(8)),
+                           ("max-pool", pool, [1, 0, 1, 0, 0, 0, 0, 0])):
+        _, grad = backend.loss_and_grad(lambda t: backend.sum(fn(t)), x)
+        np.testing.assert_allclose(backend.to_numpy(grad).ravel(), want, atol=1e-7, err_msg=f"{name} at 0")
+
+
 def test_matrix_ops_and_native_slicing(backend):
     a = RNG.standard_normal((3, 7)).astype(np.float32)
     t = backend.asarray(a)
