@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 from jax import lax
 
@@ -56,8 +57,6 @@ class JaxBackend(Backend):
 
     @classmethod
     def framework_version(cls) -> str:
-        import jaxlib
-
         return f"jax {jax.__version__}, jaxlib {jaxlib.__version__}"
 
     @classmethod
