@@ -59,15 +59,15 @@ class JaxBackend(Backend):
     def framework_version(cls) -> str:
         return f"jax {jax.__version__}, jaxlib {jaxlib.__version__}"
 
+    def place(self, gpu: Optional[int]) -> Any:
+        return jax.devices("cpu")[0] if gpu is None else jax.devices("gpu")[gpu]
+
     @classmethod
     def gpu_count(cls) -> int:
         try:
             return len(jax.devices("gpu"))
         except RuntimeError:  # no GPU platform in this jaxlib
             return 0
-
-    def place(self, gpu: Optional[int]) -> Any:
-        return jax.devices("cpu")[0] if gpu is None else jax.devices("gpu")[gpu]
 
     def seed(self, seed: int) -> None:
         """JAX has no global random state; multistyle draws its noise with NumPy."""
