@@ -18,7 +18,7 @@ PRESET = {"torch": "d2l-pytorch", "mxnet": "d2l-mxnet", "paddle": "d2l"}
 
 def test_first_step_matches_the_chapter(backend, weights, image_files):
     if backend.name not in d2l_chapter.LOOPS:
-        pytest.skip(f"the chapter has no {backend.framework} variant")
+        pytest.skip(f"references/d2l_chapter.py has no {backend.framework} loop")
     size = (24, 32)
     content = images.load_image(image_files["content"])
     style = images.load_image(image_files["style"])
