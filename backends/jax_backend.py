@@ -3,7 +3,8 @@
 JAX is functional: an array never changes.  The protocol's in-place contract
 (``clip_`` on the image an optimizer is updating, or on the image a closure
 receives) is met by the core's :class:`~multistyle.backend.Holder`, whose value
-is replaced where the other frameworks change a tensor in place.  Everything
+is replaced where the other frameworks change a tensor in place
+(:class:`~multistyle.backend.HeldImages` does the bookkeeping).  Everything
 else stays a native array.
 
 * Gradients at kinks are the other frameworks': ``|x|`` has derivative
@@ -16,12 +17,11 @@ else stays a native array.
   files (``multistyle weights convert`` writes one from another framework's).
 * Optimizers are :mod:`multistyle.optim`'s (torch's Adam, RMSprop and L-BFGS):
   optax, JAX's optimizer library, does not import beside ``numpy<1.24``.  Their
-  image reaches the core in a holder (:meth:`JaxBackend.image_of`).
+  image reaches the core in a holder (``HeldImages.image_of``).
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
@@ -30,7 +30,7 @@ import jaxlib
 import numpy as np
 from jax import lax
 
-from multistyle.backend import Backend, Holder
+from multistyle.backend import Backend, HeldImages
 from multistyle.backend import unwrap as _value
 from multistyle.errors import WeightsError
 from multistyle.vgg import Weights
@@ -44,7 +44,7 @@ def _abs(x: jax.Array) -> jax.Array:
 _abs.defjvps(lambda g, ans, x: g * jnp.sign(x))  # torch, MXNet and Paddle: d|x|/dx = 0 at 0
 
 
-class JaxBackend(Backend):
+class JaxBackend(HeldImages, Backend):
     """JAX (``jax.numpy`` and ``jax.lax``), eager, with ``jax.value_and_grad``."""
 
     name = "jax"
@@ -52,7 +52,6 @@ class JaxBackend(Backend):
 
     def __init__(self, device: str = "auto") -> None:
         super().__init__(device)
-        self._optimizers: "weakref.WeakSet[Any]" = weakref.WeakSet()  # whose image a closure's clip persists on
         self._kept: Optional[List[Dict[str, Any]]] = None
 
     @classmethod
@@ -81,10 +80,8 @@ class JaxBackend(Backend):
     def pack(self, tensors: Sequence[Any]) -> jax.Array:
         return jnp.concatenate([jnp.ravel(lax.stop_gradient(_value(t))) for t in tensors])
 
-    def clip_(self, tensor: Any, low: Any, high: Any) -> None:
-        if not isinstance(tensor, Holder):
-            raise TypeError("JAX arrays are immutable: clip_ needs the optimizer's or the closure's Holder")
-        tensor.clip(low, high)
+    clip_values = staticmethod(jnp.clip)
+    stop_gradient = staticmethod(lax.stop_gradient)
 
     def square(self, tensor: Any) -> jax.Array:
         return jnp.square(_value(tensor))
@@ -122,7 +119,7 @@ class JaxBackend(Backend):
 
     def loss_and_grad(self, fn: Callable[[Any], Any], x: Any) -> Tuple[jax.Array, jax.Array]:
         kept: List[Dict[str, Any]] = []
-        image = Holder(jnp.clip, stop_gradient=lax.stop_gradient)
+        image = self.traced_image(None)
 
         def traced(v: jax.Array) -> Tuple[jax.Array, Any]:
             image.value, image.clips = v, []
@@ -137,19 +134,8 @@ class JaxBackend(Backend):
         (loss, concrete), grad = jax.value_and_grad(traced, has_aux=True)(value)
         for terms, values in zip(kept, concrete):
             terms.update(values)
-        for owner in [o for o in self._optimizers if image.clips and o.x is value]:
-            for low, high in image.clips:  # the closure clipped an optimizer's image: so does torch's clamp_
-                owner.x = jnp.clip(owner.x, low, high)
+        self.persist_clips(image, value)
         return loss, grad
-
-    def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
-                  line_search: bool = False) -> Any:
-        optimizer = super().optimizer(name, image, lr, lr_decay, lr_decay_every, line_search)
-        self._optimizers.add(optimizer)  # multistyle.optim's: optax does not import beside numpy<1.24
-        return optimizer
-
-    def image_of(self, optimizer: Any) -> Holder:
-        return Holder(jnp.clip, owner=optimizer)
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         raise WeightsError("--weights imagenet: JAX has no model zoo; convert another framework's with "

@@ -46,19 +46,24 @@ OPERATIONS: List[Tuple[str, str]] = [
 ]
 
 
+def _source_of(module: str, what: str) -> str:
+    """The source file of ``module``, found without importing it; ``what`` names it in the error."""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.origin or not found.origin.endswith(".py"):
+        raise MultistyleError(f"{what}: the source of {module} is not installed")
+    return found.origin
+
+
 def _module_file(name: str) -> Tuple[str, str]:
     """``(module name, source file)`` of backend ``name``, found without importing the module."""
     spec = registry().get(name)
     if spec is None:
         raise MultistyleError(f"unknown backend {name!r}")
     module = spec.target.split(":")[0]
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        found = None
-    if found is None or not found.origin or not found.origin.endswith(".py"):
-        raise MultistyleError(f"backend {name!r}: the source of {module} is not installed")
-    return module, found.origin
+    return module, _source_of(module, f"backend {name!r}")
 
 
 def _definitions(tree: ast.Module) -> Dict[str, ast.AST]:
@@ -74,37 +79,56 @@ def _definitions(tree: ast.Module) -> Dict[str, ast.AST]:
     return found
 
 
+class _Module:
+    """One parsed source file: its text, its definitions and the path the page shows."""
+
+    def __init__(self, module: str, path: str) -> None:
+        with open(path, encoding="utf-8") as handle:
+            self.source = handle.read()
+        self.tree = ast.parse(self.source)
+        self.definitions = _definitions(self.tree)
+        self.shown = os.path.join(*module.split(".")) + ".py"
+
+    def snippet(self, qualname: str) -> Optional[Dict[str, Any]]:
+        node = self.definitions.get(qualname)
+        if node is None:
+            return None
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])  # type: ignore[attr-defined]
+        lines = self.source.splitlines()[first - 1:node.end_lineno]  # type: ignore[attr-defined]
+        return {"qualname": qualname, "line": first, "file": self.shown, "code": textwrap.dedent("\n".join(lines))}
+
+
 def backend_code(name: str) -> Dict[str, List[Dict[str, Any]]]:
     """For each operation, the snippets of backend ``name``: ``{"qualname", "line", "code", "file"}``.
 
     The backend's spec (its ``explain`` table) says which functions of its
-    module implement which operation; a backend without one shows the
-    protocol's methods its class defines (``asarray``, ``conv``, ...).
+    module implement which operation (``module:qualname`` for code that lives
+    elsewhere: the core's optimizers, for a backend that uses them); a backend
+    without one shows the protocol's methods its class defines (``asarray``, ``conv``, ...).
     """
-    module, path = _module_file(name)
-    with open(path, encoding="utf-8") as handle:
-        source = handle.read()
-    tree = ast.parse(source)
+    own = _Module(*_module_file(name))
     table: Dict[str, List[str]] = {op: list(names) for op, names in spec_of(name).explain.items()}
-    definitions = _definitions(tree)
     if not table:
-        owner = next((n.name for n in tree.body if isinstance(n, ast.ClassDef)
+        owner = next((n.name for n in own.tree.body if isinstance(n, ast.ClassDef)
                       and any(isinstance(b, ast.Name) and b.id == "Backend" for b in n.bases)), "")
         fallback = {"tensor from NumPy": "asarray", "the VGG-19 layers": "conv",
                     "recording gradients": "loss_and_grad", "the optimizer step": "native_optimizer",
                     "device placement": "place", "seeding": "seed"}
-        table = {op: [f"{owner}.{method}"] for op, method in fallback.items() if f"{owner}.{method}" in definitions}
-    shown = os.path.join(*module.split(".")) + ".py"
+        table = {op: [f"{owner}.{method}"] for op, method in fallback.items()
+                 if f"{owner}.{method}" in own.definitions}
+    others: Dict[str, _Module] = {}
     out: Dict[str, List[Dict[str, Any]]] = {}
     for operation, names in table.items():
         for qualname in names:
-            node = definitions.get(qualname)
-            if node is None:
-                continue
-            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])  # type: ignore[attr-defined]
-            lines = source.splitlines()[first - 1:node.end_lineno]  # type: ignore[attr-defined]
-            out.setdefault(operation, []).append({"qualname": qualname, "line": first, "file": shown,
-                                                  "code": textwrap.dedent("\n".join(lines))})
+            where = own
+            if ":" in qualname:
+                module, qualname = qualname.split(":", 1)
+                if module not in others:
+                    others[module] = _Module(module, _source_of(module, f"backend {name!r}"))
+                where = others[module]
+            found = where.snippet(qualname)
+            if found is not None:
+                out.setdefault(operation, []).append(found)
     return out
 
 

@@ -231,7 +231,8 @@ def _new_temp_file(folder: str, base: str, extension: str, tried: Optional[List[
     """
     tried = [] if tried is None else tried
     while True:
-        temp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp{extension}")
+        # The whole name last: a writer that looks at a compound suffix (Keras's ``.weights.h5``) sees it.
+        temp = os.path.join(folder, f".tmp-{secrets.token_hex(4)}-{base}{extension}")
         tried.append(temp)  # before it exists: see atomic_path
         try:
             os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))

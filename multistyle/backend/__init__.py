@@ -13,12 +13,12 @@ entry point group ``multistyle.backends``; device strings are checked once
 from ..errors import BackendBug, BackendUnavailable
 from ..optim import Optimizer, ScheduledOptimizer
 from .devices import parse_device, resolve_device, use_all_cores
-from .holder import Holder, unwrap
+from .holder import HeldImages, Holder, unwrap
 from .loader import backend_for_weights, backend_names, describe_backends, get_backend, load_backend_class
 from .protocol import Backend, Layer, Tensor, zoo_error
 from .spec import BUILTIN_BACKENDS, ENTRY_POINT_GROUP, BackendSpec, MemoryModel, registry, spec_of
 
 __all__ = ["BUILTIN_BACKENDS", "Backend", "BackendBug", "BackendSpec", "BackendUnavailable", "ENTRY_POINT_GROUP",
-           "Holder", "Layer", "MemoryModel", "Optimizer", "ScheduledOptimizer", "Tensor", "backend_for_weights",
+           "HeldImages", "Holder", "Layer", "MemoryModel", "Optimizer", "ScheduledOptimizer", "Tensor", "backend_for_weights",
            "backend_names", "describe_backends", "get_backend", "load_backend_class", "parse_device", "registry",
            "resolve_device", "spec_of", "unwrap", "use_all_cores", "zoo_error"]

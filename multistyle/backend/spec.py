@@ -44,7 +44,9 @@ class BackendSpec:
 
 def _explain(cls: str, optimizer: str, schedule: List[str], step: str = "",
              builder: str = "native_optimizer") -> Dict[str, List[str]]:
-    """The explain table of a built-in backend whose class is ``cls``: the same methods in each."""
+    """The explain table of a built-in backend whose class is ``cls``: the same methods in each.
+
+    ``module:qualname`` names code outside the backend's module (the core's optimizers)."""
     return {
         "tensor from NumPy": [f"{cls}.asarray"],
         "the VGG-19 layers": [f"{cls}.conv", f"{cls}.relu", f"{cls}.pool"],
@@ -55,6 +57,13 @@ def _explain(cls: str, optimizer: str, schedule: List[str], step: str = "",
         "device placement": [f"{cls}.place", f"{cls}.gpu_count"],
         "seeding": [f"{cls}.seed"],
     }
+
+
+def _explain_held(cls: str) -> Dict[str, List[str]]:
+    """The explain table of a backend whose arrays never change and whose optimizers are :mod:`multistyle.optim`'s."""
+    table = _explain(cls, "", ["multistyle.optim:CoreOptimizer.epoch_end"])
+    table["the optimizer step"] = ["multistyle.optim:Adam.step", "multistyle.backend.holder:HeldImages.persist_clips"]
+    return table
 
 
 BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
@@ -74,7 +83,10 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
     "jax": BackendSpec(
         "jax", "multistyle.backends.jax_backend:JaxBackend", ("jax", "jaxlib"), "jax",
-        explain=_explain("JaxBackend", "", ["JaxBackend.optimizer"], "JaxBackend.image_of", builder="optimizer")),
+        explain=_explain_held("JaxBackend")),
+    "tensorflow": BackendSpec(
+        "tensorflow", "multistyle.backends.tensorflow_backend:TensorFlowBackend", ("tensorflow",), "tensorflow",
+        weight_suffixes=(".h5", ".keras"), explain=_explain_held("TensorFlowBackend")),
 }
 
 

@@ -12,7 +12,7 @@ from multistyle.backend import Backend, Optimizer
 from multistyle.errors import MultistyleError
 from multistyle.images import preprocess
 from multistyle.objective import FeatureExtractor
-from multistyle.vgg import LAYERS
+from multistyle.vgg import CONV_INDICES, LAYERS
 from support import oracle
 
 RNG = np.random.default_rng(11)
@@ -156,6 +156,27 @@ def test_stored_conv_output_is_not_overwritten_by_relu(backend, weights):
     np.testing.assert_allclose(conv, oracle.features(x, weights, ["conv1_1"])["conv1_1"], rtol=1e-4, atol=1e-4)
 
 
+def _keras_vgg19(weights):
+    """Keras's VGG-19, whose convolutions carry their ReLU (``activation="relu"``): each is split into its
+    convolution (the activation set to linear) and the activation it declares.  Keras is NHWC."""
+    import tensorflow as tf
+
+    model = tf.keras.applications.VGG19(weights=None, include_top=False)
+    nhwc = lambda f: lambda x: tf.transpose(f(tf.transpose(x, (0, 2, 3, 1))), (0, 3, 1, 2))  # noqa: E731
+    layers, convs = [], iter(i for i in CONV_INDICES)
+    for layer in model.layers[1:]:  # after the input layer
+        if isinstance(layer, tf.keras.layers.Conv2D):
+            index = next(convs)
+            layer.set_weights([np.transpose(weights[index][0], (2, 3, 1, 0)), weights[index][1]])
+            relu, layer.activation = layer.activation, tf.keras.activations.linear
+            layers.append(("conv", layer.kernel.shape[2], layer.filters, nhwc(layer)))
+            layers.append(("relu" if relu is tf.keras.activations.relu else relu.__name__, None, None, relu))
+        else:
+            kind = "pool" if isinstance(layer, tf.keras.layers.MaxPooling2D) else type(layer).__name__
+            layers.append((kind, None, None, nhwc(layer)))
+    return layers
+
+
 def _native_vgg19(name, weights):
     """The framework's own VGG-19 ``features`` (its model zoo's architecture, untrained) with ``weights``
     copied into its convolutions by index: ``[(kind, in_channels, out_channels, layer)]`` up to pool5."""
@@ -201,6 +222,8 @@ def _native_vgg19(name, weights):
         return layers
     if name == "jax":
         pytest.skip("JAX has no VGG-19 of its own (no model zoo): its layers are checked against the oracle")
+    if name == "tensorflow":
+        return _keras_vgg19(weights)
     import paddle
 
     net = paddle.vision.models.vgg19(pretrained=False).features
@@ -310,6 +333,11 @@ def _trainable(backend, layers):
     """How many backbone parameters would receive gradients, asked the framework's own way."""
     if backend.name == "jax":
         pytest.skip("JAX layers are functions with no parameters: value_and_grad differentiates the image alone")
+    if backend.name == "tensorflow":  # layers are closures: a tape watches every trainable variable they hold
+        import tensorflow as tf
+
+        return sum(isinstance(cell.cell_contents, tf.Variable) and cell.cell_contents.trainable
+                   for layer in layers for cell in (layer.__closure__ or ()))
     if backend.name == "torch":
         return sum(p.requires_grad for layer in layers for p in layer.parameters())
     if backend.name == "mxnet":

@@ -44,11 +44,41 @@ def _save_paddle(weights, path, names):
                  for k, i in enumerate(CONV_INDICES) for kind, arr in zip(("weight", "bias"), weights[i])}, path)
 
 
+def _keras_vgg19(weights, names):
+    """Keras's own VGG-19 (its zoo's architecture, untrained) with ``weights``, up to the last convolution whose
+    name is not ``head.``: a file of a network cut short."""
+    import tensorflow as tf
+
+    model = tf.keras.applications.VGG19(weights=None, include_top=False)
+    convs = [layer for layer in model.layers if layer.get_weights()]
+    kept = [(layer, i) for layer, i in zip(convs, CONV_INDICES) if not names(i, 0, "weight").startswith("head.")]
+    for layer, i in kept:
+        layer.set_weights([np.transpose(weights[i][0], (2, 3, 1, 0)), weights[i][1]])  # OIHW -> Keras's HWIO
+    return model if len(kept) == len(convs) else tf.keras.Model(model.input, kept[-1][0].output)
+
+
+def _save_keras_weights(weights, path, names):
+    from multistyle.backends.tensorflow_backend import mark
+
+    _keras_vgg19(weights, names).save_weights(path)
+    mark(path)  # what multistyle adds: the file holds multistyle's input convention, not Caffe's
+
+
+def _save_keras_model(weights, path, names):
+    from multistyle.backends.tensorflow_backend import mark
+
+    _keras_vgg19(weights, names).save(path)
+    mark(path)
+
+
 FEATURES = lambda i, k, kind: f"features.{i}.{kind}"  # noqa: E731
 NATIVE = {
     "torch": [(".pth", _save_torch, FEATURES), (".pth", _save_torch, lambda i, k, kind: f"{i}.{kind}")],
     "mxnet": [(".params", _save_mxnet, FEATURES), (".params", _save_mxnet, lambda i, k, kind: f"vgg0_conv{k}_{kind}")],
     "paddle": [(".pdparams", _save_paddle, FEATURES)],
+    # Keras 3 writes weights alone only as .weights.h5; a whole model as .keras, or as Keras 2's .h5.
+    "tensorflow": [(".weights.h5", _save_keras_weights, FEATURES), (".keras", _save_keras_model, FEATURES),
+                   (".h5", _save_keras_model, FEATURES)],
 }
 
 
@@ -105,7 +135,7 @@ def test_native_checkpoint_missing_layers(backend, weights, tmp_path):
         load_weights(path, backend, LAST)
 
 
-OWN_SUFFIX = {"torch": ".pth", "mxnet": ".params", "paddle": ".pdparams"}
+OWN_SUFFIX = {"torch": ".pth", "mxnet": ".params", "paddle": ".pdparams", "tensorflow": ".h5"}
 
 
 def _arrays_equal(a, b):
@@ -147,7 +177,7 @@ def test_conversion_across_all_frameworks_keeps_every_bit(weights, npz_weights, 
     for name in OWN_SUFFIX:
         require(name)
     chain = [npz_weights] + [str(tmp_path / f"w{n}{s}") for n, s in enumerate(
-        [".pth", ".params", ".pdparams", ".pth", ".npz"])]
+        [".pth", ".params", ".pdparams", ".h5", ".keras", ".weights.h5", ".pth", ".npz"])]
     for source, destination in zip(chain, chain[1:]):
         assert main(["weights", "convert", source, destination]) == 0, capsys.readouterr().err
     checksums = set()
@@ -160,7 +190,7 @@ def test_conversion_across_all_frameworks_keeps_every_bit(weights, npz_weights, 
 
 @pytest.mark.parametrize("args, message", [
     (["convert", "{npz}", "{npz}"], "is the source file"),
-    (["convert", "{npz}", "{tmp}/out.h5"], "unknown format '.h5'"),
+    (["convert", "{npz}", "{tmp}/out.onnx"], "unknown format '.onnx'"),
     (["convert", "{tmp}/missing.npz", "{tmp}/out.npz"], "file does not exist"),
     (["info", "{tmp}"], "is a directory"),
     (["convert", "{npz}", "{tmp}/no/out.npz"], "does not exist; create it first"),
@@ -181,3 +211,27 @@ def test_partial_npz_is_refused_by_info(tmp_path, capsys):
     save_npz(random_weights(0, last=10), str(tmp_path / "partial.npz"))
     assert main(["weights", "info", str(tmp_path / "partial.npz")]) == 2
     assert "no features.12.weight/bias (conv3_2)" in capsys.readouterr().err
+
+
+def test_a_keras_file_in_caffes_convention_is_folded_to_multistyles(weights, tmp_path):
+    """A VGG-19 file that multistyle did not write (Keras's zoo, or a user's) expects Keras's input: BGR,
+    0..255, Caffe's means subtracted.  Read, its first convolution on multistyle's input (RGB, normalised)
+    gives what the file's own convolution gives on Keras's input, except at the one-pixel padding."""
+    from support import oracle
+    from support.needs import require
+
+    from multistyle.backends.tensorflow_backend import CAFFE_BGR_MEAN
+    from multistyle.images import RGB_MEAN, RGB_STD
+
+    require("tensorflow")
+    path = str(tmp_path / "keras-own.h5")
+    _keras_vgg19(weights, FEATURES).save(path)  # Keras's own writer, no multistyle mark
+    loaded, _, _ = load_weights(path, None, LAST)
+    pixels = np.random.default_rng(4).uniform(0, 1, (1, 3, 12, 16))  # RGB in 0..1
+    keras_input = 255.0 * pixels[:, ::-1] - CAFFE_BGR_MEAN.reshape(1, 3, 1, 1)
+    ours = (pixels - RGB_MEAN.reshape(1, 3, 1, 1)) / RGB_STD.reshape(1, 3, 1, 1)
+    want = oracle.features(keras_input.astype(np.float32), weights, ["conv1_1"])["conv1_1"]
+    got = oracle.features(ours.astype(np.float32), loaded, ["conv1_1"])["conv1_1"]
+    inside = (slice(None), slice(None), slice(1, -1), slice(1, -1))
+    np.testing.assert_allclose(got[inside], want[inside], rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    _arrays_equal({i: loaded[i] for i in loaded if i > 0}, {i: weights[i] for i in weights if 0 < i <= LAST})

@@ -382,7 +382,7 @@ def write_jobs(tmp_path, text, name="jobs.csv"):
     ("content,style,lr\na.png,b.png,fast\n", "jobs.csv", "jobs.csv row 2: --lr: invalid value 'fast'"),
     ("content,style,optimizer\na.png,b.png,sgd\n", "jobs.csv", "jobs.csv row 2: --optimizer: expected one of"),
     ("content,lr\na.png,0.1\n", "jobs.csv", "jobs.csv row 2: no 'style'"),
-    ("content,style,backend\na.png,b.png,tensorflow\n", "jobs.csv", "jobs.csv row 2: --backend: unknown backend"),
+    ("content,style,backend\na.png,b.png,caffe\n", "jobs.csv", "jobs.csv row 2: --backend: unknown backend"),
     ("content,style,style_blend\na.png,b.png,\"1,2\"\n", "jobs.csv", "jobs.csv row 2: --style-blend: 2 weights"),
     ("content,style,deterministic\na.png,b.png,maybe\n", "jobs.csv", "--deterministic: expected true or false"),
     ('[{"content": "a.png", "style": "b.png", "epochs": 0}]', "jobs.json", "jobs.json job 1: --epochs"),

@@ -146,7 +146,8 @@ def test_weights_with_wrong_shapes(backend_name, image_files, tmp_path, capsys):
 
 
 def test_weights_of_another_framework(backend_name, image_files, tmp_path, capsys):
-    other = {"torch": "vgg.pdparams", "mxnet": "vgg.pth", "paddle": "vgg.params", "jax": "vgg.pth"}[backend_name]
+    other = {"torch": "vgg.pdparams", "mxnet": "vgg.pth", "paddle": "vgg.params", "jax": "vgg.pth",
+             "tensorflow": "vgg.pth"}[backend_name]
     (tmp_path / other).write_bytes(b"x")
     args = job(image_files, tmp_path / "out.png", "--backend", backend_name)
     args[args.index("random:2")] = str(tmp_path / other)
@@ -154,7 +155,7 @@ def test_weights_of_another_framework(backend_name, image_files, tmp_path, capsy
 
 
 def test_corrupt_native_checkpoint(backend_name, image_files, tmp_path, capsys):
-    own = {"torch": "vgg.pth", "mxnet": "vgg.params", "paddle": "vgg.pdparams"}.get(backend_name)
+    own = {"torch": "vgg.pth", "mxnet": "vgg.params", "paddle": "vgg.pdparams", "tensorflow": "vgg.h5"}.get(backend_name)
     if own is None:
         pytest.skip(f"{backend_name} has no native checkpoint format")
     (tmp_path / own).write_bytes(b"definitely not a checkpoint")
@@ -173,6 +174,8 @@ def _redirect_caches(name, monkeypatch, folder):
         monkeypatch.setenv("TORCH_HOME", str(folder))
     elif name == "mxnet":
         monkeypatch.setenv("MXNET_HOME", str(folder))
+    elif name == "tensorflow":
+        monkeypatch.setenv("KERAS_HOME", str(folder))
     else:
         import paddle.utils.download
 

@@ -6,7 +6,7 @@ unless ``MULTISTYLE_TEST_REQUIRE`` names it: then the test fails, so an env whos
 Chromium) failed to install cannot pass by testing nothing.  tox sets it per env (``torch``, ``ray,notebook``
 ...), and ``.ci/run`` adds ``browser`` after installing Chromium.
 
-Names: the backends' (``torch``, ``mxnet``, ``paddle``), ``ray``, ``notebook``, ``browser``, ``gpu``, and
+Names: the backends' (``torch``, ``mxnet``, ``paddle``, ``jax``, ``tensorflow``), ``ray``, ``notebook``, ``browser``, ``gpu``, and
 ``no-framework``, which the core env sets: it asserts that no framework is importable there.
 """
 
@@ -25,7 +25,7 @@ from multistyle.errors import BackendUnavailable
 
 SWITCH = "MULTISTYLE_TEST_REQUIRE"
 #: The frameworks that the core env must not have.
-FRAMEWORKS = ("torch", "torchvision", "mxnet", "paddle", "jax")
+FRAMEWORKS = ("torch", "torchvision", "mxnet", "paddle", "jax", "tensorflow")
 
 
 def chromium() -> Optional[str]:
