@@ -183,6 +183,21 @@ MATHS: List[Tuple[str, str, str, str]] = [
      "3.2e-7 at the first step, against 1e-8 in PyTorch and Paddle.",
      "Sets Gluon's epsilon to 1e-8·√(1−β₂ᵗ) before every step, which is exactly torch's formula, so the "
      "three backends take the same steps."),
+    ("keras_adam_epsilon", "Adam's epsilon in Keras",
+     "Not in the chapter (it has no TensorFlow variant). TensorFlow: <code>tf.keras.optimizers.Adam</code> "
+     "computes, as Gluon does, lr·√(1−β₂ᵗ)/(1−β₁ᵗ)·m/(√v + ε): Kingma &amp; Ba's ε̂, added before the bias "
+     "correction, and 1e-7 by default, so it acts as 1e-7/√(1−β₂ᵗ): 3.2e-6 at the first step, 316 times "
+     "torch's 1e-8.",
+     "TensorFlow runs <code>multistyle.optim.Adam</code>, torch's formula written once over the protocol, "
+     "so its steps are the other backends'."),
+    ("kink_gradients", "Gradients at kinks in JAX and TensorFlow",
+     "Not in the chapter. JAX: <code>jax.grad(jnp.abs)(0.)</code> is 1 and the ReLU "
+     "<code>jnp.maximum(x, 0)</code> has derivative 0.5 at 0; TensorFlow's <code>tf.maximum(x, 0)</code> 1. "
+     "Torch, MXNet, Paddle, <code>tf.abs</code> and <code>tf.nn.relu</code> give 0. The total-variation "
+     "loss takes |x| of neighbour differences, which are exactly 0 wherever neighbouring pixels are equal.",
+     "JAX's |x| has a custom derivative, sign(x) (0 at 0), and its ReLU is <code>jax.nn.relu</code>; "
+     "TensorFlow uses <code>tf.abs</code> and <code>tf.nn.relu</code>: every backend's derivative is 0 at 0, "
+     "tested on each."),
     ("rmsprop_epsilon", "RMSprop's epsilon",
      "Not used by the chapter (it uses Adam); the viblo recipe's RMSprop is torch's <code>lr·g/(√v + ε)</code>. "
      "<code>paddle.optimizer.RMSProp</code> and MXNet's <code>RMSProp</code> compute <code>lr·g/√(v + ε)</code>: "
@@ -235,6 +250,22 @@ def adam_first_steps(g: np.ndarray, lr: float, eps: float = 1e-8, beta2: float =
     return torch_step, gluon_step
 
 
+def tv_kink_gradient(x: np.ndarray, tv_weight: float, at_zero: float = 1.0) -> np.ndarray:
+    """What a derivative of ``at_zero`` for |0| (JAX's ``jnp.abs``: 1) adds to the gradient of
+    ``tv_weight`` · :func:`multistyle.losses.tv_loss` at the image ``x`` (NCHW), against a derivative of 0."""
+    extra = np.zeros(x.shape, dtype=np.float64)
+    for axis in (2, 3):
+        d = np.diff(x.astype(np.float64), axis=axis)
+        push = (d == 0) * (0.5 * tv_weight * at_zero / d.size)
+        ahead = [slice(None)] * 4
+        ahead[axis] = slice(1, None)
+        behind = [slice(None)] * 4
+        behind[axis] = slice(None, -1)
+        extra[tuple(ahead)] += push
+        extra[tuple(behind)] -= push
+    return extra
+
+
 def rmsprop_first_steps(g: np.ndarray, lr: float, alpha: float = 0.99, eps: float = 1e-8
                         ) -> Tuple[np.ndarray, np.ndarray]:
     """The first RMSprop step, epsilon outside the root (torch) and inside it (Paddle, MXNet)."""
@@ -247,9 +278,10 @@ def _child_gradient(job: Dict[str, Any]) -> Dict[str, Any]:
     from .transfer import first_gradient
 
     settings = Settings(**job["settings"]).resolved()
-    loss, grad, _ = first_gradient(job["content"], job["style"], backend=job["backend"], device="cpu",
-                                   weights=job["weights"], size=tuple(job["size"]), settings=settings)
-    return {"grad": grad, "pixel": settings.pixel_domain, "lr": settings.lr}
+    loss, grad, start = first_gradient(job["content"], job["style"], backend=job["backend"], device="cpu",
+                                       weights=job["weights"], size=tuple(job["size"]), settings=settings)
+    return {"grad": grad, "pixel": settings.pixel_domain, "lr": settings.lr, "start": start,
+            "tv_weight": settings.tv_weight}
 
 
 def _child_run(job: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
@@ -286,6 +318,27 @@ class _Measurements:
         diff = _levels(ours - gluon, g["pixel"])
         return _describe_levels(diff) + f" (the job's gradient, lr {lr:g})", {"max": float(diff.max()),
                                                                                 "mean": float(diff.mean())}
+
+    def keras_adam(self) -> Tuple[str, Dict[str, Any]]:
+        g = self.gradient()
+        lr = g["lr"] if self.job["settings"]["optimizer"] == "adam" else 0.3
+        ours, _ = adam_first_steps(g["grad"], lr)
+        _, keras = adam_first_steps(g["grad"], lr, eps=1e-7)  # Keras's default epsilon, in Gluon's place
+        diff = _levels(ours - keras, g["pixel"])
+        return _describe_levels(diff) + f" (the job's gradient, lr {lr:g}, Keras's epsilon 1e-7)", \
+            {"max": float(diff.max()), "mean": float(diff.mean())}
+
+    def kinks(self) -> Tuple[str, Dict[str, Any]]:
+        g = self.gradient()
+        lr = g["lr"] if self.job["settings"]["optimizer"] == "adam" else 0.3
+        start = np.asarray(g["start"])
+        equal = float(np.mean([(np.diff(start, axis=axis) == 0).mean() for axis in (2, 3)]) * 100)
+        ours, _ = adam_first_steps(g["grad"], lr)
+        jax_abs, _ = adam_first_steps(g["grad"] + tv_kink_gradient(start, g["tv_weight"]), lr)
+        diff = _levels(ours - jax_abs, g["pixel"])
+        return (f"{equal:.1f} % of neighbour differences are exactly 0 at the start; with jnp.abs's derivative, "
+                + _describe_levels(diff) + f" (lr {lr:g})"), {"equal_neighbours_percent": equal,
+                                                               "max": float(diff.max()), "mean": float(diff.mean())}
 
     def rmsprop(self) -> Tuple[str, Dict[str, Any]]:
         g = self.gradient()
@@ -339,7 +392,8 @@ def measure(job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., 
     figures: Dict[str, Any] = {}
     m = _Measurements(job, usable, isolated)
     first = (m.first or "torch",)
-    works = {"gluon_adam_epsilon": m.adam, "rmsprop_epsilon": m.rmsprop, "inplace_relu": m.relu,
+    works = {"gluon_adam_epsilon": m.adam, "keras_adam_epsilon": m.keras_adam, "kink_gradients": m.kinks,
+             "rmsprop_epsilon": m.rmsprop, "inplace_relu": m.relu,
              "mxnet_lbfgs": m.lbfgs, "paddle_numel": m.numel, "paddle_threads": m.threads}
     for key, work in works.items():
         missing = [name for name in MEASURED_WITH.get(key, first) if name not in usable]

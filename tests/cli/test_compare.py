@@ -92,17 +92,21 @@ def test_report_explains_the_code_and_measures_where_the_maths_differs(report):
     for name in INSTALLED:
         assert f"multistyle/backends/{name}_backend.py:" in page
     rows = {row["key"]: row for row in data["meta"]["maths"]}
-    assert list(rows) == ["gluon_adam_epsilon", "rmsprop_epsilon", "inplace_relu", "mxnet_lbfgs", "paddle_numel",
-                          "paddle_threads"]
+    assert list(rows) == ["gluon_adam_epsilon", "keras_adam_epsilon", "kink_gradients", "rmsprop_epsilon",
+                          "inplace_relu", "mxnet_lbfgs", "paddle_numel", "paddle_threads"]
     for key, row in rows.items():
         assert row["effect"] in page.replace("&#x27;", "'") or html.escape(row["effect"]) in page
     # Measured on this job with the first installed backend (torch where it is).
-    for key in ("gluon_adam_epsilon", "rmsprop_epsilon", "inplace_relu"):
+    for key in ("gluon_adam_epsilon", "keras_adam_epsilon", "kink_gradients", "rmsprop_epsilon", "inplace_relu"):
         assert not rows[key]["effect"].startswith("not measured"), rows[key]
     # Gluon's epsilon (3.2e-7 at the first step, torch's 1e-8) changes every step a little: the difference is
     # there, and no larger than one Adam step (at most lr per value: lr x std x 255 levels per channel).
     adam = rows["gluon_adam_epsilon"]["figures"]
     assert 0 < adam["mean"] <= adam["max"] <= 0.3 * 255 * max(images.RGB_STD) + 1e-6
+    assert rows["keras_adam_epsilon"]["figures"]["mean"] > adam["mean"]  # Keras's 1e-7 is ten times Gluon's 1e-8
+    # The content image starts the run, and its flat block has equal neighbours: jnp.abs would move them.
+    kinks = rows["kink_gradients"]["figures"]
+    assert kinks["equal_neighbours_percent"] > 1 and kinks["max"] > 0.5
     assert rows["rmsprop_epsilon"]["figures"]["mean"] > 0  # epsilon inside the root changes every step
     relu = rows["inplace_relu"]["figures"]
     assert relu["style_loss"][0] != pytest.approx(relu["style_loss"][1], rel=1e-3)  # conv vs ReLU outputs

@@ -160,3 +160,28 @@ def test_rmsprop_formulas_are_what_torch_and_paddle_compute():
         pass
     if not checked:
         pytest.skip("neither torch nor paddle is installed")
+
+
+def test_the_kink_gradient_is_what_jnp_abs_adds():
+    """explain's NumPy account of JAX's |0|' = 1, against JAX itself: the TV gradient with ``jnp.abs`` minus
+    the JAX backend's (0 at 0), on an image with runs of equal neighbours."""
+    from support.needs import require
+
+    require("jax")
+    import jax
+    import jax.numpy as jnp
+
+    from multistyle import losses
+    from multistyle.backend import get_backend
+
+    B = get_backend("jax", device="cpu")
+    x = np.random.default_rng(3).integers(0, 3, (1, 3, 6, 7)).astype(np.float32)  # many equal neighbours
+
+    def tv(y):  # losses.tv_loss, written with jnp.abs
+        return 5.0 * 0.5 * (jnp.mean(jnp.abs(y[:, :, 1:, :] - y[:, :, :-1, :]))
+                            + jnp.mean(jnp.abs(y[:, :, :, 1:] - y[:, :, :, :-1])))
+
+    ours = B.value_and_grad(lambda y: 5.0 * losses.tv_loss(B, y), x)[1]
+    plain = np.asarray(jax.grad(tv)(jnp.asarray(x)))
+    assert np.abs(plain - ours).max() > 0
+    np.testing.assert_allclose(plain - ours, explain.tv_kink_gradient(x, 5.0), atol=1e-6)
