@@ -44,11 +44,17 @@ def _abs(x: jax.Array) -> jax.Array:
 _abs.defjvps(lambda g, ans, x: g * jnp.sign(x))  # torch, MXNet and Paddle: d|x|/dx = 0 at 0
 
 
+def _with_total(terms: Dict[str, Any]) -> Tuple[jax.Array, Dict[str, Any]]:
+    return terms["total"], terms
+
+
 class JaxBackend(HeldImages, Backend):
-    """JAX (``jax.numpy`` and ``jax.lax``), eager, with ``jax.value_and_grad``."""
+    """JAX (``jax.numpy`` and ``jax.lax``), eager, with ``jax.value_and_grad``; the objective jitted per scale."""
 
     name = "jax"
     framework = "JAX"
+    #: Compile each scale's objective (:meth:`compile_objective`); False runs it eagerly.
+    jit = True
 
     def __init__(self, device: str = "auto") -> None:
         super().__init__(device)
@@ -136,6 +142,32 @@ class JaxBackend(HeldImages, Backend):
             terms.update(values)
         self.persist_clips(image, value)
         return loss, grad
+
+    def compile_objective(self, terms: Callable[[Any], Dict[str, Any]]) -> Callable[[Any], Dict[str, Any]]:
+        """``terms`` whose value and gradient are one compiled XLA call (``jax.jit``), compiled at the first call.
+
+        A ``jax.custom_vjp``: the forward pass computes the terms and the gradient of their total at once,
+        and the backward pass scales that gradient by the total's cotangent.  The loop's closure around it
+        stays eager, so its clip and :meth:`keep` run at every call, not only at trace time.
+        """
+        if not self.jit:
+            return terms
+        forward = jax.jit(terms)
+        value_and_grad = jax.jit(jax.value_and_grad(lambda v: _with_total(terms(v)), has_aux=True))
+
+        @jax.custom_vjp
+        def compiled(v: jax.Array) -> Dict[str, Any]:
+            return forward(v)
+
+        def ahead(v: jax.Array) -> Tuple[Dict[str, Any], jax.Array]:
+            (_, out), grad = value_and_grad(v)
+            return out, grad
+
+        def back(grad: jax.Array, cotangent: Dict[str, Any]) -> Tuple[jax.Array]:
+            return (cotangent["total"] * grad,)
+
+        compiled.defvjp(ahead, back)
+        return lambda x: compiled(_value(x))
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         raise WeightsError("--weights imagenet: JAX has no model zoo; convert another framework's with "

@@ -12,7 +12,9 @@ times faster than the chapter multistyle is).  The three alternate for a few
 rounds, and medians exclude warm-up iterations.  The chapter's loop and the
 floor read the loss back every iteration; multistyle's epoch seconds are the
 wall time of each batch of reads shared out, so asynchronous MXNet is timed
-fairly either way.
+fairly either way.  The chapter has no JAX or TensorFlow variant: their
+chapter column is nan, and their multistyle runs the ``d2l`` preset (conv
+outputs, as the MXNet and Paddle chapters).
 
     python benchmarks/chapter_vs_multistyle.py --sizes 150x225,300x450 --epochs 12
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -40,7 +43,7 @@ from multistyle.vgg import random_weights  # noqa: E402
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
 # The preset that computes what each framework's chapter code computes.
-PRESET = {"torch": "d2l-pytorch", "mxnet": "d2l-mxnet", "paddle": "d2l"}
+PRESET = {"torch": "d2l-pytorch", "mxnet": "d2l-mxnet", "paddle": "d2l", "jax": "d2l", "tensorflow": "d2l"}
 
 
 def cli_seconds(name: str, size: Tuple[int, int], epochs: int, warmup: int) -> float:
@@ -66,8 +69,9 @@ def measure(name: str, size: Tuple[int, int], epochs: int = 12, warmup: int = 2,
     weights = random_weights(0, last=28)
     chapter_times, floor_times, our_times, cli_times = [], [], [], []
     for _ in range(rounds):  # alternate, so drift in machine load hits all alike
-        _, _, times = d2l_chapter.LOOPS[name](content, style, weights, epochs)
-        chapter_times += times[warmup:]
+        if name in d2l_chapter.LOOPS:  # the chapter has no JAX or TensorFlow variant
+            _, _, times = d2l_chapter.LOOPS[name](content, style, weights, epochs)
+            chapter_times += times[warmup:]
         floor_times += floor.FLOORS[name](content, weights, epochs)[warmup:]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", multistyle.UntrainedWeightsWarning)
@@ -75,7 +79,8 @@ def measure(name: str, size: Tuple[int, int], epochs: int = 12, warmup: int = 2,
                                          weights="random:0", size=size, epochs=epochs, preset=PRESET[name])
         our_times += [record["seconds"] for record in result.history[warmup:]]
         cli_times.append(cli_seconds(name, size, epochs, warmup))
-    chapter, bare, ours, cli = (statistics.median(t) for t in (chapter_times, floor_times, our_times, cli_times))
+    chapter, bare, ours, cli = (statistics.median(t) if t else math.nan
+                                for t in (chapter_times, floor_times, our_times, cli_times))
     return {"chapter": chapter, "floor": bare, "multistyle": ours, "cli": cli}
 
 

@@ -63,11 +63,12 @@ def optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Resolve
     batch = READ_BATCH if B.asynchronous and not stop_rules else 1
     pending: List[Tuple[Dict[str, Any], Any, bool]] = []  # (record so far, packed losses, has tv) per unread epoch
     final = scale.final
+    loss_terms = B.compile_objective(objective.terms)  # once per scale: its image size is fixed
 
     def closure(x: Any) -> Any:
         if settings.clamp == "closure":  # the tutorial: clamp the image itself, then evaluate
             B.clip_(x, low, high)
-        evaluations.append(B.keep(objective.terms(x)))
+        evaluations.append(B.keep(loss_terms(x)))
         return evaluations[-1]["total"]
 
     def image() -> np.ndarray:

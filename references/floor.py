@@ -107,7 +107,76 @@ def paddle_floor(x: np.ndarray, weights: Weights, iterations: int, capture: bool
     return times
 
 
-FLOORS = {"torch": torch_floor, "mxnet": mxnet_floor, "paddle": paddle_floor}
+def jax_floor(x: np.ndarray, weights: Weights, iterations: int, capture: bool = True) -> List[float]:
+    """JAX has no VGG-19 of its own: the layers in ``jax.lax``, and ``jax.value_and_grad`` of their mean, jitted
+    (``capture``, the default: JAX's eager mode is not what a JAX user times) or eager."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from multistyle.vgg import LAYERS
+
+    convs = {i: (jnp.asarray(w), jnp.asarray(b).reshape(1, -1, 1, 1)) for i, (w, b) in weights.items() if i <= LAST}
+
+    def loss(image: jax.Array) -> jax.Array:
+        for spec in LAYERS[: LAST + 1]:
+            if spec.kind == "conv":
+                w, b = convs[spec.index]
+                image = lax.conv_general_dilated(image, w, (1, 1), ((1, 1), (1, 1)),
+                                                 dimension_numbers=("NCHW", "OIHW", "NCHW")) + b
+            elif spec.kind == "relu":
+                image = jax.nn.relu(image)
+            else:
+                image = lax.reduce_window(image, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+        return image.mean()
+
+    step = jax.value_and_grad(loss)
+    step = jax.jit(step) if capture else step
+    image = jnp.asarray(x)
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        value, grad = step(image)
+        float(value), grad.block_until_ready()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def tensorflow_floor(x: np.ndarray, weights: Weights, iterations: int, capture: bool = False) -> List[float]:
+    """Keras's VGG-19 up to ``block5_conv1`` (its ReLU is fused into the convolution), NHWC, with
+    ``tf.GradientTape``; ``capture`` wraps the step in ``tf.function``."""
+    import tensorflow as tf
+
+    from multistyle.vgg import CONV_INDICES
+
+    base = tf.keras.applications.VGG19(weights=None, include_top=False)
+    convs = [layer for layer in base.layers if layer.get_weights()]
+    for layer, index in zip(convs, CONV_INDICES):
+        if index <= LAST:
+            w, b = weights[index]
+            layer.set_weights([np.transpose(w, (2, 3, 1, 0)), b])
+    net = tf.keras.Model(base.input, base.get_layer("block5_conv1").output)
+    net.trainable = False
+    image = tf.constant(np.transpose(x, (0, 2, 3, 1)))
+
+    def step(image: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            loss = tf.reduce_mean(net(image, training=False))
+        return loss, tape.gradient(loss, image)
+
+    step = tf.function(step) if capture else step
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        loss, grad = step(image)
+        float(loss), grad.numpy()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+FLOORS = {"torch": torch_floor, "mxnet": mxnet_floor, "paddle": paddle_floor, "jax": jax_floor,
+          "tensorflow": tensorflow_floor}
 
 
 def installed(names: str) -> List[str]:

@@ -180,6 +180,15 @@ class Backend(abc.ABC):
         """
         return terms
 
+    def compile_objective(self, terms: Callable[[Tensor], Dict[str, Tensor]]) -> Callable[[Tensor], Dict[str, Tensor]]:
+        """The loss terms of one scale (``StyleLoss.terms``), compiled where the framework gains by it.
+
+        Called once per scale by the loop, whose closure then calls the result in place of ``terms``:
+        the closure's side effects (clipping, :meth:`keep`) stay outside what is compiled.  Only the
+        ``total`` term is differentiated through the result.  Identity by default (eager frameworks).
+        """
+        return terms
+
     def image_of(self, optimizer: Any) -> Tensor:
         """The image of one of :mod:`multistyle.optim`'s optimizers, as the core reads and clips it: its ``x``.
 
