@@ -97,7 +97,7 @@ def line(name: str, size: Tuple[int, int], row: Dict[str, float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default="torch,mxnet,paddle")
+    parser.add_argument("--backends", default="torch,mxnet,paddle,jax,tensorflow")
     parser.add_argument("--sizes", default="150x225,300x450", help="HxW,...")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)

@@ -66,7 +66,7 @@ def fit(rows: List[Dict[str, float]]) -> memory.Model:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default="torch,mxnet,paddle")
+    parser.add_argument("--backends", default="torch,mxnet,paddle,jax,tensorflow")
     parser.add_argument("--sizes", default="150x225,300x450,600x900")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--optimizer", default="adam")

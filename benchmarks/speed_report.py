@@ -29,7 +29,7 @@ from multistyle.settings import Settings
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default="torch,mxnet,paddle")
+    parser.add_argument("--backends", default="torch,mxnet,paddle,jax,tensorflow")
     parser.add_argument("--sizes", default="150x225,300x450")
     parser.add_argument("--memory-sizes", default="150x225,300x450,600x900")
     parser.add_argument("--time-sizes", default=None, help="sizes of part 3 (default: --sizes)")

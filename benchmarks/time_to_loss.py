@@ -118,7 +118,7 @@ def table(rows: List[Dict[str, Any]]) -> List[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default="torch,mxnet,paddle")
+    parser.add_argument("--backends", default="torch,mxnet,paddle,jax,tensorflow")
     parser.add_argument("--sizes", default="150x225,300x450")
     parser.add_argument("--candidates", default=None, help="JSON {name: settings} (default: the fast preset)")
     args = parser.parse_args()

@@ -104,8 +104,9 @@ def test_gram_matrices(pair, stages):
 
 def test_loss_terms(pair, stages):
     a, b = (stages(name) for name in pair)
+    # 1e-5: measured, every pair of the five agrees to 6e-7 or better on each term (float32 sums in other orders).
     for term in ("content", "style", "tv", "total"):
-        assert a["terms"][term] == pytest.approx(b["terms"][term], rel=1e-4), f"{pair}: {term} loss"
+        assert a["terms"][term] == pytest.approx(b["terms"][term], rel=1e-5), f"{pair}: {term} loss"
     assert a["value"] == pytest.approx(a["terms"]["total"], rel=1e-6)
 
 

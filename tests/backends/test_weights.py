@@ -115,7 +115,7 @@ def test_random_weights_are_the_same_on_every_backend(backend):
     assert sorted(a) == [i for i in CONV_INDICES if i <= LAST]
     code = ("import sys, hashlib; from multistyle.weightfiles import load_weights; "
             "w = load_weights('random:9', None, 28).arrays; "
-            "print(sorted(m for m in ('torch', 'mxnet', 'paddle') if m in sys.modules)); "
+            "print(sorted(m for m in ('torch', 'mxnet', 'paddle', 'jax', 'tensorflow') if m in sys.modules)); "
             "print(hashlib.sha256(b''.join(w[i][k].tobytes() for i in sorted(w) for k in (0, 1))).hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "[]"

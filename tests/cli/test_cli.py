@@ -215,7 +215,8 @@ def test_imagenet_on_jax_says_how_to_convert(image_files, tmp_path, capsys):
 def test_backends_command_lists_every_backend(capsys):
     assert main(["backends"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in out] == ["torch", "mxnet", "paddle", "jax"]
+    assert [line.split()[0] for line in out] == list(BUILTIN_BACKENDS) == ["torch", "mxnet", "paddle", "jax",
+                                                                          "tensorflow"]
     for line in out:
         assert " usable " in line and "devices: cpu" in line or " unusable " in line and "pip install" in line
 

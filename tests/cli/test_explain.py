@@ -58,10 +58,12 @@ def test_snippets_are_the_source_of_what_runs(name):
 
 @pytest.fixture(scope="module")
 def explain_page(tmp_path_factory):
-    """The explain page, written by a fresh process that must import no framework to write it."""
+    """The explain page of every built-in backend (five columns), written by a fresh process that must import
+    no framework to write it."""
     folder = tmp_path_factory.mktemp("explain")
-    script = ("import sys; from multistyle import explain; explain.write_page(sys.argv[1], ['torch', 'mxnet', "
-              "'paddle']); loaded = {'torch', 'mxnet', 'paddle'} & set(sys.modules); assert not loaded, loaded")
+    script = ("import sys; from multistyle import explain; from multistyle.backend import BUILTIN_BACKENDS; "
+              "explain.write_page(sys.argv[1], list(BUILTIN_BACKENDS)); "
+              "loaded = {'torch', 'mxnet', 'paddle', 'jax', 'tensorflow'} & set(sys.modules); assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", script, str(folder / "page")], check=True, cwd=folder, timeout=120)
     return folder / "page" / "index.html"
 
@@ -69,8 +71,9 @@ def explain_page(tmp_path_factory):
 def test_explain_page_imports_no_framework(explain_page):
     page = explain_page.read_text()
     assert "<script" not in page and "http://" not in page and "https://" not in page
-    assert page.count("class=\"hl\"") == sum(len(s) for n in ("torch", "mxnet", "paddle")
-                                            for s in explain.backend_code(n).values())
+    assert page.count("class=\"hl\"") == sum(len(s) for n in BUILTIN_BACKENDS for s in explain.backend_code(n).values())
+    assert "".join(f"<th>{n}</th>" for n in BUILTIN_BACKENDS) in page  # a column each, five in all
+    assert len(BUILTIN_BACKENDS) == 5
     for key, title, _, _ in explain.MATHS:
         assert title in page
 

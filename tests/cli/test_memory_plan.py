@@ -46,7 +46,8 @@ def _plan_command(image_files, tmp_path, *extra):
 
 def test_plan_predicts_without_loading_a_framework(image_files, tmp_path):
     code = ("import sys; from multistyle.cli import main; rc = main(sys.argv[1:]); "
-            "print('loaded', sorted(m for m in ('torch', 'mxnet', 'paddle') if m in sys.modules)); sys.exit(rc)")
+            "print('loaded', sorted(m for m in ('torch', 'mxnet', 'paddle', 'jax', 'tensorflow') if m in sys.modules)); "
+            "sys.exit(rc)")
     out = subprocess.run([sys.executable, "-c", code, *_plan_command(image_files, tmp_path, "--size", "300x450",
                                                                      "--scales", "2", "--max-memory", "64G")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
