@@ -17,38 +17,27 @@
   expect Caffe's input (BGR, 0..255, mean subtracted): its first convolution is
   folded to multistyle's input (RGB, normalised by the ImageNet mean and std).
   Native files are HDF5 (``.h5``, ``.weights.h5``) and ``.keras`` archives, read
-  with h5py and zipfile (no Keras code runs, nothing is unpickled).  Files that
-  multistyle writes carry a mark (:data:`MARK`) that they already hold
+  without TensorFlow by :mod:`multistyle.keras_weights` (no Keras code runs,
+  nothing is unpickled).  Files that multistyle writes are marked as holding
   multistyle's input convention; any other VGG-19 file is taken to be in Keras's
   own (Caffe's) and folded like the zoo's.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import re
-import zipfile
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter (CPU features, oneDNN)
 
-import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from multistyle.backend import Backend, HeldImages, zoo_error  # noqa: E402
 from multistyle.backend import unwrap as _value  # noqa: E402
 from multistyle.errors import WeightsError  # noqa: E402
-from multistyle.images import RGB_MEAN, RGB_STD  # noqa: E402
+from multistyle.keras_weights import mark, read, write_h5  # noqa: E402
 from multistyle.vgg import CONV_INDICES, Weights  # noqa: E402
-
-#: The root attribute (HDF5) or archive member (``.keras``) that marks a file as holding multistyle's input convention.
-MARK = "multistyle_input"
-MARK_VALUE = "rgb, (x - imagenet mean) / imagenet std"
-#: Keras's VGG-19 input: Caffe's BGR means, subtracted from 0..255 pixels (keras/applications/imagenet_utils.py).
-CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float64)
 
 #: Keras applications' VGG-19 without its classifier, and its MD5 (keras/src/applications/vgg19.py).
 ZOO_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
@@ -58,31 +47,6 @@ ZOO_MD5 = "253f8cb515780f3b799900260a226db6"
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
 
-def from_caffe_input(kernel: np.ndarray, bias: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """The first convolution (HWIO kernel, bias) of a Keras VGG-19, folded from Caffe's input to multistyle's.
-
-    Keras feeds ``255·p[bgr] − mean_bgr`` (``p`` in 0..1); multistyle feeds
-    ``(p − mean) / std`` in RGB.  The kernel takes the channels in RGB order,
-    scaled by ``255·std``, and the bias absorbs the difference of the means.
-    Exact inside the image; at the one-pixel zero padding the two inputs differ
-    by ``255·mean − mean_caffe``, at most 0.5 of 255.
-    """
-    k = kernel.astype(np.float64)[:, :, ::-1, :]  # BGR input channels -> RGB
-    offset = 255.0 * RGB_MEAN.astype(np.float64) - CAFFE_BGR_MEAN[::-1]
-    folded = k * (255.0 * RGB_STD.astype(np.float64))[None, None, :, None]
-    return folded.astype(np.float32), (bias + np.einsum("hwio,i->o", k, offset)).astype(np.float32)
-
-
-def mark(path: str) -> None:
-    """Mark a Keras weights file (HDF5 or ``.keras``) as holding multistyle's input convention (:data:`MARK`)."""
-    if path.lower().endswith(".keras"):
-        with zipfile.ZipFile(path, "a") as archive:
-            archive.writestr(MARK + ".json", json.dumps({MARK: MARK_VALUE}))
-    else:
-        with h5py.File(path, "a") as f:
-            f.attrs[MARK] = MARK_VALUE
-
-
 def _keras_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -90,49 +54,6 @@ def _keras_version() -> str:
         return version("keras")
     except PackageNotFoundError:
         return "unknown"
-
-
-def _natural(name: str) -> List[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
-def _kernels(f: h5py.Group) -> List[Tuple[np.ndarray, np.ndarray]]:
-    """The (kernel, bias) pairs of the convolutions in an HDF5 weights file, in the network's order.
-
-    Two layouts: Keras 2's (``layer_names`` at the root, ``weight_names`` per
-    layer: what ``save_weights('x.h5')`` and the zoo write) and Keras 3's
-    (``layers/<name>/vars/0, 1``: ``.weights.h5`` and inside ``.keras``).
-    """
-    pairs = []
-    if "layer_names" not in f.attrs and isinstance(f.get("model_weights"), h5py.Group):
-        f = f["model_weights"]  # a whole model saved as .h5: its weights are in this group
-    if "layer_names" in f.attrs:
-        for layer in f.attrs["layer_names"]:
-            group = f[layer.decode() if isinstance(layer, bytes) else layer]
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
-            arrays = [np.asarray(group[n]) for n in names]
-            if len(arrays) == 2 and arrays[0].ndim == 4:
-                pairs.append((arrays[0], arrays[1]))
-        return pairs
-    layers = f.get("layers")
-    if not isinstance(layers, h5py.Group):
-        raise WeightsError("no Keras layers in it (neither Keras 2's layer_names nor Keras 3's layers/)")
-    for name in sorted(layers, key=_natural):
-        stored = layers[name].get("vars")
-        if isinstance(stored, h5py.Group) and "0" in stored and "1" in stored and stored["0"].ndim == 4:
-            pairs.append((np.asarray(stored["0"]), np.asarray(stored["1"])))
-    return pairs
-
-
-def keras_state_dict(pairs: Sequence[Tuple[np.ndarray, np.ndarray]], caffe_input: bool) -> Dict[str, np.ndarray]:
-    """Keras convolutions (HWIO kernels) as ``features.{i}.weight|bias`` (OIHW), folded when in Caffe's input."""
-    state: Dict[str, np.ndarray] = {}
-    for number, (index, (kernel, bias)) in enumerate(zip(CONV_INDICES, pairs)):
-        if number == 0 and caffe_input:
-            kernel, bias = from_caffe_input(kernel, bias)
-        state[f"features.{index}.weight"] = np.ascontiguousarray(np.transpose(kernel, (3, 2, 0, 1)), np.float32)
-        state[f"features.{index}.bias"] = np.asarray(bias, np.float32)
-    return state
 
 
 class TensorFlowBackend(HeldImages, Backend):
@@ -229,47 +150,26 @@ class TensorFlowBackend(HeldImages, Backend):
     # -- weights ---------------------------------------------------------------------------------
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         # What tf.keras.applications.VGG19(weights="imagenet", include_top=False) fetches, into Keras's cache
-        # (KERAS_HOME, else ~/.keras, as Keras 3 has it), then read with h5py: no Keras model is built.
+        # (KERAS_HOME, else ~/.keras, as Keras 3 has it), then read without Keras: no model is built.
         cache = os.path.expanduser(os.environ.get("KERAS_HOME") or os.path.join("~", ".keras"))
         path = os.path.join(cache, "models", os.path.basename(ZOO_URL))
         try:
             path = tf.keras.utils.get_file(os.path.basename(ZOO_URL), ZOO_URL, cache_subdir="models",
                                            file_hash=ZOO_MD5, cache_dir=cache)
-            with h5py.File(path, "r") as f:
-                return keras_state_dict(_kernels(f), caffe_input=True)
+            return read(path)  # unmarked: in Keras's (Caffe's) input convention, folded
         except Exception as exc:  # no network, bad download
             raise zoo_error(self, "Keras applications", exc, path, ZOO_URL) from None
 
     def load_native_weights(self, path: str) -> Dict[str, np.ndarray]:
-        if path.lower().endswith(".keras"):
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-                if "model.weights.h5" not in names:
-                    raise WeightsError(f"weights {path}: a .keras archive without model.weights.h5")
-                marked = MARK + ".json" in names
-                data = io.BytesIO(archive.read("model.weights.h5"))
-            with h5py.File(data, "r") as f:
-                return keras_state_dict(_kernels(f), caffe_input=not marked)
-        with h5py.File(path, "r") as f:
-            return keras_state_dict(_kernels(f), caffe_input=MARK not in f.attrs)
+        return read(path)
 
     def save_native_weights(self, weights: Weights, path: str) -> None:
         """``.h5``: Keras 2's layout, written with h5py (both Keras 2 and 3 load it); ``.weights.h5`` and
-        ``.keras``: Keras's own writer, for the Keras installed.  Each with :data:`MARK`."""
+        ``.keras``: Keras's own writer, for the Keras installed.  Each marked (:func:`multistyle.keras_weights.mark`)."""
         pairs = [(np.transpose(w, (2, 3, 1, 0)), b) for _, (w, b) in sorted(weights.items())]
         lower = path.lower()
         if lower.endswith(".h5") and not lower.endswith(".weights.h5"):
-            names = [f"block{block}_conv{conv}" for block, convs in enumerate((2, 2, 4, 4, 4), 1)
-                     for conv in range(1, convs + 1)][:len(pairs)]
-            with h5py.File(path, "w") as f:
-                f.attrs["layer_names"] = [n.encode() for n in names]
-                f.attrs["backend"], f.attrs["keras_version"] = b"tensorflow", _keras_version().encode()
-                f.attrs[MARK] = MARK_VALUE
-                for name, (kernel, bias) in zip(names, pairs):
-                    group = f.create_group(name)
-                    group.attrs["weight_names"] = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
-                    group.create_dataset(f"{name}/kernel:0", data=kernel)
-                    group.create_dataset(f"{name}/bias:0", data=bias)
+            write_h5(pairs, path, _keras_version())
             return
         if len(pairs) != len(CONV_INDICES):
             raise WeightsError(f"weights {path}: Keras's writer needs all 16 convolutions, not {len(pairs)}; "

@@ -83,10 +83,12 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
     "jax": BackendSpec(
         "jax", "multistyle.backends.jax_backend:JaxBackend", ("jax", "jaxlib"), "jax",
+        memory=MemoryModel(base=1.19e9, weights=2.0, activations=1.01),
         explain=_explain_held("JaxBackend")),
     "tensorflow": BackendSpec(
         "tensorflow", "multistyle.backends.tensorflow_backend:TensorFlowBackend", ("tensorflow",), "tensorflow",
-        weight_suffixes=(".h5", ".keras"), explain=_explain_held("TensorFlowBackend")),
+        weight_suffixes=(".h5", ".keras"), memory=MemoryModel(base=535e6, weights=2.0, activations=2.19),
+        explain=_explain_held("TensorFlowBackend")),
 }
 
 

@@ -58,14 +58,14 @@ def _keras_vgg19(weights, names):
 
 
 def _save_keras_weights(weights, path, names):
-    from multistyle.backends.tensorflow_backend import mark
+    from multistyle.keras_weights import mark
 
     _keras_vgg19(weights, names).save_weights(path)
     mark(path)  # what multistyle adds: the file holds multistyle's input convention, not Caffe's
 
 
 def _save_keras_model(weights, path, names):
-    from multistyle.backends.tensorflow_backend import mark
+    from multistyle.keras_weights import mark
 
     _keras_vgg19(weights, names).save(path)
     mark(path)
@@ -220,7 +220,7 @@ def test_a_keras_file_in_caffes_convention_is_folded_to_multistyles(weights, tmp
     from support import oracle
     from support.needs import require
 
-    from multistyle.backends.tensorflow_backend import CAFFE_BGR_MEAN
+    from multistyle.keras_weights import CAFFE_BGR_MEAN
     from multistyle.images import RGB_MEAN, RGB_STD
 
     require("tensorflow")
