@@ -25,13 +25,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter (CPU features, oneDNN)
+import numpy as np
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+@contextlib.contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 pointed at /dev/null for the block: TensorFlow's C++ start-up lines (oneDNN, CUDA
+    drivers, cuInit) go there.  From TensorFlow 2.16 absl writes them before any log level applies, so
+    ``TF_CPP_MIN_LOG_LEVEL`` (set too, for older releases) does not hide them.  Python exceptions still rise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to redirect
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+with _c_stderr_silenced():
+    import tensorflow as tf
 
 from multistyle.backend import Backend, HeldImages, zoo_error  # noqa: E402
 from multistyle.backend import unwrap as _value  # noqa: E402
@@ -71,7 +93,8 @@ class TensorFlowBackend(HeldImages, Backend):
 
     @classmethod
     def gpu_count(cls) -> int:
-        return len(tf.config.list_physical_devices("GPU"))
+        with _c_stderr_silenced():  # where CUDA is in the wheel but no driver is, TensorFlow logs cuInit's error
+            return len(tf.config.list_physical_devices("GPU"))
 
     def place(self, gpu: Optional[int]) -> str:
         return "/CPU:0" if gpu is None else f"/GPU:{gpu}"

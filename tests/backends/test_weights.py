@@ -135,7 +135,7 @@ def test_native_checkpoint_missing_layers(backend, weights, tmp_path):
         load_weights(path, backend, LAST)
 
 
-OWN_SUFFIX = {"torch": ".pth", "mxnet": ".params", "paddle": ".pdparams", "tensorflow": ".h5"}
+OWN_SUFFIX = {"torch": ".pth", "mxnet": ".params", "paddle": ".pdparams", "tensorflow": ".weights.h5"}
 
 
 def _arrays_equal(a, b):
