@@ -84,14 +84,14 @@ def measure(name: str, size: Tuple[int, int], epochs: int = 12, warmup: int = 2,
     return {"chapter": chapter, "floor": bare, "multistyle": ours, "cli": cli}
 
 
-HEADER = (f"{'backend':8} {'size':>8} {'chapter s/it':>13} {'floor s/it':>11} {'multistyle s/it':>16} "
+HEADER = (f"{'backend':10} {'size':>8} {'chapter s/it':>13} {'floor s/it':>11} {'multistyle s/it':>16} "
           f"{'fresh CLI s/it':>15} {'ms/floor':>9} {'chapter/ms':>11}")
 
 
 def line(name: str, size: Tuple[int, int], row: Dict[str, float]) -> str:
     """One table row; the ratios use the slower of multistyle in-process and the fresh CLI."""
     ours = max(row["multistyle"], row["cli"])
-    return (f"{name:8} {size[0]:>3}x{size[1]:<4} {row['chapter']:13.4f} {row['floor']:11.4f} "
+    return (f"{name:10} {size[0]:>3}x{size[1]:<4} {row['chapter']:13.4f} {row['floor']:11.4f} "
             f"{row['multistyle']:16.4f} {row['cli']:15.4f} {ours / row['floor']:9.2f} {row['chapter'] / ours:11.2f}")
 
 

@@ -43,17 +43,17 @@ def bench(backends: Sequence[str], sizes: Sequence[Tuple[int, int]], job: Dict[s
 
 def bench_table(rows: Sequence[Dict[str, Any]]) -> List[str]:
     """The lines ``multistyle bench`` prints."""
-    lines = [f"{'backend':8} {'size':>9} {'s/it':>8} {'p10-p90':>15} {'it/s':>6} {'floor s/it':>10} {'÷floor':>6} "
+    lines = [f"{'backend':10} {'size':>9} {'s/it':>8} {'p10-p90':>15} {'it/s':>6} {'floor s/it':>10} {'÷floor':>6} "
              f"{'peak RSS':>9} {'device mem':>10}  framework, device"]
     for row in rows:
         size = f"{row['size'][0]}x{row['size'][1]}"
         if "error" in row:
-            lines.append(f"{row['backend']:8} {size:>9} failed: {row['error']}")
+            lines.append(f"{row['backend']:10} {size:>9} failed: {row['error']}")
             continue
         spread = f"{row['seconds_p10']:.3f}-{row['seconds_p90']:.3f}"
         floor = (f"{row['floor_seconds_per_iteration']:10.4f} {row['over_floor']:6.2f}"
                  if "floor_seconds_per_iteration" in row else f"{'-':>10} {'-':>6}")
-        lines.append(f"{row['backend']:8} {size:>9} {row['seconds_per_iteration']:8.4f} {spread:>15} "
+        lines.append(f"{row['backend']:10} {size:>9} {row['seconds_per_iteration']:8.4f} {spread:>15} "
                      f"{row['iterations_per_second']:6.2f} {floor} {megabytes(row['peak_rss_bytes']):>9} "
                      f"{megabytes(row['device_memory_bytes']):>10}  {row['framework']}, {row['device']}")
     return lines

@@ -26,10 +26,10 @@ def cmd_weights(args: argparse.Namespace) -> int:
 def cmd_backends(args: argparse.Namespace) -> int:
     for row in describe_backends():
         if row["usable"]:
-            print(f"{row['name']:8} usable    {row['version']}; devices: {', '.join(row['devices'])}; "
+            print(f"{row['name']:10} usable    {row['version']}; devices: {', '.join(row['devices'])}; "
                   f"optimizers: {', '.join(f'{name} ({source})' for name, source in row['optimizers'].items())}")
         else:
-            print(f"{row['name']:8} unusable  {row['reason']}")
+            print(f"{row['name']:10} unusable  {row['reason']}")
             if row.get("traceback"):  # a bug of ours: the report needs the traceback
                 print(row["traceback"], file=sys.stderr)
     return 0

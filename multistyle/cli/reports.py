@@ -96,7 +96,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows, unusable = bench.bench(backends, sizes, job)
     print("\n".join(bench.bench_table(rows)))
     for name, reason in unusable.items():
-        print(f"{name:8} unusable: {reason}")
+        print(f"{name:10} unusable: {reason}")
     with images.atomic_write(args.output) as handle:
         handle.write(json.dumps({"settings": settings_dict(settings), "weights": args.weights,
                                  "results": rows, "unusable": unusable}, indent=2).encode("utf-8"))
