@@ -83,7 +83,7 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
     "jax": BackendSpec(
         "jax", "multistyle.backends.jax_backend:JaxBackend", ("jax", "jaxlib"), "jax",
-        memory=MemoryModel(base=1.19e9, weights=2.0, activations=1.01),
+        memory=MemoryModel(base=302e6, weights=2.0, activations=1.06),
         explain=_explain_held("JaxBackend")),
     "tensorflow": BackendSpec(
         "tensorflow", "multistyle.backends.tensorflow_backend:TensorFlowBackend", ("tensorflow",), "tensorflow",
