@@ -1,10 +1,11 @@
-"""One page renderer: every HTML page multistyle writes (compare, explain, the batch gallery) is built here,
-with one stylesheet, and is self-contained: no scripts, fonts or remote resources."""
+"""One page renderer: every HTML page multistyle writes (compare, explain, the batch gallery) and the live page
+of ``serve`` are built here, with one stylesheet.  The written pages are self-contained: no scripts, fonts or
+remote resources; the live page loads one script, from its own server."""
 
 from __future__ import annotations
 
 import html
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 #: The one stylesheet.  Tables carry a class: ``numbers`` (figures, right-aligned), ``gallery`` (images,
 #: centred), ``code`` and ``maths`` (the backends' code and the "same name, different maths" table).
@@ -29,11 +30,12 @@ STYLESHEET = (
 )
 
 
-def page(title: str, parts: Iterable[str], extra_css: str = "") -> str:
+def page(title: str, parts: Iterable[str], extra_css: str = "", scripts: Sequence[str] = ()) -> str:
     """A whole page: ``title`` as its title and first heading, then ``parts``; ``extra_css`` is generated
-    CSS to add (Pygments' highlighting)."""
+    CSS to add (Pygments' highlighting); ``scripts`` are same-origin script addresses (the live page's)."""
+    tags = "".join(f"<script src='{html.escape(src)}' defer></script>" for src in scripts)
     head = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLESHEET}{extra_css}</style></head><body>")
+            f"<style>{STYLESHEET}{extra_css}</style>{tags}</head><body>")
     return "\n".join([head, f"<h1>{html.escape(title)}</h1>", *parts, "</body></html>"])
 
 

@@ -20,6 +20,7 @@ from .info import cmd_backends, cmd_presets, cmd_weights, presets_table
 from .options import BATCH, BENCH, COMPARE, RUN, add_options
 from .reports import _synthetic_images, cmd_bench, cmd_compare, cmd_explain
 from .run import cmd_run
+from .serving import add_serve_options, cmd_serve
 
 __all__ = ["build_parser", "main", "presets_table", "_synthetic_images"]
 
@@ -58,6 +59,9 @@ DESCRIPTIONS = {
                 "Write an offline page: for each operation of the backend protocol, each backend's own code side "
                 "by side (read from the installed backend modules, highlighted by Pygments), and the \"same name, "
                 "different maths\" table (measured by multistyle compare)."),
+    "serve": ("start a live page: every framework optimises the same picture, side by side",
+              "Start a local web server with a live page: pick or upload two pictures, choose backends and press "
+              "Run; each backend's image, losses and s/it update as it runs, beside each framework's code."),
     "weights": ("inspect and convert VGG-19 weight files",
                 "Inspect and convert VGG-19 weight files: portable .npz, torchvision .pth, Gluon .params, "
                 "Paddle .pdparams."),
@@ -87,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub["explain"].add_argument("--backends", default=None, metavar="NAMES",
                                 help="comma-separated backends, installed or not: the code is read, not imported "
                                      "(default: every registered one)")
+    add_serve_options(sub["serve"])
     _add_weights_actions(sub["weights"])
     return parser
 
@@ -105,7 +110,7 @@ def _add_weights_actions(weights: argparse.ArgumentParser) -> None:
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     RUN: cmd_run, "presets": cmd_presets, "backends": cmd_backends, "weights": cmd_weights, COMPARE: cmd_compare,
-    BENCH: cmd_bench, BATCH: cmd_batch, "explain": cmd_explain}
+    BENCH: cmd_bench, BATCH: cmd_batch, "explain": cmd_explain, "serve": cmd_serve}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

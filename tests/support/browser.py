@@ -44,3 +44,36 @@ def render(page: Path, scratch: Path, window: Tuple[int, int] = (1280, 1800)) ->
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.shape[:2] == (window[1], window[0])
     return int(match.group(1)), int(match.group(2)), pixels
+
+
+def driver(scratch: Path, window: Tuple[int, int] = (1400, 1800)):
+    """A headless Chromium driven by Selenium through Debian's chromium-driver, given by path: Selenium then
+    downloads nothing.  Its performance log records every network request the page makes."""
+    require("browser")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    from support.needs import chromedriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={scratch / 'selenium-profile'}", f"--window-size={window[0]},{window[1]}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(executable_path=chromedriver()))
+
+
+def requested_urls(session, page: str = "") -> list:
+    """Every URL that documents whose address starts with ``page`` asked for since the last call (from
+    Chromium's performance log; the browser's own pages, such as its new tab, are other documents)."""
+    import json
+
+    urls = []
+    for entry in session.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent" and \
+                message["params"].get("documentURL", "").startswith(page):
+            urls.append(message["params"]["request"]["url"])
+    return urls

@@ -4,7 +4,7 @@ A test that needs a framework, Ray, Jupyter, Chromium or a GPU carries a marker 
 ``notebook``, ``browser``, ``gpu``: registered in ``pyproject.toml``) and skips where the thing is missing,
 unless ``MULTISTYLE_TEST_REQUIRE`` names it: then the test fails, so an env whose framework (or Ray, Jupyter,
 Chromium) failed to install cannot pass by testing nothing.  tox sets it per env (``torch``, ``ray,notebook``
-...), and ``.ci/run`` adds ``browser`` after installing Chromium.
+...), and ``.ci/run`` adds ``browser`` after installing Chromium and its driver.
 
 Names: the backends' (``torch``, ``mxnet``, ``paddle``, ``jax``, ``tensorflow``), ``ray``, ``notebook``, ``browser``, ``gpu``, and
 ``no-framework``, which the core env sets: it asserts that no framework is importable there.
@@ -32,6 +32,21 @@ def chromium() -> Optional[str]:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def chromedriver() -> Optional[str]:
+    return shutil.which("chromedriver")
+
+
+def _browser() -> Optional[str]:
+    """Chromium, its driver (Debian's chromium-driver, the same version) and Selenium, or what is missing."""
+    if not chromium():
+        return "Chromium is not installed (Debian: apt-get install chromium)"
+    if not chromedriver():
+        return "chromedriver is not installed (Debian: apt-get install chromium-driver)"
+    if importlib.util.find_spec("selenium") is None:
+        return "selenium is not installed (pip install 'multistyle[test]')"
+    return None
+
+
 def _modules(names, extra) -> Callable[[], Optional[str]]:
     def missing() -> Optional[str]:
         absent = [name for name in names if importlib.util.find_spec(name) is None]
@@ -54,7 +69,7 @@ CHECKS: Dict[str, Callable[[], Optional[str]]] = {
     **{name: _backend(name) for name in sorted(BUILTIN_BACKENDS)},
     "ray": _modules(("ray",), "ray"),
     "notebook": _modules(("nbclient", "nbformat", "ipykernel"), "notebook"),
-    "browser": lambda: None if chromium() else "Chromium is not installed (Debian: apt-get install chromium)",
+    "browser": _browser,
     "gpu": lambda: None if gpu_count() > 0 else "no NVIDIA GPU here (nvidia-smi lists none)",
     "no-framework": lambda: None,
 }

@@ -1,0 +1,1 @@
+"""The example pictures and scripts; the pictures ship inside the package for ``multistyle serve``."""
