@@ -215,7 +215,7 @@ class Live:
                 try:
                     message = events.get(timeout=0.05)
                 except queue.Empty:
-                    if process.is_alive():
+                    if process.is_alive() or self._stop.is_set():  # stopped: ended by stop(), not crashed
                         continue
                     try:  # what it sent just before it exited
                         message = events.get(timeout=0.5)

@@ -83,6 +83,31 @@ def test_the_default_address_is_loopback_and_answers_only_its_own_name(server):
     assert server.request("GET", "/api/state", headers={"Host": f"localhost:{server.port}"})[0] == 200
 
 
+# -- watchers -----------------------------------------------------------------------------------------------
+def test_a_watcher_that_never_reads_is_dropped_not_waited_for():
+    import threading
+
+    from multistyle.serve.live import BACKLOG, Live
+
+    live = Live()
+    stalled, reader = live.watch(), live.watch()
+    assert stalled.get_nowait()[0] == "state" and reader.get_nowait()[0] == "state"  # the whole state first
+    received = []
+
+    def publish():
+        for index in range(BACKLOG * 3):
+            with live._lock:
+                live._publish("epoch", {"index": index})
+            received.append(reader.get_nowait())  # the other page keeps up
+
+    worker = threading.Thread(target=publish, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "publishing waited for a page that does not read"
+    assert len(received) == BACKLOG * 3 and live.watchers() == 1
+    assert stalled.get_nowait() is None  # told to go: its page reconnects and gets the whole state again
+
+
 # -- refusals -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", [
     "/../pyproject.toml", "/app.js/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc%2fpasswd",

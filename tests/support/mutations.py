@@ -27,6 +27,7 @@ T_KEY_SAME = "tests/cli/test_batch.py::test_job_key_ignores_the_device_and_a_mov
 T_RERUN = "tests/cli/test_batch.py::test_a_rerun_after_one_change_runs_that_job_again"
 T_ORACLE = "tests/core/test_controls.py::test_each_control_against_the_numpy_oracle"
 T_GPU = "tests/backends/test_gpu_paths.py"
+T_SERVE = "tests/cli/test_serve.py"
 
 _KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
              '                "settings": settings_dict(job.settings.resolved()), "version": 1}')
@@ -194,4 +195,20 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("gpu-plan-without-device-figure", "run --plan --device gpu predicts the GPU's memory",
              "multistyle/memory.py", 'device=parts["weights"] + parts["activations"] + state, parts=parts)',
              "device=None, parts=parts)", (T_GPU,)),
+    # -- the live page (multistyle serve) ----------------------------------------------------------------------
+    Mutation("serve-stop-leaves-workers", "Stop ends the run's worker processes",
+             "multistyle/serve/live.py", "    if process.pid is None:\n        return\n",
+             "    return\n", (f"{T_SERVE}::test_a_second_run_is_refused_and_stop_ends_the_workers",)),
+    Mutation("serve-upload-unchecked", "an upload gets run's checks (format allowlist, --max-pixels)",
+             "multistyle/serve/server.py",
+             'image = images.load_image(name or "upload", option, self.max_pixels, data=data)',
+             "image = type('Unchecked', (), {'width': 0, 'height': 0})()",
+             (f"{T_SERVE}::test_a_bad_upload_is_refused_in_one_line",)),
+    Mutation("serve-files-by-path", "no request path reaches the file system",
+             "multistyle/serve/server.py", 'raise Request(404, "not found")\n\n    def _body',
+             'return self._send(200, open("." + urllib.parse.unquote(path), "rb").read(), "text/plain")'
+             "\n\n    def _body", (f"{T_SERVE}::test_no_request_path_reaches_the_file_system",)),
+    Mutation("serve-watchers-block", "a slow or closed browser never stalls a worker",
+             "multistyle/serve/live.py", "watcher.put_nowait((event, text))", "watcher.put((event, text))",
+             (f"{T_SERVE}::test_a_watcher_that_never_reads_is_dropped_not_waited_for",)),
 )
