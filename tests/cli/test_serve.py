@@ -6,6 +6,7 @@ stopped with SIGINT as Ctrl-C stops it.  Runs use seeded random weights at tiny 
 
 from __future__ import annotations
 
+import html
 import io
 import os
 import shutil
@@ -184,6 +185,55 @@ def test_a_second_run_is_refused_and_stop_ends_the_workers(server):
     state = server.wait(lambda s: s["run"]["status"] == "stopped", 30, "the run to stop")
     assert state["run"]["panes"][name]["status"] == "stopped" and state["workers"] == []
     assert not [pid for pid in pids if alive(pid)], "a stopped run left its worker running"
+
+
+def _first_event(served, name: str) -> dict:
+    """Open an event stream and read it until its first ``name`` event."""
+    import http.client
+    import json
+
+    connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+    connection.request("GET", "/api/events")
+    stream = connection.getresponse()
+    assert stream.headers["Content-Type"] == "text/event-stream"
+    return stream, connection, lambda: _read_event(stream, name, json)
+
+
+def _read_event(stream, name, json):
+    event = None
+    while True:
+        line = stream.readline().decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: ") and event == name:
+            return json.loads(line[6:])
+
+
+def test_at_once_runs_every_worker_together_and_two_pages_watch_it(server):
+    first, second = usable(2)
+    watchers = [_first_event(server, "run") for _ in range(2)]
+    _run(server, [first, second], 2000, parallel=True)
+    for stream, connection, read in watchers:  # both pages are told, as it happens
+        run = read()
+        assert run["parallel"] is True and run["order"] == [first, second]
+        connection.close()
+    state = server.wait(lambda s: len(s["workers"]) == 2 and all(p["history"] for p in s["run"]["panes"].values()),
+                        what="both workers running at once")
+    assert server.json("POST", "/api/stop", {})[0] == 200
+    server.wait(lambda s: s["run"]["status"] == "stopped", 30, "the run to stop")
+    assert not [pid for pid in state["workers"] if alive(pid)]
+
+
+def test_an_unusable_backend_is_shown_with_its_install_hint(server):
+    unusable = {name: row for name, row in server.state()["backends"].items() if not row["usable"]}
+    if not unusable:
+        pytest.skip("every backend is usable here")
+    page = server.request("GET", "/")[1].decode()
+    for name, row in unusable.items():
+        assert f"id='backend-{name}' value='{name}' disabled" in page
+        assert "pip install" in row["reason"] and html.escape(row["reason"]) in page
+    status, body = server.json("POST", "/api/run", {"backends": [next(iter(unusable))], "size": 32, "epochs": 3})
+    assert status == 400 and "is not usable here" in body["error"]
 
 
 def test_a_crashed_worker_shows_why_and_the_other_backends_go_on(server):
