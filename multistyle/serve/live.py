@@ -178,6 +178,7 @@ class Live:
             self._driver.join(timeout=10)
 
     def _drive(self, run: Dict[str, Any], jobs: List[Dict[str, Any]]) -> None:
+        quiet_children()
         context = multiprocessing.get_context("spawn")
         groups = [jobs] if run["parallel"] else [[job] for job in jobs]
         for group in groups:
@@ -274,6 +275,15 @@ class Live:
                 pane["status"] = data["status"]
             data.update(run=run["id"], backend=name, status=pane["status"])
             self._publish(event, data)
+
+
+def quiet_children() -> None:
+    """Block SIGINT in this thread, so that the processes it starts inherit the blocked signal.
+
+    Ctrl-C in a terminal signals the whole process group; a worker still importing its framework would
+    print a KeyboardInterrupt traceback.  The server ends its workers itself."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 def _end(process: Any) -> None:

@@ -249,6 +249,21 @@ def test_a_crashed_worker_shows_why_and_the_other_backends_go_on(server):
     assert panes[second]["status"] == "done" and len(panes[second]["history"]) == 400
 
 
+def test_ctrl_c_during_a_run_stops_server_and_workers_without_a_traceback(tmp_path):
+    first, second = usable(2)
+    served = Served(["--weights", WEIGHTS, "--backends", f"{first},{second}"], tmp_path)
+    try:
+        _run(served, [first, second], 3000, parallel=True)
+        pids = served.wait(lambda s: len(s["workers"]) == 2, what="two workers")["workers"]
+    finally:
+        code, err = served.stop(group=True)  # the workers are still importing their frameworks
+    assert code == 0, err
+    assert err.splitlines() == ["multistyle serve: checking which backends are installed ...",
+                                "multistyle serve: stopped; uploads deleted"], err
+    time.sleep(0.5)
+    assert not [pid for pid in pids if alive(pid)]
+
+
 def test_a_worker_error_is_its_panes_one_line(tmp_path):
     name, = usable(1)
     damaged = tmp_path / "damaged.npz"

@@ -23,8 +23,12 @@ class Served:
         self.tmp = scratch / "server-tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         environment = dict(os.environ, TMPDIR=str(self.tmp), PYTHONUNBUFFERED="1")
+        # A session of its own, with Ctrl-C's default action (a shell's background job would ignore it), so
+        # that stop(group=True) signals the server and its workers together, as Ctrl-C in a terminal does.
         self.process = subprocess.Popen([sys.executable, "-m", "multistyle", "serve", "--port", "0", *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+                                        start_new_session=True,
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         line = self.process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         if not match:
@@ -61,10 +65,14 @@ class Served:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}: {json.dumps(self.state())[:2000]}")
 
-    def stop(self) -> Tuple[int, str]:
-        """Ctrl-C; the exit status and stderr."""
+    def stop(self, group: bool = False) -> Tuple[int, str]:
+        """SIGINT to the server (or, ``group``, to its whole process group: Ctrl-C in a terminal); the exit
+        status and stderr."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            if group:
+                os.killpg(self.process.pid, signal.SIGINT)
+            else:
+                self.process.send_signal(signal.SIGINT)
         try:
             _, err = self.process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
