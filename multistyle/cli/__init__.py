@@ -71,7 +71,7 @@ DESCRIPTIONS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="multistyle",
-        description="Neural style transfer (Gatys et al.) on PyTorch, MXNet Gluon and PaddlePaddle.")
+        description="Neural style transfer (Gatys et al.) on PyTorch, MXNet Gluon, PaddlePaddle, JAX and TensorFlow.")
     parser.add_argument("--version", action="version", version=f"multistyle {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
