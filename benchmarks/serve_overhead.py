@@ -30,7 +30,8 @@ def served_round(backends, size, epochs, weights):
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "multistyle", "serve", "--port", "0", "--weights", weights,
                                 "--backends", ",".join(backends)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
+                               text=True, cwd=tempfile.gettempdir())  # not the repository: its ./multistyle
+                                                                        # lacks the installed backends
     url = re.search(r"http://\S+/", process.stdout.readline()).group(0)
     ready = time.perf_counter() - started
     try:
@@ -66,7 +67,7 @@ def run_seconds(backend, size, epochs, weights):
                         "--content", os.path.join(EXAMPLES, "content.jpg"), "--style",
                         os.path.join(EXAMPLES, "style.jpg"), "--size", str(size), "--epochs", str(epochs),
                         "--preset", "d2l", "--output", os.path.join(folder, "out.png"), "--quiet", "--log", log],
-                       check=True, capture_output=True, timeout=1800)
+                       check=True, capture_output=True, timeout=1800, cwd=folder)
         with open(log) as handle:
             return _median(json.load(handle)["epochs"])
 

@@ -60,7 +60,7 @@ def server(tmp_path_factory):
 # -- the command ---------------------------------------------------------------------------------------------
 def test_a_busy_port_is_one_line_naming_it(server):
     done = subprocess.run([sys.executable, "-m", "multistyle", "serve", "--port", str(server.port)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=server.scratch)
     assert done.returncode == 2
     one_error_line(done.stderr, f"port {server.port} on 127.0.0.1 is already in use; choose another with --port")
 
@@ -284,7 +284,7 @@ def _cli_image(tmp_path, name, size, epochs):
     done = subprocess.run([sys.executable, "-m", "multistyle", "run", "--backend", name, "--weights", WEIGHTS,
                            "--content", EXAMPLES["content"], "--style", EXAMPLES["style"], "--size", str(size),
                            "--epochs", str(epochs), "--preset", "d2l", "--output", str(output), "--quiet"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     return np.asarray(Image.open(output).convert("RGB")).astype(np.int16)
 

@@ -23,11 +23,13 @@ class Served:
         self.tmp = scratch / "server-tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         environment = dict(os.environ, TMPDIR=str(self.tmp), PYTHONUNBUFFERED="1")
+        # From the user's folder, not the repository's: there `python -m multistyle` would find the source
+        # folder ./multistyle, which lacks what is mapped into the package at install time (backends, examples).
         # A session of its own, with Ctrl-C's default action (a shell's background job would ignore it), so
         # that stop(group=True) signals the server and its workers together, as Ctrl-C in a terminal does.
         self.process = subprocess.Popen([sys.executable, "-m", "multistyle", "serve", "--port", "0", *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
-                                        start_new_session=True,
+                                        cwd=scratch, start_new_session=True,
                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         line = self.process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
