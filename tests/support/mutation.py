@@ -47,12 +47,14 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYOUT = {"multistyle": "multistyle", "backends": "multistyle/backends", "references": "multistyle/references",
           "tests": "tests",
           "benchmarks": "benchmarks", "examples": "examples", "docs": "docs"}
+#: Folders installed inside the package as well, which the copy also holds where the tests read them.
+ALSO = {"examples": "multistyle/examples"}
 FILES = ("pyproject.toml", "README.md")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 
 def copy_tree(destination: Path) -> None:
-    for source, target in LAYOUT.items():
+    for source, target in [*LAYOUT.items(), *ALSO.items()]:
         if (ROOT / source).is_dir():
             shutil.copytree(ROOT / source, destination / target, ignore=IGNORE, dirs_exist_ok=True)
     for name in FILES:
