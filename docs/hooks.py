@@ -1,0 +1,63 @@
+"""MkDocs hooks: the pages that are generated from the code at build time, so that code, help and docs
+cannot drift: the CLI reference from the parser, the presets table from PRESETS, the backends table from
+the backend specs.  (The tutorial page is examples/compare_frameworks.ipynb, through a symbolic link.)"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from mkdocs.structure.files import File
+
+
+def _cli_reference() -> str:
+    from multistyle.cli import build_parser
+
+    parser = build_parser()
+    parts = ["# Command line\n", "Generated from the parser at build time: this is `--help` for each command.\n",
+             "```text\n" + parser.format_help() + "```\n"]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                parts.append(f"## `multistyle {name}`\n\n```text\n{sub.format_help()}```\n")
+                for inner in sub._actions:
+                    if isinstance(inner, argparse._SubParsersAction):
+                        for child, parser_child in inner.choices.items():
+                            parts.append(f"### `multistyle {name} {child}`\n\n```text\n"
+                                         f"{parser_child.format_help()}```\n")
+    return "\n".join(parts)
+
+
+def _backends_reference() -> str:
+    from multistyle.backend import BUILTIN_BACKENDS
+    from multistyle.backend.loader import spec_of
+
+    rows = ["# Backends\n", "Generated from each backend's spec at build time.\n",
+            "| backend | install | imports | native weight files |", "|---|---|---|---|"]
+    for name in sorted(BUILTIN_BACKENDS):
+        spec = spec_of(name)
+        rows.append(f"| `{name}` | `pip install 'multistyle[{spec.extra}]'` | {', '.join(spec.modules)} | "
+                    f"{', '.join(f'`{s}`' for s in spec.weight_suffixes) or 'none (use `.npz`)'} |")
+    return "\n".join(rows) + "\n"
+
+
+GENERATED = {"reference/cli.md": _cli_reference, "reference/backends.md": _backends_reference}
+
+
+def on_files(files, config):
+    os.environ.setdefault("COLUMNS", "100")  # argparse wraps help at the terminal's width
+    for path, make in GENERATED.items():
+        files.append(File.generated(config, path, content=make()))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    if "<!-- multistyle:presets -->" in markdown:
+        from multistyle.cli import presets_table
+
+        rows = presets_table()
+        table = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        table += ["| " + " | ".join(f"`{cell}`" if i == 0 else cell for i, cell in enumerate(row)) + " |"
+                  for row in rows[1:]]
+        markdown = markdown.replace("<!-- multistyle:presets -->", "\n".join(table))
+    return markdown
