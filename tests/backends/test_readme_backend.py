@@ -14,7 +14,7 @@ from multistyle import transfer
 from support import REPOSITORY
 from support.needs import require
 
-README = REPOSITORY / "README.md"
+README = REPOSITORY / "docs" / "contributing.md"
 
 
 def _readme_backend() -> str:
