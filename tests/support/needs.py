@@ -71,6 +71,7 @@ CHECKS: Dict[str, Callable[[], Optional[str]]] = {
     "notebook": _modules(("nbclient", "nbformat", "ipykernel"), "notebook"),
     "browser": _browser,
     "gpu": lambda: None if gpu_count() > 0 else "no NVIDIA GPU here (nvidia-smi lists none)",
+    "docs": _modules(("mkdocs", "material", "mkdocstrings", "mkdocs_jupyter"), "docs"),
     "no-framework": lambda: None,
 }
 
