@@ -51,7 +51,23 @@ def on_files(files, config):
     return files
 
 
+def _maths() -> str:
+    """The "same name, different maths" rows, from the table that compare, explain and serve render."""
+    from multistyle.explain import MATHS
+
+    rows = ["| what | the chapter's code | multistyle |", "|---|---|---|"]
+    for _, title, chapter, ours in MATHS:
+        rows.append(f"| {title} | {chapter} | {ours} |")
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown, page, config, files):
+    if "<!-- multistyle:maths -->" in markdown:
+        markdown = markdown.replace("<!-- multistyle:maths -->", _maths())
+    if "<!-- multistyle:why-pixels-drift -->" in markdown:
+        from multistyle.explain import WHY_PIXELS_DRIFT
+
+        markdown = markdown.replace("<!-- multistyle:why-pixels-drift -->", WHY_PIXELS_DRIFT)
     if "<!-- multistyle:presets -->" in markdown:
         from multistyle.cli import presets_table
 
