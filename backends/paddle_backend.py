@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from multistyle.backend import Backend, ScheduledOptimizer, zoo_error
+from multistyle.backend import BUILTIN_BACKENDS, Backend, ScheduledOptimizer, zoo_error
 
 with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
     # Paddle warns that ccache (a C++ build cache) is missing, and prints a
@@ -90,8 +90,7 @@ class PaddleBackend(Backend):
 
     name = "paddle"
     framework = "PaddlePaddle"
-    # paddle.optimizer.RMSProp divides by sqrt(v + epsilon): the core's RMSprop computes torch's formula.
-    native_optimizers = {"adam": "paddle.optimizer.Adam", "lbfgs": "paddle.optimizer.LBFGS"}
+    native_optimizers = dict(BUILTIN_BACKENDS["paddle"].native_optimizers)  # declared in the spec, read by the docs
 
     @classmethod
     def framework_version(cls) -> str:

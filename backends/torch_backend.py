@@ -16,7 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
-from multistyle.backend import Backend, ScheduledOptimizer, zoo_error
+from multistyle.backend import BUILTIN_BACKENDS, Backend, ScheduledOptimizer, zoo_error
 from multistyle.errors import MultistyleError, WeightsError
 from multistyle.vgg import Weights, state_dict
 
@@ -61,7 +61,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     framework = "PyTorch"
-    native_optimizers = {"adam": "torch.optim.Adam", "lbfgs": "torch.optim.LBFGS", "rmsprop": "torch.optim.RMSprop"}
+    native_optimizers = dict(BUILTIN_BACKENDS["torch"].native_optimizers)  # declared in the spec, read by the docs
 
     @classmethod
     def framework_version(cls) -> str:

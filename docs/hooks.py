@@ -32,12 +32,17 @@ def _backends_reference() -> str:
     from multistyle.backend import BUILTIN_BACKENDS
     from multistyle.backend.loader import spec_of
 
-    rows = ["# Backends\n", "Generated from each backend's spec at build time.\n",
-            "| backend | install | imports | native weight files |", "|---|---|---|---|"]
+    from multistyle.optim import offered
+
+    rows = ["# Backends\n", "Generated from each backend's spec at build time. Every backend offers every optimizer; "
+            "the last column says whose code computes each one: the framework's own class, or multistyle's "
+            "(`multistyle.optim`, torch's formulas written once over the protocol).\n",
+            "| backend | install | imports | native weight files | optimizers |", "|---|---|---|---|---|"]
     for name in sorted(BUILTIN_BACKENDS):
         spec = spec_of(name)
+        optimizers = "<br>".join(f"{opt}: `{code}`" for opt, code in offered(spec.native_optimizers).items())
         rows.append(f"| `{name}` | `pip install 'multistyle[{spec.extra}]'` | {', '.join(spec.modules)} | "
-                    f"{', '.join(f'`{s}`' for s in spec.weight_suffixes) or 'none (use `.npz`)'} |")
+                    f"{', '.join(f'`{s}`' for s in spec.weight_suffixes) or 'none (use `.npz`)'} | {optimizers} |")
     return "\n".join(rows) + "\n"
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
 import numpy as np
 
@@ -296,3 +296,9 @@ def strong_wolfe(opt: LBFGS, closure: Callable[[Tensor], Tensor], f0: float, g0:
 
 #: Optimizers by name: the core class, or ``None`` where only frameworks supply one.
 OPTIMIZERS: Dict[str, Type[CoreOptimizer]] = {"adam": Adam, "lbfgs": LBFGS, "rmsprop": RMSprop}
+
+
+def offered(native: Mapping[str, str]) -> Dict[str, str]:
+    """Every optimizer a backend offers, with whose code computes it: the framework's class named in
+    ``native`` (its ``native_optimizers``), else this module's (``multistyle.optim.LBFGS``)."""
+    return {name: native.get(name, f"multistyle.optim.{core.__name__}") for name, core in OPTIMIZERS.items()}

@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tupl
 import numpy as np
 
 from ..errors import MultistyleError, WeightsError
-from ..optim import OPTIMIZERS, Optimizer
+from ..optim import OPTIMIZERS, Optimizer, offered
 from ..vgg import LAYERS, Weights
 from .devices import resolve_device
 from .spec import spec_of
@@ -259,8 +259,7 @@ class Backend(abc.ABC):
     @classmethod
     def optimizers(cls) -> Dict[str, str]:
         """Every optimizer this backend offers, with whose code computes it (``torch.optim.LBFGS``, ``multistyle.optim``)."""
-        return {name: cls.native_optimizers.get(name, f"multistyle.optim.{core.__name__}")
-                for name, core in OPTIMIZERS.items()}
+        return offered(cls.native_optimizers)
 
     def optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float,
                   lr_decay_every: int, line_search: bool = False) -> Optimizer:

@@ -38,6 +38,9 @@ class BackendSpec:
     memory: Optional[MemoryModel] = None  # measured host memory model; None: the largest measured one is assumed
     #: For ``multistyle explain``: each protocol operation -> the functions of the backend module that do it.
     explain: Mapping[str, List[str]] = field(default_factory=dict, hash=False)
+    #: Optimizers the framework itself computes, by name, with the framework's class that does it (the
+    #: backend class's ``native_optimizers``); the others are :mod:`multistyle.optim`'s.
+    native_optimizers: Mapping[str, str] = field(default_factory=dict, hash=False)
     #: Set ``OMP_NUM_THREADS`` to the usable cores before importing (frameworks that would use fewer).
     all_cores: bool = False
 
@@ -69,16 +72,23 @@ def _explain_held(cls: str) -> Dict[str, List[str]]:
 BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
     "torch": BackendSpec(
         "torch", "multistyle.backends.torch_backend:TorchBackend", ("torch", "torchvision"), "torch",
-        weight_suffixes=(".pth", ".pt"), memory=MemoryModel(base=844e6, weights=2.0, activations=1.15),
+        weight_suffixes=(".pth", ".pt"),
+        native_optimizers={"adam": "torch.optim.Adam", "lbfgs": "torch.optim.LBFGS", "rmsprop": "torch.optim.RMSprop"},
+        memory=MemoryModel(base=844e6, weights=2.0, activations=1.15),
         explain=_explain("TorchBackend", "TorchOptimizer", ["TorchBackend.native_optimizer"])),
     "mxnet": BackendSpec(
         "mxnet", "multistyle.backends.mxnet_backend:MXNetBackend", ("mxnet",), "mxnet",
         "MXNet 1.9.1 needs numpy<1.24 (pip install 'numpy<1.24')", weight_suffixes=(".params",),
+        # MXNet has no L-BFGS, and its RMSProp divides by sqrt(v + epsilon): both come from the core.
+        native_optimizers={"adam": "gluon.Trainer('adam')"},
         memory=MemoryModel(base=360e6, weights=2.0, activations=2.26), all_cores=True,
         explain=_explain("MXNetBackend", "GluonOptimizer", ["GluonOptimizer.epoch_end"])),
     "paddle": BackendSpec(
         "paddle", "multistyle.backends.paddle_backend:PaddleBackend", ("paddle",), "paddle",
-        weight_suffixes=(".pdparams",), memory=MemoryModel(base=474e6, weights=2.0, activations=1.97),
+        weight_suffixes=(".pdparams",),
+        # paddle.optimizer.RMSProp divides by sqrt(v + epsilon): the core's RMSprop computes torch's formula.
+        native_optimizers={"adam": "paddle.optimizer.Adam", "lbfgs": "paddle.optimizer.LBFGS"},
+        memory=MemoryModel(base=474e6, weights=2.0, activations=1.97),
         all_cores=True,
         explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
     "jax": BackendSpec(

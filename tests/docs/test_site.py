@@ -8,7 +8,6 @@ import http.server
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -74,3 +73,12 @@ def test_generated_pages_follow_the_code(site):
     presets = (folder / "guides" / "presets" / "index.html").read_text()
     for name, values in PRESETS.items():
         assert f"<th>{name}</th>" in presets
+    from multistyle.backend import BUILTIN_BACKENDS
+    from multistyle.optim import offered
+
+    backends = (folder / "reference" / "backends" / "index.html").read_text()
+    for name, spec in BUILTIN_BACKENDS.items():  # one row per backend: its extra, formats, optimizers
+        row = backends.split(f"<td><code>{name}</code></td>")[1].split("</tr>")[0]
+        assert f"multistyle[{spec.extra}]" in row, name
+        assert all(f"<code>{suffix}</code>" in row for suffix in spec.weight_suffixes), name
+        assert all(f"{opt}: <code>{code}</code>" in row for opt, code in offered(spec.native_optimizers).items()), name
