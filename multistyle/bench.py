@@ -3,7 +3,6 @@ against the backend's own floor measured in the same process."""
 
 from __future__ import annotations
 
-import statistics
 import sys
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -31,14 +30,34 @@ def bench(backends: Sequence[str], sizes: Sequence[Tuple[int, int]], job: Dict[s
             else:
                 median, low, high = median_step(r["history"])
                 if r.get("floor"):
-                    floor = statistics.median(r["floor"][1:])  # the first is warm-up
-                    row.update({"floor_seconds_per_iteration": floor, "over_floor": median / floor})
+                    row.update(floor_figures(r["floor"], median))
                 row.update({"framework": r["framework"], "device": r["device"], "iterations": len(r["history"]),
                             "seconds_per_iteration": median, "seconds_p10": low, "seconds_p90": high,
                             "iterations_per_second": 1.0 / median, "peak_rss_bytes": r["peak_rss_bytes"],
                             "device_memory_bytes": r["device_memory_bytes"]})
             rows.append(row)
     return rows, unusable
+
+
+#: What the ratio column says when the floor measured slower than the step it bounds.
+FAULT = "fault"
+
+
+def floor_figures(floor: Sequence[float], step: float) -> Dict[str, Any]:
+    """The floor's median s/it and p10/p90 (its first iteration is warm-up), and the step's ratio to it.
+
+    The floor is the step without its losses and optimizer, so it cannot be slower: a floor that measures
+    slower is a measurement fault (a busy machine, a noisy floor), reported as such, never as a ratio below 1.
+    """
+    median, low, high = median_step([{"seconds": t} for t in floor])  # as the step's: warm-up excluded
+    figures: Dict[str, Any] = {"floor_seconds_per_iteration": median, "floor_p10": low, "floor_p90": high}
+    if median > step:
+        figures["over_floor"] = None
+        figures["floor_fault"] = (f"the floor measured {median:.4g} s/it, slower than the step it bounds "
+                                  f"({step:.4g} s/it): the machine was busy or the floor noisy; run it again")
+    else:
+        figures["over_floor"] = step / median
+    return figures
 
 
 def bench_table(rows: Sequence[Dict[str, Any]]) -> List[str]:
@@ -51,9 +70,15 @@ def bench_table(rows: Sequence[Dict[str, Any]]) -> List[str]:
             lines.append(f"{row['backend']:10} {size:>9} failed: {row['error']}")
             continue
         spread = f"{row['seconds_p10']:.3f}-{row['seconds_p90']:.3f}"
-        floor = (f"{row['floor_seconds_per_iteration']:10.4f} {row['over_floor']:6.2f}"
-                 if "floor_seconds_per_iteration" in row else f"{'-':>10} {'-':>6}")
+        if "floor_seconds_per_iteration" not in row:
+            floor = f"{'-':>10} {'-':>6}"
+        else:
+            ratio = FAULT if row.get("floor_fault") else f"{row['over_floor']:.2f}"
+            floor = f"{row['floor_seconds_per_iteration']:10.4f} {ratio:>6}"
         lines.append(f"{row['backend']:10} {size:>9} {row['seconds_per_iteration']:8.4f} {spread:>15} "
                      f"{row['iterations_per_second']:6.2f} {floor} {megabytes(row['peak_rss_bytes']):>9} "
                      f"{megabytes(row['device_memory_bytes']):>10}  {row['framework']}, {row['device']}")
+    faults = [row for row in rows if row.get("floor_fault")]
+    for row in faults:
+        lines.append(f"{FAULT}: {row['backend']} {row['size'][0]}x{row['size'][1]}: {row['floor_fault']}")
     return lines

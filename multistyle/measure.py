@@ -34,18 +34,30 @@ from .weightfiles import load_weights
 
 
 def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
-    """Run one backend's job in this process and measure it.  Runs in a child process."""
+    """Run one backend's job in this process and measure it.  Runs in a child process.
+
+    With ``job["floor"] = N``, N iterations of the backend's floor are timed too,
+    alternated with the run's: one after each of the first N epochs (the rest, if
+    the run stops sooner, after it).  Both then see the same machine at the same
+    moments, so a busy spell slows both rather than only one; the epoch clock does
+    not count the floor's time.  The floor's network is built before the run, so
+    the peak memory then includes it.
+    """
     settings = Settings(**job["settings"])
     every = max(1, int(job.get("snapshot_every", 1)))
     snapshots: Dict[int, np.ndarray] = {}
     label = job.get("label", job["backend"])
     bar = ProgressBar(settings.epochs, sys.stderr, enabled=sys.stderr.isatty(), label=label)
+    floor = Floor(job, settings.resolved()) if job.get("floor") else None
+    wanted = int(job.get("floor") or 0)
 
     def on_epoch(record: Dict[str, float], current: Any) -> None:
         bar.update(record)
         epoch = int(record["epoch"])
         if job.get("snapshots") and (epoch % every == 0 or epoch == settings.epochs):
             snapshots[epoch] = current()
+        if floor is not None and len(floor.times) < wanted:
+            floor.step(after_epoch=epoch)
 
     started = time.perf_counter()
     try:
@@ -58,40 +70,47 @@ def run_job(job: Dict[str, Any]) -> Dict[str, Any]:
                               snapshot_every=every if job.get("snapshots") else 0)
     finally:
         bar.close()
-    seconds = time.perf_counter() - started
-    rss = peak_rss()  # the run's own, before the floor (below) allocates a network of its own
-    floor = floor_times(job, settings.resolved(), int(job["floor"])) if job.get("floor") else None
-    return {"backend": result.backend, "label": label, "optimizer": settings.optimizer, "floor": floor,
+    seconds = time.perf_counter() - started - (sum(floor.times) if floor else 0.0)
+    while floor is not None and len(floor.times) < wanted:  # a run that stopped before N epochs
+        floor.step(after_epoch=len(result.history))
+    return {"backend": result.backend, "label": label, "optimizer": settings.optimizer,
+            "floor": floor.times if floor else None, "floor_after_epoch": floor.after if floor else None,
             "device": result.device, "framework": result.framework_version,
             "weights": result.weights, "untrained": result.untrained, "size": list(result.size),
             "history": result.history, "image": result.image, "snapshots": snapshots, "seconds": seconds,
-            "peak_rss_bytes": rss,
+            "peak_rss_bytes": peak_rss(),
             "device_memory_bytes": result.peak_device_memory}
 
 
-def floor_times(job: Dict[str, Any], settings: ResolvedSettings, iterations: int) -> List[float]:
-    """Seconds per iteration of the backend's bare floor for this job: its VGG-19 up to the deepest layer in
-    use, frozen, forward and the gradient with respect to the input only; no losses, no optimizer."""
-    B = get_backend(job["backend"], job["device"])
-    layers = list(settings.layers)
-    weights, _, _ = load_weights(job["weights"], B, deepest_index(layers))
-    net = B.vgg19_layers(weights, deepest_index(layers))
-    height, width = job["size"]
-    x = B.asarray(np.random.default_rng(0).standard_normal((1, 3, height, width), dtype=np.float32))
+class Floor:
+    """The backend's bare floor for a job: its VGG-19 up to the deepest layer in use, frozen, forward and the
+    gradient with respect to the input only; no losses, no optimizer.  :meth:`step` times one iteration."""
 
-    def forward(t: Any) -> Dict[str, Any]:
-        for layer in net:
-            t = layer(t)
-        return {"total": B.mean(t)}
+    def __init__(self, job: Dict[str, Any], settings: ResolvedSettings) -> None:
+        B = self.backend = get_backend(job["backend"], job["device"])
+        layers = list(settings.layers)
+        weights, _, _ = load_weights(job["weights"], B, deepest_index(layers))
+        net = B.vgg19_layers(weights, deepest_index(layers))
+        height, width = job["size"]
+        self.x = B.asarray(np.random.default_rng(0).standard_normal((1, 3, height, width), dtype=np.float32))
 
-    compiled = B.compile_objective(forward)  # as a run's objective is: JAX's jitted, the others' as it is
-    times = []
-    for _ in range(iterations):
+        def forward(t: Any) -> Dict[str, Any]:
+            for layer in net:
+                t = layer(t)
+            return {"total": B.mean(t)}
+
+        self.compiled = B.compile_objective(forward)  # as a run's objective is: JAX's jitted, the others' as is
+        self.times: List[float] = []
+        self.after: List[int] = []  # the run's epoch after which each iteration ran
+
+    def step(self, after_epoch: int = 0) -> float:
+        B = self.backend
         started = time.perf_counter()
-        loss, grad = B.loss_and_grad(lambda t: compiled(t)["total"], x)
+        loss, grad = B.loss_and_grad(lambda t: self.compiled(t)["total"], self.x)
         B.to_numpy(B.pack([loss, B.mean(grad)]))  # waits for both, on an asynchronous device too
-        times.append(time.perf_counter() - started)
-    return times
+        self.times.append(time.perf_counter() - started)
+        self.after.append(after_epoch)
+        return self.times[-1]
 
 
 def peak_rss() -> int:

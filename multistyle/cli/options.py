@@ -108,7 +108,8 @@ OPTIONS: Tuple[Option, ...] = (
          help="comma-separated working sizes (default: %(default)s)"),
     _opt("--floor", _IMAGES, {BENCH}, type=int, default=8, metavar="N",
          help="also time N iterations of the backend's floor (its VGG-19, frozen: forward and input gradient only) "
-              "in the same process, and print s/it ÷ floor; 0: off (default: %(default)s)"),
+              "in the same process, alternated with the run's iterations, and print s/it ÷ floor ('fault' where the "
+              "floor measured slower than the step); 0: off (default: %(default)s)"),
     _opt("--size", _IMAGES, {RUN, COMPARE, BATCH}, default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", metavar="HxW|N",
          help="working size as HEIGHTxWIDTH, or one number for the long edge keeping the content's aspect ratio "
               "(default: %(default)s)"),

@@ -202,8 +202,50 @@ def test_bench_prints_and_writes_figures(tmp_path, capsys):
         assert [float(v) for v in spread.split("-")] == pytest.approx([row["seconds_p10"], row["seconds_p90"]], abs=5e-4)
         assert float(it_s) == pytest.approx(1 / row["seconds_per_iteration"], abs=5e-3)
         assert float(floor) == pytest.approx(row["floor_seconds_per_iteration"], abs=5e-5)
-        assert float(ratio) == pytest.approx(row["seconds_per_iteration"] / row["floor_seconds_per_iteration"],
-                                             abs=5e-3)
+        assert row["floor_p10"] <= row["floor_seconds_per_iteration"] <= row["floor_p90"]
+        if row["floor_seconds_per_iteration"] > row["seconds_per_iteration"]:  # tiny sizes: it can happen
+            assert ratio == "fault" and row["over_floor"] is None and "slower than the step" in row["floor_fault"]
+        else:
+            assert float(ratio) == pytest.approx(row["seconds_per_iteration"] / row["floor_seconds_per_iteration"],
+                                                 abs=5e-3)
+
+
+def test_bench_flags_a_floor_slower_than_the_step_instead_of_a_ratio_below_one():
+    from multistyle.bench import bench_table, floor_figures
+
+    # The floor's first iteration is warm-up; the rest give its median and spread.
+    fine = floor_figures([9.0, 0.20, 0.22, 0.21], step=0.30)
+    assert fine["floor_seconds_per_iteration"] == pytest.approx(0.21)
+    assert (fine["floor_p10"], fine["floor_p90"]) == pytest.approx((0.20, 0.22))
+    assert fine["over_floor"] == pytest.approx(0.30 / 0.21) and "floor_fault" not in fine
+    slow = floor_figures([9.0, 0.40, 0.41, 0.42], step=0.30)
+    assert slow["over_floor"] is None and "0.41 s/it, slower than the step it bounds (0.3 s/it)" in slow["floor_fault"]
+    common = {"framework": "torch 2", "device": "cpu", "seconds_per_iteration": 0.30, "seconds_p10": 0.29,
+              "seconds_p90": 0.31, "iterations_per_second": 1 / 0.30, "peak_rss_bytes": 2 ** 30,
+              "device_memory_bytes": None}
+    lines = bench_table([dict(common, backend="torch", size=[8, 8], **fine),
+                         dict(common, backend="mxnet", size=[8, 8], **slow)])
+    assert lines[1].split()[5:7] == ["0.2100", "1.43"]
+    assert lines[2].split()[5:7] == ["0.4100", "fault"]
+    assert lines[3].startswith("fault: mxnet 8x8: the floor measured 0.41 s/it")
+    assert len(lines) == 4
+
+
+@needs_a_backend
+def test_bench_alternates_the_floor_with_the_run(image_files, npz_weights):
+    from multistyle.batch import BatchJob
+    from multistyle.measure import run_job
+    from multistyle.settings import Settings
+
+    job = BatchJob(image_files["content"], [image_files["style"]], device="cpu", weights=npz_weights,
+                   size=(16, 24), settings=Settings(epochs=4).resolved()).to_payload()
+    result = run_job(dict(job, backend=INSTALLED[0], floor=3))
+    # One floor iteration after each of the run's first three epochs: interleaved, not all after the run.
+    assert result["floor_after_epoch"] == [1, 2, 3] and len(result["floor"]) == 3
+    assert len(result["history"]) == 4
+    # A run shorter than N epochs times the rest of the floor after it.
+    result = run_job(dict(job, backend=INSTALLED[0], floor=6))
+    assert result["floor_after_epoch"] == [1, 2, 3, 4, 4, 4]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -177,6 +177,12 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("bench-prints-p10-as-median", "bench prints what it writes", "multistyle/bench.py",
              "{row['seconds_per_iteration']:8.4f} {spread:>15}", "{row['seconds_p10']:8.4f} {spread:>15}",
              ("tests/cli/test_compare.py::test_bench_prints_and_writes_figures",)),
+    Mutation("bench-floor-after-the-run", "bench alternates the floor with the run's iterations",
+             "multistyle/measure.py", "if floor is not None and len(floor.times) < wanted:", "if False:",
+             ("tests/cli/test_compare.py::test_bench_alternates_the_floor_with_the_run",)),
+    Mutation("bench-floor-ratio-below-one", "bench flags a floor slower than the step instead of a ratio below 1",
+             "multistyle/bench.py", "if median > step:", "if False:",
+             ("tests/cli/test_compare.py::test_bench_flags_a_floor_slower_than_the_step_instead_of_a_ratio_below_one",)),
     # -- the GPU branches, through fakes at the framework boundary --------------------------------------------------
     Mutation("gpu-nvidia-smi-counts-mig-lines", "batch counts GPUs from nvidia-smi -L, MIG devices not twice",
              "multistyle/batch/local.py", 'if line.startswith("GPU "))', "if line.strip())", (T_GPU,)),
