@@ -126,6 +126,11 @@ class PaddleBackend(Backend):
         with paddle.no_grad():  # assign works in place on a trainable leaf; the other in-place ops refuse
             paddle.assign(paddle.minimum(paddle.maximum(tensor, low), high), output=tensor)
 
+    def gram_product(self, features: paddle.Tensor) -> paddle.Tensor:
+        # Read as transposed by the product itself: x.T is a transpose kernel and a copy, forward and backward
+        # (benchmarks/studies/gram_product.py: 1.44x faster at 150x225 and 300x450).
+        return paddle.matmul(features, features, transpose_y=True)
+
     def conv(self, weight: np.ndarray, bias: np.ndarray) -> nn.Conv2D:
         conv = nn.Conv2D(weight.shape[1], weight.shape[0], kernel_size=3, padding=1)
         conv.weight.set_value(weight)

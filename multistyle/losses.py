@@ -30,7 +30,7 @@ def gram(B: Any, x: Tensor) -> Tensor:
         n *= dim
     n //= channels
     features = B.reshape(x, (channels, n))
-    return B.matmul(features, B.transpose(features)) / (channels * n)
+    return B.gram_product(features) / (channels * n)
 
 
 def style_loss(B: Any, y_hat: Tensor, gram_y: Tensor) -> Tensor:

@@ -1,12 +1,23 @@
-"""The Gram product X·Xᵀ in MXNet, three ways, forward and backward, at the style layers' shapes.
+"""The Gram product X·Xᵀ on every backend, each framework's candidate forms, forward and backward.
 
-``nd.dot(x, x.T)`` (what the protocol's ``matmul`` and ``transpose`` compose to: the transpose is a
-copy), ``nd.dot(x, x, transpose_b=True)`` (no copy), and ``nd.linalg.syrk(x)`` (the symmetric rank-k
-product, half the multiplications).  Each is timed on the feature matrices of the five style layers
-of a 150×225 and a 300×450 image, the loss ``mean(G²)`` differentiated with respect to X, the three
-alternating in each round; medians of the rounds.
+The protocol's default is ``matmul(x, transpose(x))``.  Where a framework
+offers another exact form, this times it beside the default and beside what
+the backend's ``gram_product`` runs now:
 
-    python benchmarks/studies/gram_product.py --rounds 20
+* MXNet: ``nd.dot(x, x.T)`` copies the transpose; ``nd.dot(x, x,
+  transpose_b=True)`` reads it in place; ``nd.linalg.syrk(x)`` is the
+  symmetric rank-k product (one triangle of the multiplications).
+* Paddle: ``paddle.matmul(x, x, transpose_y=True)`` (no transpose kernel).
+* TensorFlow: ``tf.matmul(x, x, transpose_b=True)`` (no transpose kernel).
+* torch and JAX: ``x.T`` is a view / folded by XLA, so only the default.
+
+Each form is timed on the feature matrices of the five style layers (conv1_1
+to conv5_1) of a 150×225 and a 300×450 image, the loss ``mean(G²)``
+differentiated with respect to X through the backend's ``loss_and_grad``, the
+forms alternating within each round, each backend in a fresh process; medians
+of the rounds.  Every form's gradient is checked against the default's first.
+
+    python benchmarks/studies/gram_product.py --backends mxnet,paddle,tensorflow --rounds 15
 """
 
 from __future__ import annotations
@@ -15,56 +26,92 @@ import argparse
 import os
 import statistics
 import time
+from typing import Any, Callable, Dict, List
 
 os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 import numpy as np  # noqa: E402
-from mxnet import autograd, nd  # noqa: E402
+
+from multistyle.measure import call_isolated  # noqa: E402
 
 # (channels, downsampling) of conv1_1, conv2_1, conv3_1, conv4_1, conv5_1
 LAYERS = ((64, 1), (128, 2), (256, 4), (512, 8), (512, 16))
-WAYS = {
-    "dot(x, x.T)": lambda x: nd.dot(x, x.T),
-    "dot(x, x, transpose_b)": lambda x: nd.dot(x, x, transpose_b=True),
-    "linalg.syrk(x)": lambda x: nd.linalg.syrk(x),
-}
+SIZES = ((150, 225), (300, 450))
 
 
-def once(way, matrices) -> float:
-    started = time.perf_counter()
-    for x in matrices:
-        with autograd.record():
-            g = WAYS[way](x)
-            loss = (g * g).mean()
-        loss.backward()
-    for x in matrices:
-        x.grad.wait_to_read()
-    return time.perf_counter() - started
+def _forms(B: Any) -> Dict[str, Callable[[Any], Any]]:
+    """The candidate forms on backend ``B``: the protocol's default, the backend's own, the framework's others."""
+    from multistyle.backend import Backend
+
+    forms = {"default matmul(x, transpose(x))": lambda x: Backend.gram_product(B, x),
+             "backend's gram_product": B.gram_product}
+    if B.name == "mxnet":
+        from mxnet import nd
+
+        forms["nd.dot(x, x, transpose_b=True)"] = lambda x: nd.dot(x, x, transpose_b=True)
+        forms["nd.linalg.syrk(x)"] = lambda x: nd.linalg.syrk(x)
+    elif B.name == "paddle":
+        import paddle
+
+        forms["paddle.matmul(x, x, transpose_y=True)"] = lambda x: paddle.matmul(x, x, transpose_y=True)
+    elif B.name == "tensorflow":
+        import tensorflow as tf
+
+        from multistyle.backend import unwrap  # the image tensor inside the core's Holder
+
+        forms["tf.matmul(x, x, transpose_b=True)"] = lambda x: tf.matmul(unwrap(x), unwrap(x), transpose_b=True)
+    return forms
+
+
+def _measure(name: str, rounds: int) -> List[str]:
+    from multistyle.backend import get_backend
+
+    B = get_backend(name, "cpu")
+    forms = _forms(B)
+    rng = np.random.default_rng(0)
+    lines = [f"{name} ({B.framework_version()})"]
+    for height, width in SIZES:
+        matrices = [B.asarray(rng.standard_normal((c, (height // d) * (width // d)), dtype=np.float32) / 8)
+                    for c, d in LAYERS]
+
+        def once(form: Callable[[Any], Any]) -> List[np.ndarray]:
+            grads = []
+            for x in matrices:
+                _, grad = B.loss_and_grad(lambda t: B.mean(B.square(form(t))), x)
+                grads.append(grad)
+            return [B.to_numpy(g) for g in grads]  # waits for all (MXNet is asynchronous)
+
+        reference = once(forms["default matmul(x, transpose(x))"])
+        for label, form in forms.items():  # the same gradient, and a warm-up
+            for want, got in zip(reference, once(form)):
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()), err_msg=label)
+        times: Dict[str, List[float]] = {label: [] for label in forms}
+        for _ in range(rounds):
+            for label, form in forms.items():
+                started = time.perf_counter()
+                once(form)
+                times[label].append(time.perf_counter() - started)
+        base = statistics.median(times["default matmul(x, transpose(x))"])
+        for label, values in times.items():
+            median = statistics.median(values)
+            lines.append(f"  {height}x{width}  {label:40} {median * 1000:7.1f} ms  (p10-p90 "
+                         f"{np.percentile(values, 10) * 1000:.1f}-{np.percentile(values, 90) * 1000:.1f}; "
+                         f"default / this {base / median:.2f})")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--backends", default="torch,mxnet,paddle,jax,tensorflow")
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
     print(f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; ms per step's five Grams, "
-          f"forward and backward (median of {args.rounds} rounds)")
-    for height, width in ((150, 225), (300, 450)):
-        matrices = []
-        for channels, down in LAYERS:
-            x = nd.array(rng.standard_normal((channels, (height // down) * (width // down)), dtype=np.float32))
-            x.attach_grad()
-            matrices.append(x)
-        times = {way: [] for way in WAYS}
-        for way in WAYS:  # warm-up
-            once(way, matrices)
-        for _ in range(args.rounds):
-            for way in WAYS:
-                times[way].append(once(way, matrices))
-        base = statistics.median(times["dot(x, x.T)"])
-        for way, values in times.items():
-            median = statistics.median(values)
-            print(f"{height}x{width}  {way:24} {median * 1000:7.1f} ms  ({base / median:.2f}× the first)")
+          f"forward and backward (median of {args.rounds} rounds; gradients checked against the default first)")
+    for name in args.backends.split(","):
+        try:
+            print("\n".join(call_isolated(_measure, name, args.rounds)), flush=True)
+        except Exception as exc:  # a framework that is not installed, or failed: say so, go on
+            print(f"{name}: not measured: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
 if __name__ == "__main__":

@@ -236,6 +236,16 @@ class Backend(abc.ABC):
         """Transpose of a 2-D tensor."""
         return tensor.T
 
+    def gram_product(self, features: Tensor) -> Tensor:
+        """``X Xᵀ`` of a 2-D tensor ``X`` (channels by positions), differentiable: the Gram matrix before scaling.
+
+        Override where the framework has a cheaper exact form of this one
+        product (a symmetric rank-k update, or a product that reads ``X`` as
+        transposed instead of copying it); ``benchmarks/studies/gram_product.py``
+        measures each form.
+        """
+        return self.matmul(features, self.transpose(features))
+
     def reshape(self, tensor: Tensor, shape: Sequence[int]) -> Tensor:
         """The same elements in a new shape."""
         return tensor.reshape(tuple(shape))

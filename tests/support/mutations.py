@@ -134,6 +134,10 @@ MUTATIONS: Tuple[Mutation, ...] = (
              "backends/torch_backend.py", "        (grad,) = torch.autograd.grad(loss, x)\n",
              "        (grad,) = torch.autograd.grad(loss, x)\n        grad[:, :, 5:6, :] = 0\n",
              ("tests/backends/test_conformance.py::test_loss_and_gradient_match_the_oracle",)),
+    Mutation("gram-gradient-through-one-factor", "a Gram matrix differentiates as X·Xᵀ, through both factors",
+             "multistyle/backend/protocol.py", "return self.matmul(features, self.transpose(features))",
+             "return self.matmul(features, self.transpose(features).detach())",
+             ("tests/backends/test_conformance.py::test_gram_gradient_matches_the_analytic_one",)),
     # -- the stop rules and the multi-scale plan -------------------------------------------------------------------
     Mutation("stop-until-loss-ignored", "--until-loss stops the run when the loss reaches it",
              "multistyle/loop.py", "if settings.until_loss is not None and total <= settings.until_loss:",
