@@ -44,6 +44,15 @@ def _abs(x: jax.Array) -> jax.Array:
 _abs.defjvps(lambda g, ans, x: g * jnp.sign(x))  # torch, MXNet and Paddle: d|x|/dx = 0 at 0
 
 
+@jax.custom_vjp
+def _gram_product(x: jax.Array) -> jax.Array:
+    return x @ x.T
+
+
+# Differentiated in one product, (G' + G'ᵀ)·X, where autodiff computes two (G'·X and G'ᵀ·X).
+_gram_product.defvjp(lambda x: (x @ x.T, x), lambda x, grad: ((grad + grad.T) @ x,))
+
+
 def _with_total(terms: Dict[str, Any]) -> Tuple[jax.Array, Dict[str, Any]]:
     return terms["total"], terms
 
@@ -97,6 +106,9 @@ class JaxBackend(HeldImages, Backend):
 
     def sqrt(self, tensor: Any) -> jax.Array:
         return jnp.sqrt(_value(tensor))
+
+    def gram_product(self, features: Any) -> jax.Array:
+        return _gram_product(_value(features))
 
     def conv(self, weight: np.ndarray, bias: np.ndarray) -> Callable[[Any], jax.Array]:
         w, b = self.asarray(weight), self.asarray(bias).reshape(1, -1, 1, 1)

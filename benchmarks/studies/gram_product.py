@@ -1,21 +1,26 @@
 """The Gram product X·Xᵀ on every backend, each framework's candidate forms, forward and backward.
 
-The protocol's default is ``matmul(x, transpose(x))``.  Where a framework
-offers another exact form, this times it beside the default and beside what
-the backend's ``gram_product`` runs now:
+The protocol's default is ``matmul(x, transpose(x))``, which autograd
+differentiates as two products (x appears twice: ``G'·X`` and ``G'ᵀ·X``).
+Each backend's ``gram_product`` is timed beside it, and beside the framework's
+other exact forms:
 
-* MXNet: ``nd.dot(x, x.T)`` copies the transpose; ``nd.dot(x, x,
-  transpose_b=True)`` reads it in place; ``nd.linalg.syrk(x)`` is the
-  symmetric rank-k product (one triangle of the multiplications).
-* Paddle: ``paddle.matmul(x, x, transpose_y=True)`` (no transpose kernel).
-* TensorFlow: ``tf.matmul(x, x, transpose_b=True)`` (no transpose kernel).
-* torch and JAX: ``x.T`` is a view / folded by XLA, so only the default.
+* torch, JAX: a custom gradient (``autograd.Function``, ``jax.custom_vjp``),
+  ``(G' + G'ᵀ)·X`` in one product.
+* Paddle, TensorFlow: the same custom gradient (``PyLayer``,
+  ``tf.custom_gradient``) around a product that reads X as transposed; that
+  read alone (``transpose_y`` / ``transpose_b``) is timed too, since ``x.T``
+  is a transpose kernel and a copy there.
+* MXNet: ``nd.linalg.syrk(x)``, the symmetric rank-k product (one triangle of
+  the multiplications, one product in its gradient); ``nd.dot(x, x,
+  transpose_b=True)`` is timed too (``x.T`` is a copy).
 
 Each form is timed on the feature matrices of the five style layers (conv1_1
 to conv5_1) of a 150×225 and a 300×450 image, the loss ``mean(G²)``
-differentiated with respect to X through the backend's ``loss_and_grad``, the
-forms alternating within each round, each backend in a fresh process; medians
-of the rounds.  Every form's gradient is checked against the default's first.
+differentiated with respect to X through the backend's ``loss_and_grad``
+(jitted on JAX, as in a run), the forms alternating within each round, each
+backend in a fresh process; medians of the rounds.  Every form's gradient is
+checked against the default's first.
 
     python benchmarks/studies/gram_product.py --backends mxnet,paddle,tensorflow --rounds 15
 """
@@ -49,7 +54,6 @@ def _forms(B: Any) -> Dict[str, Callable[[Any], Any]]:
         from mxnet import nd
 
         forms["nd.dot(x, x, transpose_b=True)"] = lambda x: nd.dot(x, x, transpose_b=True)
-        forms["nd.linalg.syrk(x)"] = lambda x: nd.linalg.syrk(x)
     elif B.name == "paddle":
         import paddle
 
@@ -63,11 +67,22 @@ def _forms(B: Any) -> Dict[str, Callable[[Any], Any]]:
     return forms
 
 
+def _gradient(B: Any, form: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """x -> d mean((form(x))²) / dx, as a run computes it: jitted on JAX (its objective is), eager elsewhere."""
+    if B.name == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        return jax.jit(jax.grad(lambda x: jnp.mean(jnp.square(form(x)))))
+    return lambda x: B.loss_and_grad(lambda t: B.mean(B.square(form(t))), x)[1]
+
+
 def _measure(name: str, rounds: int) -> List[str]:
     from multistyle.backend import get_backend
 
     B = get_backend(name, "cpu")
     forms = _forms(B)
+    gradients = {form: _gradient(B, form) for form in forms.values()}
     rng = np.random.default_rng(0)
     lines = [f"{name} ({B.framework_version()})"]
     for height, width in SIZES:
@@ -75,10 +90,7 @@ def _measure(name: str, rounds: int) -> List[str]:
                     for c, d in LAYERS]
 
         def once(form: Callable[[Any], Any]) -> List[np.ndarray]:
-            grads = []
-            for x in matrices:
-                _, grad = B.loss_and_grad(lambda t: B.mean(B.square(form(t))), x)
-                grads.append(grad)
+            grads = [gradients[form](x) for x in matrices]
             return [B.to_numpy(g) for g in grads]  # waits for all (MXNet is asynchronous)
 
         reference = once(forms["default matmul(x, transpose(x))"])
