@@ -56,6 +56,20 @@ class TorchOptimizer(ScheduledOptimizer):
         return float(self._optimizer.param_groups[0]["lr"])
 
 
+class _GramProduct(torch.autograd.Function):
+    """X·Xᵀ, differentiated in one product, (G' + G'ᵀ)·X, where autograd computes two (G'·X and G'ᵀ·X)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x @ x.T
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        return (grad + grad.T) @ x
+
+
 class TorchBackend(Backend):
     """PyTorch (with torchvision for the model zoo)."""
 
@@ -105,6 +119,9 @@ class TorchBackend(Backend):
     def clip_(self, tensor: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> None:
         with torch.no_grad():
             tensor.clamp_(low, high)
+
+    def gram_product(self, features: torch.Tensor) -> torch.Tensor:
+        return _GramProduct.apply(features)
 
     def conv(self, weight: np.ndarray, bias: np.ndarray) -> nn.Conv2d:
         conv = nn.Conv2d(weight.shape[1], weight.shape[0], kernel_size=3, padding=1)

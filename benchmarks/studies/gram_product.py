@@ -5,14 +5,8 @@ differentiates as two products (x appears twice: ``G'·X`` and ``G'ᵀ·X``).
 Each backend's ``gram_product`` is timed beside it, and beside the framework's
 other exact forms:
 
-* JAX: a custom gradient (``jax.custom_vjp``), ``(G' + G'ᵀ)·X`` in one product.
-* torch: the same (``autograd.Function``), timed here but not kept: the
-  torch backend keeps autograd's two products, so that the ``pytorch-tutorial``
-  and ``viblo`` presets perform the recipes' own float32 operations.  Those
-  recipes are chaotic (one ulp of one weight moves the tutorial's twentieth
-  L-BFGS evaluation by 64-99 %), and their tests hold multistyle to the
-  recipes' code to 1e-4; the one-product gradient moved the twentieth
-  evaluation by 1.2e-3.
+* torch, JAX: a custom gradient (``autograd.Function``, ``jax.custom_vjp``),
+  ``(G' + G'ᵀ)·X`` in one product.
 * Paddle, TensorFlow: the same custom gradient (``PyLayer``,
   ``tf.custom_gradient``) around a product that reads X as transposed; that
   read alone (``transpose_y`` / ``transpose_b``) is timed too, since ``x.T``
@@ -56,22 +50,7 @@ def _forms(B: Any) -> Dict[str, Callable[[Any], Any]]:
 
     forms = {"default matmul(x, transpose(x))": lambda x: Backend.gram_product(B, x),
              "backend's gram_product": B.gram_product}
-    if B.name == "torch":  # measured, not kept: see the module's docstring
-        import torch
-
-        class OneProduct(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx: Any, x: Any) -> Any:
-                ctx.save_for_backward(x)
-                return x @ x.T
-
-            @staticmethod
-            def backward(ctx: Any, grad: Any) -> Any:
-                (x,) = ctx.saved_tensors
-                return (grad + grad.T) @ x
-
-        forms["one-product gradient (autograd.Function)"] = OneProduct.apply
-    elif B.name == "mxnet":
+    if B.name == "mxnet":
         from mxnet import nd
 
         forms["nd.dot(x, x, transpose_b=True)"] = lambda x: nd.dot(x, x, transpose_b=True)
