@@ -130,19 +130,27 @@ def test_losses_match_the_float64_oracle(backend):
 
 
 def test_gram_gradient_matches_the_analytic_one(backend):
-    """A backend's own ``gram_product`` (MXNet's symmetric rank-k product) must differentiate as X·Xᵀ does:
-    d mean((G - T)²) / dF = 4 (G - T) F / (c² N), with G = F Fᵀ / N, N = c·h·w and T symmetric.  A form
-    that lets the gradient through one factor only (a detached transpose) gives half of it."""
+    """A backend's own ``gram_product`` (a custom gradient, MXNet's symmetric rank-k product) and the protocol's
+    default must both differentiate as X·Xᵀ does: d mean((G - T)²) / dF = 4 (G - T) F / (c² N), with
+    G = F Fᵀ / N, N = c·h·w and T symmetric.  A gradient through one factor only (a detached transpose, or
+    ``G'·X`` without ``G'ᵀ·X``) gives half of it."""
     c, n = X.shape[1], X.shape[2] * X.shape[3]
     F = X.reshape(c, n).astype(np.float64)
     target = RNG.standard_normal((c, c))
     target = (target + target.T) / 2 * np.abs(oracle.gram(X.astype(np.float64))).max()
     want = 4 * (F @ F.T / (c * n) - target) @ F / (c * c * c * n)
     bt = backend.asarray(target.astype(np.float32))
-    loss, grad = backend.loss_and_grad(lambda t: losses.style_loss(backend, t, bt), backend.asarray(X))
-    assert backend.item(loss) == pytest.approx(oracle.style_loss(X, target), rel=1e-4)
-    got = backend.to_numpy(grad).reshape(c, n)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+    def through_the_default(t):
+        gram = Backend.gram_product(backend, backend.reshape(t, (c, n))) / (c * n)
+        return backend.mean(backend.square(gram - bt))
+
+    for form, fn in (("the backend's", lambda t: losses.style_loss(backend, t, bt)),
+                     ("the protocol's default", through_the_default)):
+        loss, grad = backend.loss_and_grad(fn, backend.asarray(X))
+        assert backend.item(loss) == pytest.approx(oracle.style_loss(X, target), rel=1e-4), form
+        got = backend.to_numpy(grad).reshape(c, n)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max(), err_msg=form)
 
 
 @pytest.mark.parametrize("pooling", ["max", "avg"])

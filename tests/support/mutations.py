@@ -138,6 +138,9 @@ MUTATIONS: Tuple[Mutation, ...] = (
              "multistyle/backend/protocol.py", "return self.matmul(features, self.transpose(features))",
              "return self.matmul(features, self.transpose(features).detach())",
              ("tests/backends/test_conformance.py::test_gram_gradient_matches_the_analytic_one",)),
+    Mutation("gram-torch-half-gradient", "torch's one-product Gram gradient is (G' + G'ᵀ)·X",
+             "backends/torch_backend.py", "return (grad + grad.T) @ x", "return grad @ x",
+             ("tests/backends/test_conformance.py::test_gram_gradient_matches_the_analytic_one",)),
     # -- the stop rules and the multi-scale plan -------------------------------------------------------------------
     Mutation("stop-until-loss-ignored", "--until-loss stops the run when the loss reaches it",
              "multistyle/loop.py", "if settings.until_loss is not None and total <= settings.until_loss:",
