@@ -69,7 +69,13 @@ def run_batch(jobs: Sequence[BatchJob], output: str, *, engine: str = "local", w
                 run_ray(ray, payloads, cpus, gpus, retries, on_done)
         except BaseException:
             for entry in entries:
-                if entry.status == "pending":
+                if entry.status != "pending":
+                    continue
+                # An interrupt between writing a job's sidecar and marking it done leaves a finished job on disk.
+                entry.sidecar = finished_sidecar(output, entry.name, entry.key)
+                if entry.sidecar is not None:
+                    entry.status = "done"
+                else:
                     entry.status, entry.reason = "interrupted", "the batch stopped before this job ended"
             raise
         finally:
