@@ -35,12 +35,31 @@ from multistyle.safe_pickle import load_state_dict  # noqa: E402
 from multistyle.vgg import Weights, state_dict  # noqa: E402
 
 
+def _interruptible(run: Callable[[], Any]) -> Any:
+    """Runs a backward pass, and lets Ctrl-C out as ``KeyboardInterrupt``.
+
+    Paddle runs a ``PyLayer``'s backward (``_GramProduct`` below) from C++, and
+    wraps any Python exception raised there, a ``KeyboardInterrupt`` included,
+    in its own error (paddle/fluid/eager/pylayer/py_layer_node.cc); Ctrl-C
+    landing inside that backward would then end the run as an error, not as
+    an interruption that keeps the last snapshot.
+    """
+    try:
+        return run()
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # noqa: BLE001 - re-raised below unless it is a wrapped interrupt
+        if "KeyboardInterrupt" in str(error):
+            raise KeyboardInterrupt from None
+        raise
+
+
 class PaddleOptimizer(ScheduledOptimizer):
     """A ``paddle.optimizer`` optimizer and its ``lr.StepDecay`` schedule over one image tensor."""
 
     def step(self, closure: Callable[[paddle.Tensor], paddle.Tensor]) -> paddle.Tensor:
         loss = closure(self._image)
-        loss.backward()
+        _interruptible(loss.backward)
         self._optimizer.step()
         self._optimizer.clear_grad()
         return loss
@@ -62,7 +81,7 @@ class PaddleLBFGS(PaddleOptimizer):
         def evaluate() -> paddle.Tensor:
             self._optimizer.clear_grad()
             loss = closure(self._image)
-            loss.backward()
+            _interruptible(loss.backward)
             return loss
 
         with warnings.catch_warnings():
@@ -193,7 +212,7 @@ class PaddleBackend(Backend):
         x = x.detach()  # shares storage: an in-place clip by fn reaches the caller's x
         x.stop_gradient = False
         loss = fn(x)
-        (grad,) = paddle.grad(loss, x)
+        (grad,) = _interruptible(lambda: paddle.grad(loss, x))
         return loss.detach(), grad
 
     def native_optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,

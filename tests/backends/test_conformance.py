@@ -153,6 +153,26 @@ def test_gram_gradient_matches_the_analytic_one(backend):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max(), err_msg=form)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "rmsprop"])
+def test_ctrl_c_inside_the_gram_gradient_comes_out_as_an_interrupt(backend, optimizer, monkeypatch):
+    """Where a backend differentiates its Gram in Python (a custom autograd function), Ctrl-C can land inside
+    that backward pass; the framework runs it from C++, and Paddle wrapped the ``KeyboardInterrupt`` in its own
+    error, so the CLI ended with an error instead of keeping the last snapshot (exit 130)."""
+    module = importlib.import_module(type(backend).__module__)
+    custom = getattr(module, "_GramProduct", None)
+    if custom is None:
+        pytest.skip(f"{backend.name} has no autograd class of its own for the Gram")
+
+    def interrupt(ctx, grad):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(custom, "backward", staticmethod(interrupt))
+    optimizer = backend.optimizer(optimizer, X, 0.1, 1.0, 1)
+    target = backend.asarray(np.eye(X.shape[1], dtype=np.float32))
+    with pytest.raises(KeyboardInterrupt):
+        optimizer.step(lambda image: losses.style_loss(backend, image, target))
+
+
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 def test_vgg_features_match_the_oracle(backend, weights, pooling):
     x = RNG.standard_normal((1, 3, 32, 48)).astype(np.float32)  # pool5 is 1x1
