@@ -4,9 +4,18 @@ Fixtures: one ``backend`` per registered framework, tiny images, synthetic weigh
 ``backend``, ``ray``, ``notebook``, ``browser`` or ``gpu`` skips where what it needs is missing, or fails
 where ``MULTISTYLE_TEST_REQUIRE`` names it (:mod:`support.needs`).  Tests that take the ``backend`` fixture
 are marked ``backend(name)`` here, so ``pytest -m "not backend"`` runs what needs no framework.
+
+Where each test runs (tox.ini): a test parametrized by backend runs in that framework's env; ``--backends
+NAMES`` keeps only those backends' parametrizations (the ``all`` env keeps JAX and TensorFlow, whose versions
+there differ from their own envs').  A test marked ``any_backend`` checks something that does not depend on the
+framework (batch, compare, serve, on the first one installed): one env runs it, the others deselect it with
+``-m "not any_backend"``.  One marked ``cross_backend`` checks more with more frameworks installed (a column,
+a worker or a pair each): the ``all`` env runs it with every framework.
 """
 
 from __future__ import annotations
+
+from typing import FrozenSet
 
 import numpy as np
 import pytest
@@ -20,15 +29,37 @@ from support.needs import require, required
 NEEDS = ("ray", "notebook", "browser", "gpu")
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--backends", default="", metavar="NAMES",
+                     help="comma-separated: keep only these backends' parametrizations of tests that take the "
+                          "backend fixture (the others are deselected); default: every backend")
+
+
+def _kept_backends(config) -> FrozenSet[str]:
+    names = frozenset(n.strip() for n in config.getoption("--backends").split(",") if n.strip())
+    unknown = sorted(names - set(BUILTIN_BACKENDS))
+    if unknown:
+        raise pytest.UsageError(f"--backends names {unknown}, which are not backends; known: "
+                                f"{', '.join(sorted(BUILTIN_BACKENDS))}")
+    return names or frozenset(BUILTIN_BACKENDS)
+
+
 def pytest_configure(config) -> None:
     required()  # an unknown name in MULTISTYLE_TEST_REQUIRE stops the run before any test
+    _kept_backends(config)  # ... and so does one in --backends
 
 
-def pytest_collection_modifyitems(items) -> None:
+def pytest_collection_modifyitems(config, items) -> None:
+    kept_backends = _kept_backends(config)
+    kept, deselected = [], []
     for item in items:
         name = getattr(item, "callspec", None) and item.callspec.params.get("backend_name")
         if name:
             item.add_marker(pytest.mark.backend(name))
+        (deselected if name and name not in kept_backends else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -24,7 +24,17 @@ from multistyle.cli import main
 from support import browser
 
 INSTALLED = [row["name"] for row in describe_backends(sorted(BUILTIN_BACKENDS)) if row["usable"]]
-needs_a_backend = pytest.mark.skipif(not INSTALLED, reason="no framework installed")
+
+
+def needs_a_backend(test):
+    """Runs on the first framework installed, and checks nothing that depends on which."""
+    return pytest.mark.any_backend(pytest.mark.skipif(not INSTALLED, reason="no framework installed")(test))
+
+
+def every_installed_backend(test):
+    """Runs on every framework installed (the report's columns)."""
+    return pytest.mark.cross_backend(needs_a_backend(test))
+
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +47,7 @@ def report(image_files, npz_weights, tmp_path_factory):
     return folder, json.loads((folder / "report.json").read_text())
 
 
-@needs_a_backend
+@every_installed_backend
 def test_report_lists_every_backend_and_why_some_did_not_run(report):
     folder, data = report
     assert [row["backend"] for row in data["backends"]] == [n for n in BUILTIN_BACKENDS if n in INSTALLED]
@@ -49,7 +59,7 @@ def test_report_lists_every_backend_and_why_some_did_not_run(report):
         assert f"Backend <b>{name}</b> did not run" in html
 
 
-@needs_a_backend
+@every_installed_backend
 def test_report_figures(report):
     folder, data = report
     for row in data["backends"]:
@@ -72,7 +82,7 @@ def test_report_figures(report):
     assert data["meta"]["settings"]["style_layer_weights"] == [1.0] * 5
 
 
-@needs_a_backend
+@every_installed_backend
 def test_report_page_is_self_contained(report):
     folder, _ = report
     html = (folder / "index.html").read_text()
@@ -84,7 +94,7 @@ def test_report_page_is_self_contained(report):
         Image.open(folder / source).verify()
 
 
-@needs_a_backend
+@every_installed_backend
 def test_report_explains_the_code_and_measures_where_the_maths_differs(report):
     folder, data = report
     page = (folder / "index.html").read_text()
@@ -125,7 +135,7 @@ def test_report_explains_the_code_and_measures_where_the_maths_differs(report):
 
 
 @pytest.mark.browser
-@needs_a_backend
+@every_installed_backend
 def test_report_renders_in_headless_chromium_with_every_image_loaded(report, tmp_path):
     folder, _ = report
     loaded, total, pixels = browser.render(folder / "index.html", tmp_path)
@@ -258,6 +268,7 @@ def test_bench_bad_options(capsys, args, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.any_backend
 def test_compare_reports_a_backend_that_raised_and_runs_the_others(image_files, npz_weights, tmp_path, monkeypatch,
                                                                    capsys):
     installed = [row["name"] for row in registry.describe_backends(sorted(registry.BUILTIN_BACKENDS))

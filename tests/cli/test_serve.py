@@ -26,6 +26,8 @@ from support.cli import one_error_line
 from support.needs import CHECKS
 from support.serving import Served, alive
 
+#: Every test runs on the cheapest framework(s) installed; what it checks does not depend on which.
+pytestmark = pytest.mark.any_backend
 #: Cheapest first: the backends a test runs on, of those installed here.
 PREFERENCE = ("torch", "mxnet", "paddle", "tensorflow", "jax")
 EXAMPLES = {kind: str(REPOSITORY / "examples" / f"{kind}.jpg") for kind in ("content", "style")}
@@ -209,6 +211,7 @@ def _read_event(stream, name, json):
             return json.loads(line[6:])
 
 
+@pytest.mark.cross_backend
 def test_at_once_runs_every_worker_together_and_two_pages_watch_it(server):
     first, second = usable(2)
     watchers = [_first_event(server, "run") for _ in range(2)]
@@ -236,6 +239,7 @@ def test_an_unusable_backend_is_shown_with_its_install_hint(server):
     assert status == 400 and "is not usable here" in body["error"]
 
 
+@pytest.mark.cross_backend
 def test_a_crashed_worker_shows_why_and_the_other_backends_go_on(server):
     first, second = usable(2)
     _run(server, [first, second], 400)
@@ -249,6 +253,7 @@ def test_a_crashed_worker_shows_why_and_the_other_backends_go_on(server):
     assert panes[second]["status"] == "done" and len(panes[second]["history"]) == 400
 
 
+@pytest.mark.cross_backend
 def test_ctrl_c_during_a_run_stops_server_and_workers_without_a_traceback(tmp_path):
     first, second = usable(2)
     served = Served(["--weights", WEIGHTS, "--backends", f"{first},{second}"], tmp_path)
@@ -302,6 +307,7 @@ for (const pane of document.querySelectorAll('.pane')) {
 
 
 @pytest.mark.browser
+@pytest.mark.cross_backend
 def test_the_page_runs_two_backends_live_and_ends_with_what_run_gives(tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

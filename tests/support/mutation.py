@@ -11,6 +11,10 @@ the tests that should catch it.  For each mutation this script
    the tests, and the processes they start, import;
 2. applies the one mutation, runs its tests, and restores the file.
 
+Mutations run ``--jobs`` at a time (default: the usable cores), each worker
+in its own copy of the tree, since most of a mutation's seconds are spent
+starting Python and importing the framework, on one core.
+
 It prints which mutations were caught and by which test, and exits 1 if any
 survived, if a snippet is no longer in the code (code moved: move its
 mutation with it), or if the unmutated tests do not pass.
@@ -20,6 +24,7 @@ Usage::
     python tests/support/mutation.py            # every mutation
     python tests/support/mutation.py -k batch   # the mutations whose name contains "batch"
     python tests/support/mutation.py --list     # the list, with each promise
+    python tests/support/mutation.py -j 1       # one at a time
 
 Plain patches rather than a generic mutation tool: each one is a bug a
 reviewer can read, aimed at one promise, with the tests that hold it; a tool
@@ -31,12 +36,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -84,8 +91,9 @@ def check_import_location(copy: Path) -> None:
             sys.exit(f"mutation: the tests would import {path}, not the copy in {copy}")
 
 
-def run_tests(copy: Path, tests: Sequence[str], report: Path) -> Tuple[int, List[str], str]:
+def run_tests(copy: Path, tests: Sequence[str]) -> Tuple[int, List[str], str]:
     """``(pytest's exit code, the failing tests, the output's tail)``."""
+    report = copy.parent / f"{copy.name}-report.xml"
     if report.exists():
         report.unlink()
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=",
@@ -114,6 +122,9 @@ def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", dest="keyword", default="", help="only the mutations whose name contains this")
     parser.add_argument("--list", action="store_true", help="list the mutations and their promises, and stop")
+    parser.add_argument("-j", "--jobs", type=int, default=len(os.sched_getaffinity(0)),
+                        help="mutations tested at once, each in its own copy of the tree (default: the usable "
+                             "cores; most of a mutation's time is starting Python and importing the framework)")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTATIONS if args.keyword in m.name]
     if args.list:
@@ -123,48 +134,71 @@ def main(argv: Sequence[str] = ()) -> int:
     if not chosen:
         print(f"mutation: no mutation name contains {args.keyword!r}", file=sys.stderr)
         return 2
+    jobs = max(1, min(args.jobs, len(chosen)))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="multistyle-mutation-") as folder:
-        copy = Path(folder) / "tree"
-        copy_tree(copy)
-        check_import_location(copy)
-        report = Path(folder) / "report.xml"
+        # One copy per worker: a worker mutates its own copy, never one another worker's tests are reading.
+        copies = [Path(folder) / f"tree{k}" for k in range(jobs)]
+        for copy in copies:
+            copy_tree(copy)
+            check_import_location(copy)
         problems = []
         for m in chosen:  # every snippet is where its mutation says, before anything runs
             try:
-                locate(copy, m)
+                locate(copies[0], m)
             except LookupError as exc:
                 problems.append(str(exc))
         if problems:
             print("\n".join(f"mutation: {p}" for p in problems), file=sys.stderr)
             return 1
+        free: "queue.Queue[Path]" = queue.Queue()
+        for copy in copies:
+            free.put(copy)
+
+        def in_a_copy(work):
+            copy = free.get()
+            try:
+                return work(copy)
+            finally:
+                free.put(copy)
+
         # The tests must pass on the code as it is, or a "caught" would mean nothing.
         baseline = sorted({t for m in chosen for t in m.tests})
-        code, failed, tail = run_tests(copy, baseline, report)
-        if code != 0:
-            print(f"mutation: the unmutated tests fail ({', '.join(failed) or 'exit ' + str(code)}):\n{tail}",
-                  file=sys.stderr)
-            return 1
+        shares = [baseline[k::jobs] for k in range(jobs)]
+        with ThreadPoolExecutor(jobs) as pool:
+            outcomes = list(pool.map(lambda share: in_a_copy(lambda copy: run_tests(copy, share)), shares))
+        for code, failed, tail in outcomes:
+            if code != 0:
+                print(f"mutation: the unmutated tests fail ({', '.join(failed) or 'exit ' + str(code)}):\n{tail}",
+                      file=sys.stderr)
+                return 1
         print(f"baseline: {len(baseline)} test selections pass on the unmutated code "
-              f"({time.perf_counter() - started:.0f} s)")
-        survivors = []
-        for number, m in enumerate(chosen, start=1):
+              f"({time.perf_counter() - started:.0f} s, {jobs} at a time)", flush=True)
+
+        def mutate_and_test(copy: Path, m: Mutation) -> Tuple[int, List[str], str, float]:
             path, original = locate(copy, m)
             path.write_text(original.replace(m.find, m.replace))
             begun = time.perf_counter()
             try:
-                code, failed, tail = run_tests(copy, m.tests, report)
+                code, failed, tail = run_tests(copy, m.tests)
             finally:
                 path.write_text(original)
-            seconds = time.perf_counter() - begun
-            if code == 0:
-                survivors.append(m.name)
-                verdict = "SURVIVED"
-            elif failed:
-                verdict = "caught by " + failed[0] + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else "")
-            else:  # collection or usage error: the mutant broke the import, which is caught too, but say so
-                verdict = f"caught (pytest exit {code}, no test reached: {tail.splitlines()[-1] if tail else ''})"
-            print(f"[{number:2}/{len(chosen)}] {m.name:34} {verdict}  ({seconds:.0f} s)", flush=True)
+            return code, failed, tail, time.perf_counter() - begun
+
+        survivors = []
+        with ThreadPoolExecutor(jobs) as pool:
+            futures = {pool.submit(in_a_copy, lambda copy, m=m: mutate_and_test(copy, m)): m for m in chosen}
+            for number, future in enumerate(as_completed(futures), start=1):
+                m = futures[future]
+                code, failed, tail, seconds = future.result()
+                if code == 0:
+                    survivors.append(m.name)
+                    verdict = "SURVIVED"
+                elif failed:
+                    verdict = "caught by " + failed[0] + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else "")
+                else:  # collection or usage error: the mutant broke the import, which is caught too, but say so
+                    verdict = f"caught (pytest exit {code}, no test reached: {tail.splitlines()[-1] if tail else ''})"
+                print(f"[{number:2}/{len(chosen)}] {m.name:34} {verdict}  ({seconds:.0f} s)", flush=True)
     total = time.perf_counter() - started
     print(f"{len(chosen) - len(survivors)} of {len(chosen)} mutations caught in {total:.0f} s")
     if survivors:
