@@ -15,6 +15,11 @@ else stays a native array.
   are concrete arrays, never escaped tracers.
 * No model zoo and no native checkpoint format: weights come from ``.npz``
   files (``multistyle weights convert`` writes one from another framework's).
+* Compiled programs are kept between processes, in JAX's persistent
+  compilation cache: ``$XDG_CACHE_HOME/multistyle/jax`` (``~/.cache/...``)
+  unless JAX's own setting names a folder (``JAX_COMPILATION_CACHE_DIR``);
+  ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off.  A second ``multistyle
+  run`` at a size it has run before skips the compile (1.5 s at 150x225).
 * Optimizers are :mod:`multistyle.optim`'s (torch's Adam, RMSprop and L-BFGS):
   optax, JAX's optimizer library, does not import beside ``numpy<1.24``.  Their
   image reaches the core in a holder (``HeldImages.image_of``).
@@ -22,6 +27,7 @@ else stays a native array.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
@@ -34,6 +40,25 @@ from multistyle.backend import Backend, HeldImages
 from multistyle.backend import unwrap as _value
 from multistyle.errors import WeightsError
 from multistyle.vgg import Weights
+
+
+def _keep_compiled_programs() -> None:
+    """JAX's persistent compilation cache in the user's cache folder, unless JAX's own setting names one.
+    Where that folder cannot be made, JAX compiles in every process, as it does by default (with the folder
+    set but unwritable, it would warn at every compile)."""
+    if jax.config.jax_compilation_cache_dir:
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "multistyle", "jax")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return
+    if os.access(folder, os.W_OK):
+        jax.config.update("jax_compilation_cache_dir", folder)
+
+
+_keep_compiled_programs()
 
 
 @jax.custom_jvp
