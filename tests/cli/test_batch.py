@@ -623,3 +623,28 @@ def test_ctrl_c_keeps_the_finished_jobs_and_a_rerun_resumes(inputs, npz_weights,
     after = results(output)["jobs"]
     assert {row["output"] for row in after if row["status"] == "skipped"} == done
     assert [row["status"] for row in after].count("done") == 4 - len(done)
+
+
+@needs_a_backend
+def test_an_interrupt_right_after_a_job_is_written_keeps_that_job_done(inputs, npz_weights, tmp_path, monkeypatch):
+    # The window the Ctrl-C test above hit under load: a job's image and sidecar are on disk, and the interrupt
+    # comes before the batch marks it done.  That job is done (a rerun skips it), not "interrupted".
+    from multistyle.batch import runner
+
+    real_write_result = runner.write_result
+
+    def write_then_interrupt(*args, **kwargs):
+        real_write_result(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "write_result", write_then_interrupt)
+    output = tmp_path / "out"
+    assert main(grid_argv(inputs, output, npz_weights, "--workers", "1")) == 130
+    rows = results(output)["jobs"]
+    assert [row["status"] for row in rows].count("done") == 1
+    assert {row["status"] for row in rows} == {"done", "interrupted"}
+    (written,) = [row for row in rows if row["status"] == "done"]
+    assert (output / written["output"]).is_file() and (output / written["sidecar"]).is_file()
+    monkeypatch.setattr(runner, "write_result", real_write_result)
+    assert main(grid_argv(inputs, output, npz_weights, "--workers", "1")) == 0
+    assert [row["status"] for row in results(output)["jobs"]].count("skipped") == 1

@@ -103,6 +103,11 @@ MUTATIONS: Tuple[Mutation, ...] = (
              'data.get("key") == key and data.get("output", {}).get("sha256") == file_sha256(image)',
              'data.get("key") == key',
              ("tests/cli/test_batch.py::test_rerun_skips_every_done_job_and_runs_only_what_is_missing",)),
+    Mutation("interrupt-forgets-a-written-job", "Ctrl-C keeps every job whose result is on disk as done",
+             "multistyle/batch/runner.py",
+             "entry.sidecar = finished_sidecar(output, entry.name, entry.key)\n                if entry.sidecar is not None:",
+             "entry.sidecar = None\n                if entry.sidecar is not None:",
+             ("tests/cli/test_batch.py::test_an_interrupt_right_after_a_job_is_written_keeps_that_job_done",)),
     # -- the controls -------------------------------------------------------------------------------------------
     Mutation("control-blend-not-normalised", "--style-blend weights are normalised to sum 1",
              "multistyle/settings.py", "return tuple(w / total for w in values)", "return tuple(values)", (T_ORACLE,)),
