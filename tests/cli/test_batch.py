@@ -30,6 +30,7 @@ from multistyle.cli import main
 from multistyle.settings import Settings
 from multistyle.transfer import transfer
 from support import REPOSITORY, browser
+from support.cli import ctrl_c_reaches_it
 from support.needs import require
 
 INSTALLED = [row["name"] for row in describe_backends(sorted(BUILTIN_BACKENDS)) if row["usable"]]
@@ -601,7 +602,8 @@ def test_ctrl_c_keeps_the_finished_jobs_and_a_rerun_resumes(inputs, npz_weights,
     output = tmp_path / "out"
     argv = [sys.executable, "-m", "multistyle", *grid_argv(inputs, output, npz_weights)]
     argv[argv.index("--epochs") + 1] = "40"
-    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=ctrl_c_reaches_it)
     try:
         deadline = time.monotonic() + 300
         while not list(output.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from multistyle import images
 from multistyle.cli import main
-from support.cli import one_error_line, run_args
+from support.cli import ctrl_c_reaches_it, one_error_line, run_args
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
@@ -105,13 +105,16 @@ def test_ctrl_c_keeps_the_last_snapshot_and_no_temporary_file(backend_name, imag
     # From the user's folder, not the repository's: there `python -m multistyle` would find the source
     # folder ./multistyle, which lacks multistyle.backends (mapped from ./backends at install time).
     process = subprocess.Popen([sys.executable, "-m", "multistyle", *argv], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("out.epoch*.png")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # a few more epochs, so the interrupt may land inside a snapshot write
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, preexec_fn=ctrl_c_reaches_it)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("out.epoch*.png")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # a few more epochs, so the interrupt may land inside a snapshot write
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()  # never left running 100000 epochs after a failure
     assert process.returncode == 130, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("multistyle: warning:"), stderr  # untrained-weights warning

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 from typing import List
+
+
+def ctrl_c_reaches_it() -> None:
+    """``preexec_fn`` of a process a test stops with SIGINT: Ctrl-C's default action, as in a terminal.  A
+    suite started as a shell's background job inherits SIGINT ignored, and Python then installs no handler
+    for it: the process would run on (a CI run started that way lost two Ctrl-C tests to it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def one_error_line(stderr: str, message: str) -> str:

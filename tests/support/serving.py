@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from support.cli import ctrl_c_reaches_it
+
 
 class Served:
     """A running server: ``url``, ``port``, and helpers that talk to it."""
@@ -30,7 +32,7 @@ class Served:
         self.process = subprocess.Popen([sys.executable, "-m", "multistyle", "serve", "--port", "0", *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
                                         cwd=scratch, start_new_session=True,
-                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                        preexec_fn=ctrl_c_reaches_it)
         line = self.process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         if not match:
