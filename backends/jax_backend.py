@@ -19,7 +19,8 @@ else stays a native array.
   compilation cache: ``$XDG_CACHE_HOME/multistyle/jax`` (``~/.cache/...``)
   unless JAX's own setting names a folder (``JAX_COMPILATION_CACHE_DIR``);
   ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off.  A second ``multistyle
-  run`` at a size it has run before skips the compile (1.5 s at 150x225).
+  run`` at a size it has run before skips the compile: its first epoch 2.3x
+  sooner at 150x225 (``benchmarks/studies/jax_cache.py``).
 * Optimizers are :mod:`multistyle.optim`'s (torch's Adam, RMSprop and L-BFGS):
   optax, JAX's optimizer library, does not import beside ``numpy<1.24``.  Their
   image reaches the core in a holder (``HeldImages.image_of``).
