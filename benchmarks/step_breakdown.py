@@ -91,24 +91,66 @@ def _objectives(B: Any, objective: StyleLoss) -> List[Callable[[Any], Dict[str, 
     return [network, plus_content, plus_grams, plus_tv]
 
 
+class Job:
+    """One backend's chapter job (``chapter_vs_multistyle.PRESET``) on the bundled examples, ``random:0`` weights."""
+
+    def __init__(self, name: str) -> None:
+        from multistyle.backend import get_backend
+        from multistyle.settings import Settings
+        from multistyle.vgg import deepest_index
+        from multistyle.weightfiles import load_weights
+
+        self.backend = B = get_backend(name, "cpu")
+        self.settings = Settings(preset=PRESET[name]).resolved()
+        self.weights = load_weights("random:0", B, deepest_index(self.settings.layers)).arrays
+        self.content_image = images.load_image(os.path.join(EXAMPLES, "content.jpg"))
+        self.style_image = images.load_image(os.path.join(EXAMPLES, "style.jpg"))
+
+    def objective(self, size: Tuple[int, int]) -> Tuple[StyleLoss, Any]:
+        """The job's objective at ``size``, and the preprocessed content image (the run's start)."""
+        content_x = images.preprocess(self.content_image, size)
+        style_x = images.preprocess(self.style_image, size)
+        return StyleLoss(self.backend, self.weights, self.settings, content_x, style_x), content_x
+
+
+def optimizer_iterations(B: Any, settings: Any, full: Callable[[Any], Dict[str, Any]], start: Any,
+                         read: bool) -> Callable[[], None]:
+    """A function that takes one iteration of the run's optimizer on ``full`` (the compiled objective) per call.
+
+    The loop's closure, ``keep`` and epoch schedule as the run has them; with ``read`` the four loss values
+    are packed and read back as the loop does each epoch, without it only the image is waited for.
+    """
+    optimizer = B.optimizer(settings.optimizer, start, settings.lr, settings.lr_decay, settings.lr_decay_every)
+    kept: List[Dict[str, Any]] = []
+
+    def closure(t: Any) -> Any:
+        kept.append(B.keep(full(t)))
+        return kept[-1]["total"]
+
+    def iteration() -> None:
+        kept.clear()
+        optimizer.step(closure)
+        optimizer.epoch_end()
+        first = kept[0]
+        packed = B.pack([first["content"], first["style"], first["total"], first["tv"]])
+        if read:
+            B.to_numpy(packed)
+        else:  # waits for the step alone (MXNet's engine is asynchronous): the image, not the losses
+            B.to_numpy(optimizer.image)
+
+    return iteration
+
+
 def _measure_backend(name: str, sizes: List[Tuple[int, int]], iterations: int, warmup: int,
                      rounds: int) -> Dict[str, Any]:
     """Every rung of the ladder on one backend at every size, in this (fresh) process."""
     import multistyle
-    from multistyle.backend import get_backend
-    from multistyle.settings import Settings
-    from multistyle.vgg import deepest_index
-    from multistyle.weightfiles import load_weights
 
-    B = get_backend(name, "cpu")
-    settings = Settings(preset=PRESET[name]).resolved()
-    weights = load_weights("random:0", B, deepest_index(settings.layers)).arrays
-    content_image = images.load_image(os.path.join(EXAMPLES, "content.jpg"))
-    style_image = images.load_image(os.path.join(EXAMPLES, "style.jpg"))
+    job = Job(name)
+    B, settings = job.backend, job.settings
     results: Dict[str, Any] = {"framework": B.framework_version(), "sizes": {}}
     for size in sizes:
-        content_x = images.preprocess(content_image, size)
-        objective = StyleLoss(B, weights, settings, content_x, images.preprocess(style_image, size))
+        objective, content_x = job.objective(size)
         compiled = [B.compile_objective(fn) for fn in _objectives(B, objective)]
         full = B.compile_objective(objective.terms)
         x = B.asarray(content_x)
@@ -119,26 +161,11 @@ def _measure_backend(name: str, sizes: List[Tuple[int, int]], iterations: int, w
             B.to_numpy(B.pack([loss, B.mean(grad)]))  # waits for both
 
         def optimizer_epochs(read: bool) -> List[float]:
-            optimizer = B.optimizer(settings.optimizer, content_x, settings.lr, settings.lr_decay,
-                                    settings.lr_decay_every)
-            kept: List[Dict[str, Any]] = []
-
-            def closure(t: Any) -> Any:
-                kept.append(B.keep(full(t)))
-                return kept[-1]["total"]
-
+            iteration = optimizer_iterations(B, settings, full, content_x, read)
             seconds = []
             for _ in range(iterations):
                 started = time.perf_counter()
-                kept.clear()
-                optimizer.step(closure)
-                optimizer.epoch_end()
-                first = kept[0]
-                packed = B.pack([first["content"], first["style"], first["total"], first["tv"]])
-                if read:
-                    B.to_numpy(packed)
-                else:  # waits for the step alone (MXNet's engine is asynchronous): the image, not the losses
-                    B.to_numpy(optimizer.image)
+                iteration()
                 seconds.append(time.perf_counter() - started)
             return seconds
 
@@ -153,7 +180,7 @@ def _measure_backend(name: str, sizes: List[Tuple[int, int]], iterations: int, w
             times["+ host read"] += optimizer_epochs(read=True)[warmup:]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", multistyle.UntrainedWeightsWarning)
-                result = multistyle.transfer(content_image, style_image, backend=B, weights="random:0",
+                result = multistyle.transfer(job.content_image, job.style_image, backend=B, weights="random:0",
                                              size=size, epochs=iterations, preset=PRESET[name])
             times["run"] += [record["seconds"] for record in result.history[warmup:]]
         results["sizes"][f"{size[0]}x{size[1]}"] = {rung: _stats(values) for rung, values in times.items()}

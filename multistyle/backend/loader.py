@@ -16,6 +16,7 @@ import warnings
 from typing import Any, List, Mapping, Optional, Sequence, Type
 
 from ..errors import BackendBug, BackendUnavailable, MultistyleError, first_line
+from ..heap import keep_freed_buffers
 from .devices import use_all_cores
 from .protocol import Backend
 from .spec import BUILTIN_BACKENDS, BackendSpec, registry, spec_of
@@ -113,7 +114,11 @@ def backend_for_weights(path: str) -> str:
 
 
 def get_backend(name: str, device: str = "auto") -> Backend:
-    """An instance of the backend ``name`` on ``device``."""
+    """An instance of the backend ``name`` on ``device``.
+
+    Its process keeps the buffers each iteration frees for the next (:func:`multistyle.heap.keep_freed_buffers`).
+    """
+    keep_freed_buffers()
     return load_backend_class(name)(device=device)
 
 

@@ -28,6 +28,7 @@ T_RERUN = "tests/cli/test_batch.py::test_a_rerun_after_one_change_runs_that_job_
 T_ORACLE = "tests/core/test_controls.py::test_each_control_against_the_numpy_oracle"
 T_GPU = "tests/backends/test_gpu_paths.py"
 T_SERVE = "tests/cli/test_serve.py"
+T_HEAP = "tests/core/test_heap.py"
 
 _KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
              '                "settings": settings_dict(job.settings.resolved()), "version": 1}')
@@ -229,4 +230,11 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("serve-watchers-block", "a slow or closed browser never stalls a worker",
              "multistyle/serve/live.py", "watcher.put_nowait((event, text))", "watcher.put((event, text))",
              (f"{T_SERVE}::test_a_watcher_that_never_reads_is_dropped_not_waited_for",)),
+    # -- the process's heap --------------------------------------------------------------------------------
+    Mutation("heap-not-kept-by-get-backend", "a run reuses the buffers an iteration frees (no page faults)",
+             "multistyle/backend/loader.py", "    keep_freed_buffers()\n    return", "    return",
+             (f"{T_HEAP}::test_a_backend_made_by_get_backend_keeps_freed_blocks[torch]",)),
+    Mutation("heap-trimmed", "a run reuses the buffers an iteration frees (no page faults)",
+             "multistyle/heap.py", " and mallopt(M_TRIM_THRESHOLD, KEEP_BYTES) == 1", "",
+             (f"{T_HEAP}::test_a_freed_block_is_reused_without_faulting_its_pages_in_again",)),
 )
