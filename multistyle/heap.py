@@ -12,10 +12,11 @@ in six epochs (torch, MXNet, JAX, TensorFlow; their CPU allocators all end in
 
 :func:`keep_freed_buffers` raises both thresholds to 1 GiB, so that freed
 blocks stay in the heap and the next iteration reuses them.  Measured in fresh
-processes (``benchmarks/studies/heap.py``): the step of torch, JAX and
-TensorFlow at 300x450 is 1.1 to 1.4 times faster; the peak resident memory of
-torch, MXNet and TensorFlow grows (freed blocks are kept, not returned), which
-the backends' memory models are fitted with.
+processes (``benchmarks/studies/heap.py``, docs/benchmarks/2026-12-02.md): the
+step at 300x450 is 1.07 (MXNet) to 1.43 (TensorFlow) times faster, Paddle's at
+150x225 1.12 times; torch's at 150x225 is unchanged.  The price is peak
+resident memory, since freed blocks are kept rather than returned (TensorFlow
++36 % at 300x450); the backends' memory models are fitted with it.
 
 glibc's own settings win: where ``MALLOC_MMAP_THRESHOLD_``,
 ``MALLOC_TRIM_THRESHOLD_`` or a ``glibc.malloc`` tunable (``GLIBC_TUNABLES``)

@@ -74,30 +74,30 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         "torch", "multistyle.backends.torch_backend:TorchBackend", ("torch", "torchvision"), "torch",
         weight_suffixes=(".pth", ".pt"),
         native_optimizers={"adam": "torch.optim.Adam", "lbfgs": "torch.optim.LBFGS", "rmsprop": "torch.optim.RMSprop"},
-        memory=MemoryModel(base=844e6, weights=2.0, activations=1.15),
+        memory=MemoryModel(base=763e6, weights=2.0, activations=1.57),
         explain=_explain("TorchBackend", "TorchOptimizer", ["TorchBackend.native_optimizer"])),
     "mxnet": BackendSpec(
         "mxnet", "multistyle.backends.mxnet_backend:MXNetBackend", ("mxnet",), "mxnet",
         "MXNet 1.9.1 needs numpy<1.24 (pip install 'numpy<1.24')", weight_suffixes=(".params",),
         # MXNet has no L-BFGS, and its RMSProp divides by sqrt(v + epsilon): both come from the core.
         native_optimizers={"adam": "gluon.Trainer('adam')"},
-        memory=MemoryModel(base=360e6, weights=2.0, activations=2.26), all_cores=True,
+        memory=MemoryModel(base=368e6, weights=2.0, activations=2.40), all_cores=True,
         explain=_explain("MXNetBackend", "GluonOptimizer", ["GluonOptimizer.epoch_end"])),
     "paddle": BackendSpec(
         "paddle", "multistyle.backends.paddle_backend:PaddleBackend", ("paddle",), "paddle",
         weight_suffixes=(".pdparams",),
         # paddle.optimizer.RMSProp divides by sqrt(v + epsilon): the core's RMSprop computes torch's formula.
         native_optimizers={"adam": "paddle.optimizer.Adam", "lbfgs": "paddle.optimizer.LBFGS"},
-        memory=MemoryModel(base=474e6, weights=2.0, activations=1.97),
+        memory=MemoryModel(base=308e6, weights=2.0, activations=3.12),
         all_cores=True,
         explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
     "jax": BackendSpec(
         "jax", "multistyle.backends.jax_backend:JaxBackend", ("jax", "jaxlib"), "jax",
-        memory=MemoryModel(base=302e6, weights=2.0, activations=1.06),
+        memory=MemoryModel(base=206e6, weights=2.0, activations=1.58),
         explain=_explain_held("JaxBackend")),
     "tensorflow": BackendSpec(
         "tensorflow", "multistyle.backends.tensorflow_backend:TensorFlowBackend", ("tensorflow",), "tensorflow",
-        weight_suffixes=(".h5", ".keras"), memory=MemoryModel(base=535e6, weights=2.0, activations=2.19),
+        weight_suffixes=(".h5", ".keras"), memory=MemoryModel(base=609e6, weights=2.0, activations=3.71),
         explain=_explain_held("TensorFlowBackend")),
 }
 
