@@ -6,9 +6,9 @@ from the kernel, gives them back when the block is freed, and trims the top of
 its heap whenever more than 128 KiB there is free.  A run allocates and frees
 the same feature maps every iteration, tens of MiB each at 300x450: each one
 comes back as new pages, which the kernel faults in and zeroes 4 KiB at a
-time.  A fresh ``multistyle run`` at 300x450 took 1.5 to 4 million page faults
+time.  A fresh ``multistyle run`` at 300x450 took 0.9 to 4 million page faults
 in six epochs (torch, MXNet, JAX, TensorFlow; their CPU allocators all end in
-``malloc``), and about 0.15 to 0.45 million with the buffers kept.
+``malloc``), and 0.16 to 0.49 million with the buffers kept.
 
 :func:`keep_freed_buffers` raises both thresholds to 1 GiB, so that freed
 blocks stay in the heap and the next iteration reuses them.  Measured in fresh
