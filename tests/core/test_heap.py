@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -47,8 +48,10 @@ def _probe(setup: str, **environment: str):
     env = {key: value for key, value in os.environ.items()
            if key not in heap.GLIBC_SETTINGS and key != "GLIBC_TUNABLES"}
     env.update(environment)
+    # Run outside the checkout: ``python -c`` puts its working directory first on the path, and the
+    # checkout's multistyle/ is not the installed package (the backends are installed into it).
     done = subprocess.run([sys.executable, "-c", PROBE.format(setup=setup)], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, cwd=tempfile.gettempdir())
     assert done.returncode == 0, done.stderr
     applied, faults = done.stdout.split()[-2:]
     return applied == "True", int(faults)
