@@ -54,7 +54,6 @@ from step_breakdown import Job, _objectives, optimizer_iterations  # noqa: E402
 
 from multistyle.measure import call_isolated  # noqa: E402
 
-PROFILED = ("torch", "mxnet", "paddle")
 SIDES = ("floor", "step")
 
 
@@ -207,7 +206,7 @@ def table(name: str, framework: str, size: str, found: Dict[str, Any], rows: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default=",".join(PROFILED))
+    parser.add_argument("--backends", default=",".join(PROFILERS))
     parser.add_argument("--sizes", default="150x225,300x450", help="HxW,...")
     parser.add_argument("--iterations", type=int, default=5, help="per side and round, profiled")
     parser.add_argument("--rounds", type=int, default=3)
