@@ -31,7 +31,7 @@ READ_BATCH = 8
 
 def plan_memory(backend: str, device: str, shape: Tuple[int, int], settings: ResolvedSettings) -> memory.Prediction:
     """Predicted peak memory of a job whose full size is ``shape``."""
-    final_epochs = scale_epochs(settings.scales, settings.epochs)[-1]
+    final_epochs = scale_epochs(settings.scales, settings.epochs, settings.final_share)[-1]
     return memory.predict(backend, device, shape, list(settings.layers), settings.optimizer, final_epochs)
 
 
@@ -122,19 +122,27 @@ def _records(pending: Sequence[Tuple[Dict[str, Any], Any, bool]], values: List[f
         yield record
 
 
-def scale_plan(shape: Tuple[int, int], scales: int, epochs: int) -> List[Tuple[Tuple[int, int], int]]:
+def scale_plan(shape: Tuple[int, int], scales: int, epochs: int,
+               final_share: Optional[float] = None) -> List[Tuple[Tuple[int, int], int]]:
     """``[(size, epochs), ...]`` from coarse to fine for ``--scales``: each size half the next one."""
     height, width = shape
     sizes = [(max(1, round(height / 2 ** k)), max(1, round(width / 2 ** k))) for k in range(scales - 1, -1, -1)]
     if min(sizes[0]) < 16:
         raise MultistyleError(f"--scales: {scales} scales of {height}x{width} make the coarsest "
                               f"{sizes[0][0]}x{sizes[0][1]}, smaller than 16 pixels; use fewer scales or a larger size")
-    return list(zip(sizes, scale_epochs(scales, epochs)))
+    return list(zip(sizes, scale_epochs(scales, epochs, final_share)))
 
 
-def scale_epochs(scales: int, epochs: int) -> List[int]:
-    """Epochs per scale, coarse to fine: weighted 2**(scales - 1 - k) toward the coarse scales, where an
-    epoch costs a quarter as much per halving, and at least one each."""
+def scale_epochs(scales: int, epochs: int, final_share: Optional[float] = None) -> List[int]:
+    """Epochs per scale, coarse to fine, at least one each.
+
+    Without ``final_share``, weighted 2**(scales - 1 - k) toward the coarse scales, where an epoch costs
+    less (a quarter per halving in arithmetic).  With it, that share of the epochs (rounded) goes to the
+    full size and the rest to the smaller scales, weighted so among them.
+    """
+    if final_share is not None and scales > 1:
+        final = min(epochs - (scales - 1), max(1, round(epochs * final_share)))
+        return scale_epochs(scales - 1, epochs - final) + [final]
     weights = [2 ** (scales - 1 - k) for k in range(scales)]
     counts = [max(1, int(epochs * w / sum(weights))) for w in weights]
     counts[0] += epochs - sum(counts)  # what rounding left goes to the coarsest scale

@@ -88,7 +88,7 @@ class StyleLoss:
         style = sum_terms([_scaled(weight, style_loss(B, features[name], target))
                            for (name, weight), target in zip(self.style, self.style_targets)])
         out = {"content": settings.content_weight * content, "style": settings.style_weight * style,
-               "tv": settings.tv_weight * tv_loss(B, x) if settings.tv_weight else None}
+               "tv": settings.tv_weight * tv_loss(B, x, settings.tv_smoothing) if settings.tv_weight else None}
         out["total"] = out["content"] + out["style"] if out["tv"] is None else out["content"] + out["style"] + out["tv"]
         return out
 

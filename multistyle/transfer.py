@@ -136,7 +136,7 @@ def transfer(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]]
         raise MultistyleError(f"--animate-every: expected a positive number of epochs, got {animate_every}")
     if animate is not None:
         animation.check_animation_path(animate)
-    plan = scale_plan(job.shape, resolved.scales, resolved.epochs)
+    plan = scale_plan(job.shape, resolved.scales, resolved.epochs, resolved.final_share)
     recorder = animation.FrameRecorder(animate) if animate is not None else None
     frame_every = animate_every or animation.default_every(resolved.epochs)
     bar = ProgressBar(resolved.epochs, enabled=progress, notebook=True)

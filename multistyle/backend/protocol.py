@@ -228,6 +228,10 @@ class Backend(abc.ABC):
         """Element-wise square root."""
         return tensor.sqrt()
 
+    def stop_gradient(self, tensor: Tensor) -> Tensor:
+        """``tensor``'s values, seen by the gradients as a constant (out of place)."""
+        return tensor.detach()
+
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         """Matrix product of two 2-D tensors."""
         return a @ b

@@ -149,6 +149,9 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("--scales", _ALGO, type=int, default=None, metavar="N",
          help=f"coarse to fine: optimise first at 1/2**(N-1) of the size, then double it, starting each scale from "
               f"the last result; the epochs go mostly to the small scales (default: {PRESET})"),
+    _opt("--final-share", _ALGO, type=float, default=None, metavar="F",
+         help=f"with --scales: give the full size this share of the epochs, the rest to the smaller scales "
+              f"(default: {PRESET}; none: the epochs go mostly to the small scales)"),
     _opt("--until-loss", _ALGO, type=float, default=None, metavar="VALUE",
          help="stop once the total loss is at or below VALUE"),
     _opt("--tol", _ALGO, type=float, default=None, metavar="REL",
@@ -157,6 +160,9 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("--style-weight", _ALGO, type=float, default=None,
          help=f"default: {PRESET}; for d2l the chapter's effective weight (README: The d2l defaults)"),
     _opt("--tv-weight", _ALGO, type=float, default=None, help=f"default: {PRESET}"),
+    _opt("--tv-smoothing", _ALGO, type=float, default=None, metavar="S",
+         help=f"descend the total variation's |d| as sqrt(d**2 + S**2); the loss and the stop rules still use |d| "
+              f"(default: {PRESET})"),
     _opt("--content-layers", _ALGO, type=_layers, default=None, metavar="NAMES",
          help=f"comma-separated VGG-19 layers, each optionally NAME:WEIGHT (default: {PRESET}; weight 1)"),
     _opt("--style-layers", _ALGO, type=_layers, default=None, metavar="NAMES",

@@ -123,7 +123,7 @@ def _print_plan(args: argparse.Namespace, settings: ResolvedSettings, limit: Opt
     for path in args.style:
         images.load_image(path, "--style", args.max_pixels)
     shape = target_size(content, args.size)
-    steps = scale_plan(shape, settings.scales, settings.epochs)
+    steps = scale_plan(shape, settings.scales, settings.epochs, settings.final_share)
     layers = list(dict.fromkeys(settings.layers))
     predicted = plan_memory(args.backend, device, shape, settings)
     assumed = " (--device auto: planned for the CPU; give --device gpu to plan for a GPU)" if kind == "auto" else ""

@@ -48,6 +48,11 @@ def test_scale_plan_halves_sizes_and_favours_coarse_scales():
     assert [size for size, _ in plan] == [(75, 112), (150, 225), (300, 450)]
     assert [epochs for _, epochs in plan] == [287, 142, 71] and sum(e for _, e in plan) == 500
     assert [e for _, e in scale_plan((64, 64), 3, 3)] == [1, 1, 1]  # every scale gets an epoch
+    # --final-share: the full size gets that share, the smaller scales the rest, weighted as before among them
+    assert scale_plan((300, 450), 2, 300, 0.6) == [((150, 225), 120), ((300, 450), 180)]
+    assert [e for _, e in scale_plan((300, 450), 3, 500, 0.5)] == [167, 83, 250]
+    assert [e for _, e in scale_plan((64, 64), 3, 3, 0.9)] == [1, 1, 1]
+    assert scale_plan((300, 450), 1, 500, 0.6) == [((300, 450), 500)]  # one scale: the share has nothing to split
     with pytest.raises(MultistyleError, match="--scales: 3 scales of 40x60 make the coarsest 10x15, smaller than 16"):
         scale_plan((40, 60), 3, 10)
     with pytest.raises(MultistyleError, match="--scales: 4 scales need at least as many epochs, got 3"):

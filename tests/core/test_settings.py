@@ -42,6 +42,10 @@ def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_obje
     resolved = Settings(preset="fast").resolved()
     assert resolved.scales == fast["scales"] > 1 and resolved.epochs == fast["epochs"] < d2l["epochs"]
     assert Settings(preset="fast", scales=1, epochs=50).resolved().scales == 1  # options still win
+    # It descends the total variation smoothed (the reported loss is still |d|) and gives the full size most epochs.
+    assert 0 < resolved.tv_smoothing and d2l["tv_smoothing"] == 0 and d2l["final_share"] is None
+    assert 0.5 < resolved.final_share < 1
+    assert Settings(preset="fast", tv_smoothing=0.0, final_share=0.5).resolved().tv_smoothing == 0.0
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -58,6 +62,9 @@ def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_obje
     ("clamp", "sometimes", "--clamp: expected one of closure, step, end, none"),
     ("line_search", True, "--line-search: only L-BFGS has a line search, not adam"),
     ("lr", 0.0, "--lr: expected a positive number"),
+    ("tv_smoothing", -0.01, "--tv-smoothing: expected a number >= 0"),
+    ("final_share", 1.0, "--final-share: expected a share of the epochs between 0 and 1"),
+    ("final_share", 0, "--final-share"),
 ])
 def test_bad_settings_are_refused(field, value, message):
     with pytest.raises(MultistyleError, match=message):

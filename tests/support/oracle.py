@@ -75,6 +75,19 @@ def tv_loss(x: np.ndarray) -> float:
     return 0.5 * float(np.abs(x[:, :, 1:, :] - x[:, :, :-1, :]).mean() + np.abs(x[:, :, :, 1:] - x[:, :, :, :-1]).mean())
 
 
+def tv_smoothed_gradient(x: np.ndarray, smoothing: float) -> np.ndarray:
+    """The gradient of ``0.5 (mean sqrt(dv² + s²) + mean sqrt(dh² + s²))``: each difference's slope d / sqrt(d² + s²)."""
+    x = x.astype(np.float64)
+    grad = np.zeros_like(x)
+    for axis in (2, 3):
+        d = np.diff(x, axis=axis)
+        slope = 0.5 * d / np.sqrt(d * d + smoothing * smoothing) / d.size
+        later, earlier = [(0, 0)] * 4, [(0, 0)] * 4
+        later[axis], earlier[axis] = (1, 0), (0, 1)
+        grad += np.pad(slope, later) - np.pad(slope, earlier)  # d = x[i+1] - x[i]: +slope at i+1, -slope at i
+    return grad
+
+
 def adam(params: np.ndarray, grads: Sequence[np.ndarray], lrs: Sequence[float],
          beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
     """PyTorch-style Adam (epsilon after the bias correction); yields params after each step."""
