@@ -4,8 +4,8 @@
    multistyle in-process and in a fresh ``multistyle run`` process, with
    ms/floor and chapter/ms (``chapter_vs_multistyle.py``).
 2. Predicted against measured peak memory (``memory.py``).
-3. Wall time to the chapter's 500-epoch loss, and to within 1 % of it: the
-   chapter (its s/it from part 1), multistyle's ``d2l`` and ``--preset fast``
+3. Fresh-process time to within 1 % of the chapter's loss after 300 and 500
+   epochs: the chapter's own script, multistyle's ``d2l`` and ``--preset fast``
    (``time_to_loss.py``).
 
     python benchmarks/speed_report.py --sizes 150x225,300x450
@@ -41,7 +41,7 @@ def main() -> int:
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, {platform.system()}, "
           f"Python {platform.python_version()}; synthetic weights (random:0), CPU device", flush=True)
     chapter = {}
-    if "speed" in parts or "time" in parts:
+    if "speed" in parts:
         print("\n## 1. Seconds per iteration (median; 2 alternating rounds of 12, 2 warm-up each)", flush=True)
         print(chapter_vs_multistyle.HEADER, flush=True)
         for name in backends:
@@ -61,14 +61,12 @@ def main() -> int:
                 print(f"{name:8} {size[0]:>3}x{size[1]:<4} {format_bytes(predicted):>11} "
                       f"{format_bytes(measured):>11} {predicted / measured:9.2f}", flush=True)
     if "time" in parts:
-        print("\n## 3. Time to the chapter's 500-epoch loss", flush=True)
-        print(time_to_loss.table([])[0], flush=True)
+        print("\n## 3. Time to the chapter's loss (fresh processes)", flush=True)
         time_sizes = sizes if args.time_sizes is None else [tuple(int(v) for v in text.split("x"))
                                                             for text in args.time_sizes.split(",")]
         for size in time_sizes:  # the smaller size first, for every backend
             for name in backends:
-                rows = time_to_loss.measure(name, list(size), chapter.get((name, size)))
-                print("\n".join(time_to_loss.table(rows)[1:]), flush=True)
+                print("\n".join(time_to_loss.table(time_to_loss.measure(name, list(size)))), flush=True)
     return 0
 
 

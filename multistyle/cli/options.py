@@ -148,7 +148,7 @@ OPTIONS: Tuple[Option, ...] = (
               f"the end, never (default: {PRESET})"),
     _opt("--scales", _ALGO, type=int, default=None, metavar="N",
          help=f"coarse to fine: optimise first at 1/2**(N-1) of the size, then double it, starting each scale from "
-              f"the last result; the epochs go mostly to the small scales (default: {PRESET})"),
+              f"the last result; the epochs go mostly to the small scales unless --final-share (default: {PRESET})"),
     _opt("--final-share", _ALGO, type=float, default=None, metavar="F",
          help=f"with --scales: give the full size this share of the epochs, the rest to the smaller scales "
               f"(default: {PRESET}; none: the epochs go mostly to the small scales)"),
