@@ -244,7 +244,8 @@ def _changed(job, folder, what):
 
 @pytest.mark.parametrize("what", ["content bytes", "style bytes", "a second style", "weights bytes",
                                   "random weights", "size", "backend", "lr=0.2", "epochs=4", 'preset="fast"',
-                                  'pooling="avg"', "seed=1", 'init="noise"', "style_weight=1.0"])
+                                  'pooling="avg"', "seed=1", 'init="noise"', "style_weight=1.0",
+                                  "tv_smoothing=0.02", "final_share=0.5"])
 def test_job_key_changes_with_each_thing_the_job_computes(key_job, what):
     job, folder = key_job
     before = batch.job_key(job)
