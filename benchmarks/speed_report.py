@@ -40,14 +40,12 @@ def main() -> int:
     backends = floor.installed(args.backends)
     print(f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, {platform.system()}, "
           f"Python {platform.python_version()}; synthetic weights (random:0), CPU device", flush=True)
-    chapter = {}
     if "speed" in parts:
         print("\n## 1. Seconds per iteration (median; 2 alternating rounds of 12, 2 warm-up each)", flush=True)
         print(chapter_vs_multistyle.HEADER, flush=True)
         for name in backends:
             for size in sizes:
                 row = chapter_vs_multistyle.measure(name, size)
-                chapter[(name, size)] = row["chapter"]
                 print(chapter_vs_multistyle.line(name, size, row), flush=True)
     if "memory" in parts:
         print("\n## 2. Peak memory of a fresh `multistyle run` (Adam, 3 epochs): predicted vs measured", flush=True)

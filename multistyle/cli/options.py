@@ -151,7 +151,7 @@ OPTIONS: Tuple[Option, ...] = (
               f"the last result; the epochs go mostly to the small scales unless --final-share (default: {PRESET})"),
     _opt("--final-share", _ALGO, type=float, default=None, metavar="F",
          help=f"with --scales: give the full size this share of the epochs, the rest to the smaller scales "
-              f"(default: {PRESET}; none: the epochs go mostly to the small scales)"),
+              f"(default: {PRESET})"),
     _opt("--until-loss", _ALGO, type=float, default=None, metavar="VALUE",
          help="stop once the total loss is at or below VALUE"),
     _opt("--tol", _ALGO, type=float, default=None, metavar="REL",
