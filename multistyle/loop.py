@@ -64,11 +64,13 @@ def optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Resolve
     pending: List[Tuple[Dict[str, Any], Any, bool]] = []  # (record so far, packed losses, has tv) per unread epoch
     final = scale.final
     loss_terms = B.compile_objective(objective.terms)  # once per scale: its image size is fixed
+    # --tv-smoothing's width follows the step size: times the rate over this scale's first rate.
+    first_lr, tv_scale = optimizer.lr, [1.0]
 
     def closure(x: Any) -> Any:
         if settings.clamp == "closure":  # the tutorial: clamp the image itself, then evaluate
             B.clip_(x, low, high)
-        evaluations.append(B.keep(loss_terms(x)))
+        evaluations.append(B.keep(loss_terms(x, tv_scale[0]) if settings.tv_smoothing else loss_terms(x)))
         return evaluations[-1]["total"]
 
     def image() -> np.ndarray:
@@ -77,6 +79,7 @@ def optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Resolve
     since = time.perf_counter()
     for index in range(epochs):
         lr = optimizer.lr
+        tv_scale[0] = lr / first_lr if first_lr else 1.0
         evaluations.clear()
         optimizer.step(closure)
         if settings.clamp == "step":

@@ -38,20 +38,21 @@ def style_loss(B: Any, y_hat: Tensor, gram_y: Tensor) -> Tensor:
     return B.mean(B.square(gram(B, y_hat) - gram_y))
 
 
-def tv_loss(B: Any, x: Tensor, smoothing: float = 0.0) -> Tensor:
+def tv_loss(B: Any, x: Tensor, smoothing: Any = 0.0) -> Tensor:
     """Total variation: half the sum of the mean absolute vertical and horizontal differences.
 
     With ``smoothing`` s > 0 the value is the same, and only the gradient changes: each difference
     Δ is descended as the smooth ``sqrt(Δ² + s²)`` (whose slope ``Δ / sqrt(Δ² + s²)`` goes through 0),
     not as ``|Δ|`` (whose slope jumps from -1 to 1, so that fixed-size steps make neighbouring
-    pixels chatter across each other instead of settling).
+    pixels chatter across each other instead of settling).  ``smoothing`` may be a scalar tensor (a
+    compiled program's argument); only a plain number 0 turns it off.
     """
     return 0.5 * (_mean_abs(B, x[:, :, 1:, :] - x[:, :, :-1, :], smoothing)
                   + _mean_abs(B, x[:, :, :, 1:] - x[:, :, :, :-1], smoothing))
 
 
-def _mean_abs(B: Any, d: Tensor, smoothing: float) -> Tensor:
-    if not smoothing:
+def _mean_abs(B: Any, d: Tensor, smoothing: Any) -> Tensor:
+    if isinstance(smoothing, (int, float)) and not smoothing:
         return B.mean(B.abs(d))
     smooth = B.sqrt(B.square(d) + smoothing * smoothing)
     return B.mean(smooth + B.stop_gradient(B.abs(d) - smooth))  # the value of |d|, the slope of smooth

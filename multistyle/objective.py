@@ -80,15 +80,20 @@ class StyleLoss:
         """VGG-19 features of an image in the preset's domain."""
         return self.extract((x - self.mean) / self.std if self.pixel else x)
 
-    def terms(self, x: Any) -> Dict[str, Any]:
+    def terms(self, x: Any, tv_scale: Any = None) -> Dict[str, Any]:
+        """The loss terms at ``x``.  ``tv_scale`` (a number, or a scalar a compiled program passes in)
+        multiplies ``--tv-smoothing`` for this evaluation: the loop shrinks it with the learning rate."""
         B, settings = self.B, self.settings
+        smoothing = settings.tv_smoothing
+        if smoothing and tv_scale is not None:
+            smoothing = smoothing * tv_scale
         features = self.features(x)
         content = sum_terms([_scaled(weight, content_loss(B, features[name], target))
                              for (name, weight), target in zip(self.content, self.content_targets)])
         style = sum_terms([_scaled(weight, style_loss(B, features[name], target))
                            for (name, weight), target in zip(self.style, self.style_targets)])
         out = {"content": settings.content_weight * content, "style": settings.style_weight * style,
-               "tv": settings.tv_weight * tv_loss(B, x, settings.tv_smoothing) if settings.tv_weight else None}
+               "tv": settings.tv_weight * tv_loss(B, x, smoothing) if settings.tv_weight else None}
         out["total"] = out["content"] + out["style"] if out["tv"] is None else out["content"] + out["style"] + out["tv"]
         return out
 

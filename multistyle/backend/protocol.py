@@ -180,12 +180,15 @@ class Backend(abc.ABC):
         """
         return terms
 
-    def compile_objective(self, terms: Callable[[Tensor], Dict[str, Tensor]]) -> Callable[[Tensor], Dict[str, Tensor]]:
+    def compile_objective(self, terms: Callable[..., Dict[str, Tensor]]) -> Callable[..., Dict[str, Tensor]]:
         """The loss terms of one scale (``StyleLoss.terms``), compiled where the framework gains by it.
 
         Called once per scale by the loop, whose closure then calls the result in place of ``terms``:
         the closure's side effects (clipping, :meth:`keep`) stay outside what is compiled.  Only the
-        ``total`` term is differentiated through the result.  Identity by default (eager frameworks).
+        ``total`` term is differentiated through the result.  The result takes the image and, as
+        ``terms`` does, optional Python-number arguments after it (``StyleLoss.terms``'s ``tv_scale``),
+        which may change from call to call without a new compilation.  Identity by default (eager
+        frameworks).
         """
         return terms
 

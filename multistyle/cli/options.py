@@ -161,8 +161,8 @@ OPTIONS: Tuple[Option, ...] = (
          help=f"default: {PRESET}; for d2l the chapter's effective weight (README: The d2l defaults)"),
     _opt("--tv-weight", _ALGO, type=float, default=None, help=f"default: {PRESET}"),
     _opt("--tv-smoothing", _ALGO, type=float, default=None, metavar="S",
-         help=f"descend the total variation's |d| as sqrt(d**2 + S**2); the loss and the stop rules still use |d| "
-              f"(default: {PRESET})"),
+         help=f"descend the total variation's |d| as sqrt(d**2 + S**2), S shrinking with the learning rate; the "
+              f"loss and the stop rules still use |d| (default: {PRESET})"),
     _opt("--content-layers", _ALGO, type=_layers, default=None, metavar="NAMES",
          help=f"comma-separated VGG-19 layers, each optionally NAME:WEIGHT (default: {PRESET}; weight 1)"),
     _opt("--style-layers", _ALGO, type=_layers, default=None, metavar="NAMES",

@@ -475,6 +475,31 @@ def test_the_compiled_objective_is_the_objective(backend, weights):
         np.testing.assert_allclose(fast[1], plain[1], rtol=1e-4, atol=1e-5 * float(np.abs(plain[1]).max()))
 
 
+def test_the_compiled_objective_takes_the_smoothing_scale_at_every_call(backend, weights):
+    """``terms(x, tv_scale)`` smooths the total variation with ``tv_scale`` × ``--tv-smoothing``, and the
+    compiled objective takes that scale as an argument: a new value changes the gradient (JAX must not
+    keep the first one as a constant), and each value's gradient is the eager objective's."""
+    from multistyle.objective import StyleLoss
+    from multistyle.settings import Settings
+
+    rng = np.random.default_rng(23)
+    shape = (1, 3, 16, 24)
+    content_x, style_x = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    x = (content_x + 0.02 * rng.standard_normal(shape)).astype(np.float32)  # differences near the smoothing
+    objective = StyleLoss(backend, weights, Settings(tv_smoothing=0.04, tv_weight=1000.0).resolved(),
+                          content_x, style_x)
+    half = StyleLoss(backend, weights, Settings(tv_smoothing=0.02, tv_weight=1000.0).resolved(), content_x, style_x)
+    compiled = backend.compile_objective(objective.terms)
+    grads = {}
+    for scale in (1.0, 0.5, 1.0):
+        grads[scale] = backend.value_and_grad(lambda t: compiled(t, scale)["total"], x)[1]
+        eager = backend.value_and_grad(lambda t: objective.terms(t, scale)["total"], x)[1]
+        np.testing.assert_allclose(grads[scale], eager, rtol=1e-4, atol=1e-5 * float(np.abs(eager).max()))
+    np.testing.assert_allclose(grads[0.5], backend.value_and_grad(lambda t: half.terms(t)["total"], x)[1],
+                               rtol=1e-4, atol=1e-5 * float(np.abs(grads[0.5]).max()))
+    assert np.abs(grads[1.0] - grads[0.5]).max() > 0.01 * np.abs(grads[1.0]).max()
+
+
 _NUMERIC: dict = {}
 _CHOSEN = [(0, 0, 0, 0), (0, 1, 7, 9), (0, 2, 15, 3), (0, 0, 8, 8), (0, 1, 3, 14)]
 _DRAWN = np.random.default_rng(64).choice(3 * 16 * 16, size=64, replace=False)

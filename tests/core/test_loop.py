@@ -113,3 +113,30 @@ def test_stop_rules_read_every_epoch_even_on_an_asynchronous_device(backend_name
 def test_a_non_finite_loss_names_its_epoch_within_a_batch(backend_name, image_files, monkeypatch):
     with pytest.raises(Exception, match=r"the loss became (nan|inf) at epoch \d+; lower --lr"):
         _run(backend_name, image_files, True, monkeypatch, epochs=12, lr=1e30)
+
+
+def test_the_smoothing_shrinks_with_the_rate_and_restarts_at_each_scale(backend_name, image_files, monkeypatch):
+    """``--tv-smoothing``: each evaluation gets the rate over its scale's first rate as ``tv_scale``."""
+    B = get_backend(backend_name, "cpu")
+    original, seen = B.compile_objective, []
+
+    def spying(terms):
+        compiled = original(terms)
+
+        def call(x, *extra):
+            seen.append(extra)
+            return compiled(x, *extra)
+        return call
+
+    monkeypatch.setattr(B, "compile_objective", spying)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWeightsWarning)
+        transfer(image_files["content"], image_files["style"], backend=B, weights="random:0", size=(32, 48),
+                 epochs=10, scales=2, final_share=0.6, lr_decay=0.5, lr_decay_every=2, tv_smoothing=0.02)
+        assert [len(extra) for extra in seen] == [1] * 10
+        halving = [1.0, 1.0, 0.5, 0.5]  # 4 coarse epochs, then 6 at the full size
+        assert [extra[0] for extra in seen] == pytest.approx(halving + halving + [0.25, 0.25], rel=1e-6)
+        seen.clear()
+        transfer(image_files["content"], image_files["style"], backend=B, weights="random:0", size=(32, 48),
+                 epochs=3, lr_decay=0.5, lr_decay_every=2)
+    assert seen == [()] * 3  # without smoothing, the objective as it always was
