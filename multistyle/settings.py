@@ -70,7 +70,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "viblo": dict(_TUTORIAL, optimizer="rmsprop"),
     # The d2l objective, optimised coarse to fine on a shorter schedule, the total variation descended
     # smoothed (README: Time to a finished image).
-    "fast": dict(_D2L, scales=2, epochs=500, final_share=0.7, lr_decay_every=30, tv_smoothing=0.02),
+    "fast": dict(_D2L, scales=2, epochs=600, final_share=0.75, lr_decay_every=30, tv_smoothing=0.02),
 }
 
 #: Starting images (or an image file's path).
