@@ -119,9 +119,12 @@ class MXNetBackend(Backend):
         return nd.dot(a, b)  # NDArray has no @
 
     def gram_product(self, features: nd.NDArray) -> nd.NDArray:
-        # The symmetric rank-k product: dot(x, x.T) copies the transpose, computes both triangles, and is
-        # differentiated as two products (benchmarks/studies/gram_product.py: 2.0-2.2x faster, forward and backward).
-        return nd.linalg.syrk(features)
+        # oneDNN's inner product, data·weightᵀ with both the features: MXNet's convolutions run on oneDNN, its
+        # BLAS products (dot, linalg.syrk, linalg.gemm2) on the OpenBLAS it bundles, which is slower for these
+        # shapes (few rows, a long inner dimension).  It multiplies both triangles and is differentiated as two
+        # products, and still beats syrk's half: benchmarks/studies/gram_product.py, forward and backward,
+        # 2.0-2.7x faster than syrk on an Intel Xeon (AVX-512), 4-8 % on an AMD EPYC (docs/benchmarks).
+        return nd.FullyConnected(features, features, no_bias=True, num_hidden=features.shape[0])
 
     def conv(self, weight: np.ndarray, bias: np.ndarray) -> gluon.nn.Conv2D:
         conv = gluon.nn.Conv2D(weight.shape[0], kernel_size=3, padding=1, in_channels=weight.shape[1])

@@ -11,12 +11,12 @@ other exact forms:
   ``tf.custom_gradient``) around a product that reads X as transposed; that
   read alone (``transpose_y`` / ``transpose_b``) is timed too, since ``x.T``
   is a transpose kernel and a copy there.
-* MXNet: ``nd.linalg.syrk(x)``, the symmetric rank-k product (one triangle of
-  the multiplications, one product in its gradient); ``nd.dot(x, x,
-  transpose_b=True)`` is timed too (``x.T`` is a copy), and the two other
-  products MXNet 1.9 has: ``nd.linalg.gemm2`` (BLAS, like ``dot``) and
-  ``nd.FullyConnected`` (oneDNN's inner product, the library MXNet's
-  convolutions run on; its backward computes both operands' gradients).
+* MXNet: ``nd.FullyConnected(x, x)``, oneDNN's inner product (the library
+  MXNet's convolutions run on; both triangles, and its backward computes both
+  operands' gradients), beside the products of the OpenBLAS MXNet bundles:
+  ``nd.linalg.syrk(x)``, the symmetric rank-k product (one triangle of the
+  multiplications, one product in its gradient), ``nd.dot(x, x,
+  transpose_b=True)`` (``x.T`` is a copy) and ``nd.linalg.gemm2``.
 
 Each form is timed on the feature matrices of the five style layers (conv1_1
 to conv5_1) of a 150×225 and a 300×450 image, the loss ``mean(G²)``
@@ -56,11 +56,9 @@ def _forms(B: Any) -> Dict[str, Callable[[Any], Any]]:
     if B.name == "mxnet":
         from mxnet import nd
 
+        forms["nd.linalg.syrk(x), symmetric rank-k"] = nd.linalg.syrk
         forms["nd.dot(x, x, transpose_b=True)"] = lambda x: nd.dot(x, x, transpose_b=True)
         forms["nd.linalg.gemm2(x, x, transpose_b=True)"] = lambda x: nd.linalg.gemm2(x, x, transpose_b=True)
-        # oneDNN's inner product (MXNet's BLAS products are OpenBLAS): data·weightᵀ with both x
-        forms["nd.FullyConnected(x, x), oneDNN"] = lambda x: nd.FullyConnected(x, x, no_bias=True,
-                                                                               num_hidden=x.shape[0])
     elif B.name == "paddle":
         import paddle
 
