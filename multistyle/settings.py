@@ -46,13 +46,14 @@ TUTORIAL_STYLE_LAYERS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1")
 
 _D2L = {"style_layers": D2L_STYLE_LAYERS, "content_layers": ("conv4_4",), "adam_lr": 0.3, "optimizer": "adam",
         "domain": "normalized", "clamp": "none", "content_weight": 1.0, "style_weight": 1e4, "tv_weight": 10.0,
-        "epochs": 500, "lr_decay": 0.8, "lr_decay_every": 50, "scales": 1, "final_share": None, "tv_smoothing": 0.0}
+        "epochs": 500, "lr_decay": 0.8, "lr_decay_every": 50, "scales": 1, "final_share": None, "tv_smoothing": 0.0,
+        "scale_start": "upsampled"}
 _TUTORIAL = {"style_layers": TUTORIAL_STYLE_LAYERS, "content_layers": ("conv2_2",),
              # Adam is not part of these recipes; this rate is the chapter's 0.3 in normalised units
              # expressed in pixel units (x the ImageNet standard deviation, about 0.226).
              "adam_lr": 0.07, "domain": "pixel", "clamp": "closure", "content_weight": 1.0, "style_weight": 1e6,
              "tv_weight": 0.0, "epochs": 300, "lr_decay": 1.0, "lr_decay_every": 50, "scales": 1,
-             "final_share": None, "tv_smoothing": 0.0}
+             "final_share": None, "tv_smoothing": 0.0, "scale_start": "upsampled"}
 
 #: Named settings.  ``d2l`` is the chapter as its MXNet and Paddle code
 #: computes it; ``d2l-pytorch`` is what its PyTorch code really computes
@@ -70,7 +71,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "viblo": dict(_TUTORIAL, optimizer="rmsprop"),
     # The d2l objective, optimised coarse to fine on a shorter schedule, the total variation descended
     # smoothed (README: Time to a finished image).
-    "fast": dict(_D2L, scales=2, epochs=600, final_share=0.75, lr_decay_every=30, tv_smoothing=0.02),
+    "fast": dict(_D2L, scales=2, epochs=600, final_share=0.75, lr_decay_every=30, tv_smoothing=0.02,
+                 scale_start="content-detail"),
 }
 
 #: Starting images (or an image file's path).
@@ -80,6 +82,10 @@ POOLINGS = ("max", "avg")
 #: Where the image is clamped to its valid range: inside every loss evaluation
 #: (the tutorial's closure), after every optimizer step, only at the end, never.
 CLAMPS = ("closure", "step", "end", "none")
+
+#: How each scale after the first starts (``--scales``): the last scale's result upsampled, or the content at
+#: the new size plus the last scale's change to the content, upsampled (the content's fine detail kept).
+SCALE_STARTS = ("upsampled", "content-detail")
 
 DEFAULT_SIZE = (300, 450)
 
@@ -106,6 +112,7 @@ class ResolvedSettings:
     tol: Optional[float]
     scales: int
     final_share: Optional[float]
+    scale_start: str
     init: Union[str, "os.PathLike[str]"]
     seed: int
     style_blend: Optional[Tuple[float, ...]]
@@ -152,6 +159,7 @@ class Settings:
     tol: Optional[float] = None
     scales: Optional[int] = None
     final_share: Optional[float] = None
+    scale_start: Optional[str] = None
     init: str = "content"
     seed: int = 0
     style_blend: Optional[Sequence[float]] = None
@@ -168,7 +176,7 @@ class Settings:
         preset = PRESETS[self.preset]
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("optimizer", "lr_decay", "lr_decay_every", "epochs", "content_weight", "style_weight",
-                     "tv_weight", "tv_smoothing", "clamp", "scales", "final_share"):
+                     "tv_weight", "tv_smoothing", "clamp", "scales", "final_share", "scale_start"):
             if values[name] is None:
                 values[name] = preset[name]
         optimizer = values["optimizer"]
@@ -205,7 +213,8 @@ def _check(out: ResolvedSettings) -> None:
     if out.style_scale is not None:
         _positive("--style-scale", out.style_scale)
     for option, value, choices in (("--preserve-color", out.preserve_color, color.MODES),
-                                   ("--pooling", out.pooling, POOLINGS), ("--clamp", out.clamp, CLAMPS)):
+                                   ("--pooling", out.pooling, POOLINGS), ("--clamp", out.clamp, CLAMPS),
+                                   ("--scale-start", out.scale_start, SCALE_STARTS)):
         if value not in choices:
             raise MultistyleError(f"{option}: expected one of {', '.join(choices)}, got {value!r}")
     _positive("--scales", out.scales, integer=True)

@@ -195,13 +195,16 @@ def _run(job: _Job, plan: List[Tuple[Tuple[int, int], int]], backend: Union[str,
     vgg_weights, weights_label, untrained = _weights(weights, B, deepest_index(settings.layers))
     low, high = (B.asarray(bound) for bound in images.valid_range(normalized=not pixel))
     history: List[Dict[str, float]] = []
-    stopped, start = "", None
+    stopped, start, previous_content = "", None, None
     for number, (scale_shape, epochs) in enumerate(plan):
         content_pixels, content_x, style_xs = _inputs(settings, job.content, job.styles, scale_shape)
         if start is None:  # the first scale starts as the settings say
             start = initial_image(settings, content_x, job.styles[0], job.init, content_pixels, pixel)
+        elif settings.scale_start == "content-detail":  # the content here, plus the last scale's change to it
+            start = content_x + images.resize_array(start - previous_content, scale_shape)
         else:  # each later one from the previous result, upsampled
             start = images.resize_array(start, scale_shape)
+        previous_content = content_x
         objective = StyleLoss(B, vgg_weights, settings, content_x, style_xs)
         optimizer = B.optimizer(settings.optimizer, start, settings.lr, settings.lr_decay,
                                 settings.lr_decay_every, line_search=settings.line_search)

@@ -19,7 +19,7 @@ from ..backend import backend_names
 from ..batch import ENGINES
 from ..errors import MultistyleError
 from ..optim import OPTIMIZERS
-from ..settings import CLAMPS, DEFAULT_SIZE, POOLINGS, PRESETS, Settings
+from ..settings import CLAMPS, DEFAULT_SIZE, POOLINGS, PRESETS, SCALE_STARTS, Settings
 
 RUN, COMPARE, BENCH, BATCH = "run", "compare", "bench", "batch"
 JOB_COMMANDS = (RUN, COMPARE, BENCH, BATCH)
@@ -151,6 +151,10 @@ OPTIONS: Tuple[Option, ...] = (
               f"the last result; the epochs go mostly to the small scales unless --final-share (default: {PRESET})"),
     _opt("--final-share", _ALGO, type=float, default=None, metavar="F",
          help=f"with --scales: give the full size this share of the epochs, the rest to the smaller scales "
+              f"(default: {PRESET})"),
+    _opt("--scale-start", _ALGO, default=None, choices=list(SCALE_STARTS),
+         help=f"with --scales, how each larger scale starts: the last result upsampled, or the content at the new "
+              f"size plus the last result's change to the content, upsampled, which keeps the content's fine detail "
               f"(default: {PRESET})"),
     _opt("--until-loss", _ALGO, type=float, default=None, metavar="VALUE",
          help="stop once the total loss is at or below VALUE"),

@@ -140,3 +140,47 @@ def test_the_smoothing_shrinks_with_the_rate_and_restarts_at_each_scale(backend_
         transfer(image_files["content"], image_files["style"], backend=B, weights="random:0", size=(32, 48),
                  epochs=3, lr_decay=0.5, lr_decay_every=2)
     assert seen == [()] * 3  # without smoothing, the objective as it always was
+
+
+@pytest.mark.parametrize("scale_start", ["upsampled", "content-detail"])
+def test_each_larger_scale_starts_as_scale_start_says(backend_name, image_files, monkeypatch, scale_start):
+    """``--scale-start``: the last result upsampled, or the content here plus the last result's change, upsampled."""
+    import sys
+
+    from PIL import Image
+
+    from multistyle import images
+
+    transfer_module = sys.modules["multistyle.transfer"]  # the package's ``transfer`` is the function
+
+    B = get_backend(backend_name, "cpu")
+    starts, ends = [], []
+    original_optimizer, original_optimise = B.optimizer, transfer_module.optimise
+
+    def optimizer(name, start, *args, **kwargs):
+        starts.append(np.array(start))
+        return original_optimizer(name, start, *args, **kwargs)
+
+    def optimise(B_, objective, opt, *args, **kwargs):
+        stopped = original_optimise(B_, objective, opt, *args, **kwargs)
+        ends.append(B.to_numpy(opt.image))
+        return stopped
+
+    monkeypatch.setattr(B, "optimizer", optimizer)
+    monkeypatch.setattr(transfer_module, "optimise", optimise)
+    settings = Settings(epochs=6, scales=2, final_share=0.5, scale_start=scale_start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWeightsWarning)
+        transfer(image_files["content"], image_files["style"], backend=B, weights="random:0", size=(32, 48),
+                 settings=settings)
+    content = Image.open(image_files["content"]).convert("RGB")
+    coarse, fine = (transfer_module._inputs(settings.resolved(), content, [content], shape)[1]
+                    for shape in [(16, 24), (32, 48)])
+    assert starts[0].shape == coarse.shape and starts[1].shape == fine.shape
+    np.testing.assert_allclose(starts[0], coarse, atol=1e-6)  # the first scale starts from the content
+    upsampled = images.resize_array(ends[0], (32, 48))
+    assert np.abs(ends[0] - coarse).max() > 0.05  # the coarse scale did change the image
+    expected = upsampled if scale_start == "upsampled" else fine + images.resize_array(ends[0] - coarse, (32, 48))
+    np.testing.assert_allclose(starts[1], expected, atol=1e-5)
+    # The two differ by the content's detail that upsampling blurs.
+    assert np.abs(fine - images.resize_array(coarse, (32, 48))).max() > 0.05

@@ -49,6 +49,9 @@ def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_obje
     assert 0 < resolved.tv_smoothing and d2l["tv_smoothing"] == 0 and d2l["final_share"] is None
     assert 0.5 < resolved.final_share < 1
     assert Settings(preset="fast", tv_smoothing=0.0, final_share=0.5).resolved().tv_smoothing == 0.0
+    # Its larger scale starts from the content's detail plus the coarse change; d2l has one scale to start.
+    assert resolved.scale_start == "content-detail" and d2l["scale_start"] == "upsampled"
+    assert Settings(preset="fast", scale_start="upsampled").resolved().scale_start == "upsampled"
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -68,6 +71,7 @@ def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_obje
     ("tv_smoothing", -0.01, "--tv-smoothing: expected a number >= 0"),
     ("final_share", 1.0, "--final-share: expected a share of the epochs between 0 and 1"),
     ("final_share", 0, "--final-share"),
+    ("scale_start", "nearest", "--scale-start: expected one of upsampled, content-detail"),
 ])
 def test_bad_settings_are_refused(field, value, message):
     with pytest.raises(MultistyleError, match=message):
