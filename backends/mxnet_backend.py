@@ -123,7 +123,7 @@ class MXNetBackend(Backend):
         # BLAS products (dot, linalg.syrk, linalg.gemm2) on the OpenBLAS it bundles, which is slower for these
         # shapes (few rows, a long inner dimension).  It multiplies both triangles and is differentiated as two
         # products, and still beats syrk's half: benchmarks/studies/gram_product.py, forward and backward,
-        # 2.0-2.7x faster than syrk on an Intel Xeon (AVX-512), 4-8 % on an AMD EPYC (docs/benchmarks).
+        # about 2x faster than syrk on an Intel Xeon (AVX-512), 4-8 % on an AMD EPYC (docs/benchmarks).
         return nd.FullyConnected(features, features, no_bias=True, num_hidden=features.shape[0])
 
     def conv(self, weight: np.ndarray, bias: np.ndarray) -> gluon.nn.Conv2D:
