@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
+import threading
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -36,22 +38,37 @@ from multistyle.vgg import Weights, state_dict  # noqa: E402
 
 
 def _interruptible(run: Callable[[], Any]) -> Any:
-    """Runs a backward pass, and lets Ctrl-C out as ``KeyboardInterrupt``.
+    """Runs a backward pass, and lets Ctrl-C out as ``KeyboardInterrupt`` once it has finished.
 
     Paddle runs a ``PyLayer``'s backward (``_GramProduct`` below) from C++, and
     wraps any Python exception raised there, a ``KeyboardInterrupt`` included,
-    in its own error (paddle/fluid/eager/pylayer/py_layer_node.cc); Ctrl-C
-    landing inside that backward would then end the run as an error, not as
-    an interruption that keeps the last snapshot.
+    in its own error (paddle/fluid/eager/pylayer/py_layer_node.cc), logging a
+    line to the terminal as it does (``While running Node ... raises an
+    EnforceNotMet exception``, paddle/fluid/eager/backward.cc).  So, where
+    Ctrl-C would raise ``KeyboardInterrupt`` (Python's own SIGINT handler, in
+    the main thread), the signal is held while the backward runs and raised
+    after it; a backward pass takes milliseconds.  Elsewhere (another handler,
+    another thread), a wrapped interrupt is still unwrapped.
     """
+    held: List[int] = []
+    hold = (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if hold:
+        signal.signal(signal.SIGINT, lambda number, frame: held.append(number))
     try:
-        return run()
+        result = run()
     except KeyboardInterrupt:
         raise
     except Exception as error:  # noqa: BLE001 - re-raised below unless it is a wrapped interrupt
         if "KeyboardInterrupt" in str(error):
             raise KeyboardInterrupt from None
         raise
+    finally:
+        if hold:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if held:
+        raise KeyboardInterrupt
+    return result
 
 
 class PaddleOptimizer(ScheduledOptimizer):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -188,6 +190,35 @@ def test_ctrl_c_inside_the_gram_gradient_comes_out_as_an_interrupt(backend, opti
     target = backend.asarray(np.eye(X.shape[1], dtype=np.float32))
     with pytest.raises(KeyboardInterrupt):
         optimizer.step(lambda image: losses.style_loss(backend, image, target))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "rmsprop"])
+def test_a_real_ctrl_c_inside_the_gram_gradient_prints_nothing_and_ends_the_step(backend, optimizer, monkeypatch,
+                                                                               capfd, request):
+    """The signal itself, as the terminal sends it, landing inside the Gram's backward: the step still ends as
+    ``KeyboardInterrupt``, and the framework writes nothing to the terminal (Paddle logged a C++ warning line,
+    ``While running Node (GradNodePyLayer__GramProduct) raises an EnforceNotMet exception``, above the CLI's
+    one-line message)."""
+    module = importlib.import_module(type(backend).__module__)
+    custom = getattr(module, "_GramProduct", None)
+    if custom is None:
+        pytest.skip(f"{backend.name} has no autograd class of its own for the Gram")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in `multistyle run`
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    real = custom.backward
+
+    def interrupt(ctx, grad):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(ctx, grad)
+
+    monkeypatch.setattr(custom, "backward", staticmethod(interrupt))
+    optimizer = backend.optimizer(optimizer, X, 0.1, 1.0, 1)
+    target = backend.asarray(np.eye(X.shape[1], dtype=np.float32))
+    capfd.readouterr()
+    with pytest.raises(KeyboardInterrupt):
+        optimizer.step(lambda image: losses.style_loss(backend, image, target))
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
 
 
 @pytest.mark.parametrize("pooling", ["max", "avg"])
