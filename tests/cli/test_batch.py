@@ -65,6 +65,10 @@ def grid_argv(inputs, output, weights, *extra):
             "--output", str(output), "--weights", weights, *JOB_ARGS, *extra]
 
 
+def finished_sidecars(folder):
+    return [path for path in folder.glob("*.json") if not path.name.startswith(".")] if folder.is_dir() else []
+
+
 def results(folder):
     return json.loads((folder / "results.json").read_text())
 
@@ -607,7 +611,8 @@ def test_ctrl_c_keeps_the_finished_jobs_and_a_rerun_resumes(inputs, npz_weights,
                                preexec_fn=ctrl_c_reaches_it)
     try:
         deadline = time.monotonic() + 300
-        while not list(output.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
+        # A finished job's sidecar; not a temporary file being written (pathlib's glob matches hidden names).
+        while not finished_sidecars(output) and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)  # after the first job, before the last
         _, err = process.communicate(timeout=120)
