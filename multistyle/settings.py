@@ -47,13 +47,14 @@ TUTORIAL_STYLE_LAYERS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1")
 _D2L = {"style_layers": D2L_STYLE_LAYERS, "content_layers": ("conv4_4",), "adam_lr": 0.3, "optimizer": "adam",
         "domain": "normalized", "clamp": "none", "content_weight": 1.0, "style_weight": 1e4, "tv_weight": 10.0,
         "epochs": 500, "lr_decay": 0.8, "lr_decay_every": 50, "scales": 1, "final_share": None, "tv_smoothing": 0.0,
-        "scale_start": "upsampled"}
+        "scale_start": "upsampled", "init": "content"}
 _TUTORIAL = {"style_layers": TUTORIAL_STYLE_LAYERS, "content_layers": ("conv2_2",),
              # Adam is not part of these recipes; this rate is the chapter's 0.3 in normalised units
              # expressed in pixel units (x the ImageNet standard deviation, about 0.226).
              "adam_lr": 0.07, "domain": "pixel", "clamp": "closure", "content_weight": 1.0, "style_weight": 1e6,
              "tv_weight": 0.0, "epochs": 300, "lr_decay": 1.0, "lr_decay_every": 50, "scales": 1,
-             "final_share": None, "tv_smoothing": 0.0, "scale_start": "upsampled"}
+             "final_share": None, "tv_smoothing": 0.0, "scale_start": "upsampled",
+             "init": "content"}
 
 #: Named settings.  ``d2l`` is the chapter as its MXNet and Paddle code
 #: computes it; ``d2l-pytorch`` is what its PyTorch code really computes
@@ -72,11 +73,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # The d2l objective, optimised coarse to fine on a shorter schedule, the total variation descended
     # smoothed (README: Time to a finished image).
     "fast": dict(_D2L, scales=2, epochs=600, final_share=0.75, lr_decay_every=30, tv_smoothing=0.02,
-                 scale_start="content-detail"),
+                 scale_start="content-detail", init="content-in-style-colors"),
 }
 
 #: Starting images (or an image file's path).
-INITS = ("content", "noise", "style")
+INITS = ("content", "content-in-style-colors", "noise", "style")
 POOLINGS = ("max", "avg")
 
 #: Where the image is clamped to its valid range: inside every loss evaluation
@@ -160,7 +161,7 @@ class Settings:
     scales: Optional[int] = None
     final_share: Optional[float] = None
     scale_start: Optional[str] = None
-    init: str = "content"
+    init: Optional[str] = None
     seed: int = 0
     style_blend: Optional[Sequence[float]] = None
     style_scale: Optional[float] = None
@@ -176,7 +177,7 @@ class Settings:
         preset = PRESETS[self.preset]
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("optimizer", "lr_decay", "lr_decay_every", "epochs", "content_weight", "style_weight",
-                     "tv_weight", "tv_smoothing", "clamp", "scales", "final_share", "scale_start"):
+                     "tv_weight", "tv_smoothing", "clamp", "scales", "final_share", "scale_start", "init"):
             if values[name] is None:
                 values[name] = preset[name]
         optimizer = values["optimizer"]

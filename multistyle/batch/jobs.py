@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Sequence, Tuple, Union
 
 from .. import images
 from ..errors import MultistyleError, first_line
-from ..settings import DEFAULT_SIZE, ResolvedSettings, Settings, settings_dict
+from ..settings import DEFAULT_SIZE, INITS, ResolvedSettings, Settings, settings_dict
 from ..vgg import deepest_index
 
 #: File extensions taken from a folder given to ``--contents`` / ``--styles``.
@@ -154,7 +154,7 @@ def _job_row(source: str, row: Dict[str, Any], folder: str) -> Dict[str, Any]:
     row["content"] = os.path.join(folder, row["content"])
     row["style"] = [os.path.join(folder, s) for s in style]
     # Other files a job may name are relative to the jobs file too: a start image, a weights file.
-    if isinstance(row.get("init"), str) and row["init"] not in ("content", "noise", "style"):
+    if isinstance(row.get("init"), str) and row["init"] not in INITS:
         row["init"] = os.path.join(folder, row["init"])
     weights = row.get("weights")
     if isinstance(weights, str) and weights.strip() != "imagenet" and not weights.strip().startswith("random"):

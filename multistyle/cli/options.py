@@ -19,7 +19,7 @@ from ..backend import backend_names
 from ..batch import ENGINES
 from ..errors import MultistyleError
 from ..optim import OPTIMIZERS
-from ..settings import CLAMPS, DEFAULT_SIZE, POOLINGS, PRESETS, SCALE_STARTS, Settings
+from ..settings import CLAMPS, DEFAULT_SIZE, INITS, POOLINGS, PRESETS, SCALE_STARTS, Settings
 
 RUN, COMPARE, BENCH, BATCH = "run", "compare", "bench", "batch"
 JOB_COMMANDS = (RUN, COMPARE, BENCH, BATCH)
@@ -185,9 +185,10 @@ OPTIONS: Tuple[Option, ...] = (
               "(default: %(default)s)"),
     _opt("--pooling", _ALGO, default=Settings.pooling, choices=list(POOLINGS),
          help="VGG-19's pooling layers: max (its own) or avg, often smoother (default: %(default)s)"),
-    _opt("--init", _ALGO, default=Settings.init, metavar="content|noise|style|FILE",
-         help="the start image: the content image, seeded noise, the (first) style image or an image file, resized "
-              "to the working size (default: %(default)s)"),
+    _opt("--init", _ALGO, default=None, metavar="|".join(INITS) + "|FILE",
+         help="the start image: the content image, the content recoloured to the (first) style's colour mean and "
+              "covariance, seeded noise, the (first) style image or an image file, resized to the working size "
+              f"(default: {PRESET})"),
     _opt("--seed", _ALGO, type=int, default=Settings.seed, help="default: %(default)s"),
     _opt("--deterministic", _ALGO, action="store_true",
          help="turn on the framework's deterministic switches (GPU convolutions); slower"),

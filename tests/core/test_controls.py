@@ -189,7 +189,7 @@ def test_a_result_shows_itself_as_a_png(backend_name, image_files):
     (["--preserve-color", "hue"], "argument --preserve-color: invalid choice: 'hue'"),
     (["--style-scale", "0"], "--style-scale: expected a positive number"),
     (["--style-scale", "-2"], "--style-scale: expected a positive number"),
-    (["--init", "missing.png"], "--init: expected content, noise, style or an image file"),
+    (["--init", "missing.png"], "--init: expected content, content-in-style-colors, noise, style or an image file"),
     (["--animate", "run.mp4"], "--animate: 'run.mp4' is not an animation format; use a .gif or .webp"),
     (["--style-layers", "conv1_1:-1"], "--style-layers: the weight of conv1_1 must be a number >= 0"),
     (["--style-layers", "conv1_1:0,conv2_1:0"], "--style-layers: every layer has weight 0"),
@@ -262,7 +262,7 @@ def _oracle_first_losses(content, styles, shares, start, content_layers, style_l
 D2L_STYLE = [(name, 1.0) for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")]
 D2L_CONTENT = [("conv4_4", 1.0)]
 ORACLE_CONTROLS = ["blend 3,1", "style-scale 0.75", "histogram", "init FILE", "init style", "init noise",
-                   "layer weights", "avg pooling", "luminance"]
+                   "init content-in-style-colors", "layer weights", "avg pooling", "luminance"]
 
 
 @pytest.mark.parametrize("control", ORACLE_CONTROLS)
@@ -290,6 +290,10 @@ def test_each_control_against_the_numpy_oracle(backend_name, image_files, second
         options, start = {"init": second_style}, _normalised(_pixels(second_style, SIZE))
     elif control == "init style":
         options, start = {"init": "style"}, style
+    elif control == "init content-in-style-colors":  # the content's layout, the style's colour statistics
+        style_pixels = _pixels(image_files["style"], SIZE)
+        options = {"init": "content-in-style-colors"}
+        start = _normalised(_colour_matched(content_pixels, style_pixels))
     elif control == "init noise":
         options = {"init": "noise", "seed": 5}
         start = np.random.default_rng(5).standard_normal(content.shape, dtype=np.float32).astype(np.float64)

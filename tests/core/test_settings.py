@@ -52,6 +52,11 @@ def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_obje
     # Its larger scale starts from the content's detail plus the coarse change; d2l has one scale to start.
     assert resolved.scale_start == "content-detail" and d2l["scale_start"] == "upsampled"
     assert Settings(preset="fast", scale_start="upsampled").resolved().scale_start == "upsampled"
+    # It starts from the content recoloured to the style's colours; every other preset from the content.
+    assert resolved.init == "content-in-style-colors"
+    assert {name: Settings(preset=name).resolved().init for name in PRESETS if name != "fast"} == \
+        {name: "content" for name in PRESETS if name != "fast"}
+    assert Settings(preset="fast", init="content").resolved().init == "content"
 
 
 @pytest.mark.parametrize("field, value, message", [
