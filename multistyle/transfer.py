@@ -273,6 +273,7 @@ def initial_image(settings: ResolvedSettings, content_x: np.ndarray, style: Opti
     content's size."""
     if settings.init == "content":
         return content_x
+    size = (content_x.shape[2], content_x.shape[3])
     if settings.init == "content-in-style-colors":
         # The content's colours given the style's mean and covariance (as the objective sees the style): the
         # style's first-layer statistics start near their target, the content's layout is kept.  Not clipped:
@@ -280,12 +281,10 @@ def initial_image(settings: ResolvedSettings, content_x: np.ndarray, style: Opti
         # benchmark page); the result is clipped as every result is.  The objective is unchanged.
         if style is None or content_pixels is None:
             raise MultistyleError(f"--init: {settings.init} needs the content's pixels and a style image")
-        size = (content_x.shape[2], content_x.shape[3])
         recoloured = color.match_color(content_pixels, style_pixels(style, size, settings, content_pixels))
         return images.to_input(recoloured, normalize=not pixel)
     if settings.init == "noise":
         return np.random.default_rng(settings.seed).standard_normal(content_x.shape, dtype=np.float32)
-    size = (content_x.shape[2], content_x.shape[3])
     source = style if settings.init == "style" else init
     if source is None:
         raise MultistyleError(f"--init: {settings.init} starts from an image, and none was given")
