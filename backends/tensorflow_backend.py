@@ -5,8 +5,9 @@
   (:class:`~multistyle.backend.HeldImages`).
 * Layouts: multistyle's tensors are NCHW.  TensorFlow's CPU kernels are
   NHWC (its max-pooling gradient refuses NCHW on the CPU, and its NCHW
-  convolution is slower there than two transposes), so a convolution and a
-  pooling transpose in and out.
+  convolution is slower there than two transposes), so the layers work in
+  NHWC: the image is transposed once on its way in, and each layer output
+  the losses read once on its way out (:meth:`into_layers`), not each layer.
 * Gradients come from ``tf.GradientTape`` with respect to the image alone:
   the network's weights are constants, never watched.  ``tf.abs`` and
   ``tf.nn.relu`` have derivative 0 at 0, as in torch.
@@ -152,20 +153,22 @@ class TensorFlowBackend(HeldImages, Backend):
     def reshape(self, tensor: Any, shape: Sequence[int]) -> tf.Tensor:
         return tf.reshape(_value(tensor), tuple(shape))
 
+    def into_layers(self, x: Any) -> tf.Tensor:
+        return tf.transpose(_value(x), _TO_NHWC)
+
+    def out_of_layers(self, t: Any) -> tf.Tensor:
+        return tf.transpose(t, _TO_NCHW)
+
     def conv(self, weight: np.ndarray, bias: np.ndarray) -> Callable[[Any], tf.Tensor]:
         kernel, b = self.asarray(np.transpose(weight, (2, 3, 1, 0))), self.asarray(bias)  # OIHW -> HWIO
-
-        def conv(x: Any) -> tf.Tensor:
-            nhwc = tf.nn.conv2d(tf.transpose(_value(x), _TO_NHWC), kernel, 1, "SAME")
-            return tf.transpose(tf.nn.bias_add(nhwc, b), _TO_NCHW)
-        return conv
+        return lambda x: tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), b)
 
     def relu(self) -> Callable[[Any], tf.Tensor]:
         return lambda x: tf.nn.relu(_value(x))
 
     def pool(self, kind: str) -> Callable[[Any], tf.Tensor]:
         pool = tf.nn.max_pool2d if kind == "max" else tf.nn.avg_pool2d
-        return lambda x: tf.transpose(pool(tf.transpose(_value(x), _TO_NHWC), 2, 2, "VALID"), _TO_NCHW)
+        return lambda x: pool(x, 2, 2, "VALID")
 
     def freeze(self, layers: List[Callable[[Any], tf.Tensor]]) -> List[Callable[[Any], tf.Tensor]]:
         return layers  # the weights are constants, never watched by a tape: no gradient is computed for them

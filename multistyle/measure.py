@@ -95,6 +95,7 @@ class Floor:
         self.x = B.asarray(np.random.default_rng(0).standard_normal((1, 3, height, width), dtype=np.float32))
 
         def forward(t: Any) -> Dict[str, Any]:
+            t = B.into_layers(t)
             for layer in net:
                 t = layer(t)
             return {"total": B.mean(t)}

@@ -22,16 +22,18 @@ class FeatureExtractor:
     """Runs VGG-19 up to the deepest requested layer and keeps named outputs."""
 
     def __init__(self, backend: Backend, weights: Weights, layer_names: Sequence[str], pooling: str = "max") -> None:
+        self.backend = backend
         self.last = deepest_index(layer_names)
         self.layers = backend.vgg19_layers(weights, self.last, pooling=pooling)
         self.wanted = {LAYER_BY_NAME[name].index: name for name in layer_names}
 
     def __call__(self, x: Any) -> Dict[str, Any]:
         outputs = {}
+        x = self.backend.into_layers(x)
         for index, layer in enumerate(self.layers):
             x = layer(x)
             if index in self.wanted:
-                outputs[self.wanted[index]] = x
+                outputs[self.wanted[index]] = self.backend.out_of_layers(x)
         return outputs
 
 

@@ -8,7 +8,8 @@ gradients, and its weight files.  Everything else is a concrete default
 written with tensor methods that the three frameworks share (``t.mean()``,
 ``t.T``, ``a @ b``), which a backend overrides only where its framework
 differs (MXNet's ``NDArray`` has no ``@``).  The core walks VGG-19's layer
-table once (:meth:`Backend.vgg19_layers`) and asks the backend for each layer.
+table once (:meth:`Backend.vgg19_layers`) and asks the backend for each layer;
+the layers may work in another layout than NCHW (:meth:`Backend.into_layers`).
 
 Gradients live inside the backend: an :class:`~multistyle.optim.Optimizer`
 takes a closure ``loss = closure(image)`` and records, differentiates and
@@ -119,7 +120,8 @@ class Backend(abc.ABC):
     # -- VGG-19's layers (abstract factories; the core walks the table) ---------------------------
     @abc.abstractmethod
     def conv(self, weight: np.ndarray, bias: np.ndarray) -> Layer:
-        """A 3x3 convolution, padding 1, stride 1, with these OIHW weights and bias, on the device."""
+        """A 3x3 convolution, padding 1, stride 1, with these OIHW weights and bias, on the device, of tensors in
+        the layers' layout (:meth:`into_layers`)."""
 
     @abc.abstractmethod
     def relu(self) -> Layer:
@@ -271,6 +273,15 @@ class Backend(abc.ABC):
             else:
                 layers.append(self.pool(pooling))
         return self.freeze(layers)
+
+    def into_layers(self, x: Tensor) -> Tensor:
+        """An NCHW image in the layout the backend's layers take and give: NCHW, unless the framework's
+        convolutions are faster in another (JAX's and TensorFlow's CPU kernels are NHWC)."""
+        return x
+
+    def out_of_layers(self, t: Tensor) -> Tensor:
+        """A layer's output back in NCHW, the layout the losses read."""
+        return t
 
     # -- optimisation --------------------------------------------------------------------------
     @classmethod

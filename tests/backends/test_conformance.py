@@ -103,11 +103,31 @@ def test_gradients_at_kinks_are_torchs(backend):
     element, in torch, MXNet and Paddle.  JAX's own choices differ (``jnp.abs``: 1, ``jnp.maximum(x, 0)``: 0.5),
     which would change the TV gradient wherever neighbouring pixels are equal: every backend must give torch's."""
     x = backend.asarray(np.zeros((1, 1, 2, 4), np.float32))
-    relu, pool = backend.relu(), backend.pool("max")
+    relu, max_pool = backend.relu(), backend.pool("max")
+
+    def pool(t):  # the layers' own layout, which may not be NCHW
+        return backend.out_of_layers(max_pool(backend.into_layers(t)))
     for name, fn, want in (("|x|", backend.abs, np.zeros(8)), ("ReLU", relu, np.zeros(8)),
                            ("max-pool", pool, [1, 0, 1, 0, 0, 0, 0, 0])):
         _, grad = backend.loss_and_grad(lambda t: backend.sum(fn(t)), x)
         np.testing.assert_allclose(backend.to_numpy(grad).ravel(), want, atol=1e-7, err_msg=f"{name} at 0")
+
+
+def test_max_pool_sends_each_windows_gradient_to_its_first_maximum(backend):
+    """Ties between positive values too, on an odd size whose last row and column fall in no window: the
+    gradient of each window goes to its first maximum in row-major order, torch's rule, on every backend
+    (through the layers' own layout)."""
+    rng = np.random.default_rng(14)
+    x = rng.integers(0, 3, (1, 2, 5, 7)).astype(np.float32)  # 0, 1 or 2: 5 windows tie after their first element
+    upstream = rng.standard_normal((1, 2, 2, 3)).astype(np.float32)  # the gradient each window receives
+    max_pool, up = backend.pool("max"), backend.asarray(upstream)
+    _, grad = backend.loss_and_grad(
+        lambda t: backend.sum(backend.out_of_layers(max_pool(backend.into_layers(t))) * up), backend.asarray(x))
+    want = np.zeros_like(x)
+    for c, i, j in np.ndindex(2, 2, 3):
+        first = int(np.argmax(x[0, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]))  # NumPy's argmax: the first maximum
+        want[0, c, 2 * i + first // 2, 2 * j + first % 2] = upstream[0, c, i, j]
+    np.testing.assert_allclose(backend.to_numpy(grad), want, atol=1e-7)
 
 
 def test_matrix_ops_and_native_slicing(backend):
