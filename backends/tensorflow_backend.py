@@ -183,6 +183,40 @@ class TensorFlowBackend(HeldImages, Backend):
         self.persist_clips(image, value)
         return tf.stop_gradient(loss), grad
 
+    def compile_objective(self, terms: Callable[..., Dict[str, Any]]) -> Callable[..., Dict[str, Any]]:
+        """``terms`` whose value and gradient are one TensorFlow graph (``tf.function``), traced per image shape.
+
+        The graph computes the terms and the gradient of their total with respect to the image at once (a
+        tape inside it); a ``tf.custom_gradient`` hands that gradient, scaled by the total's upstream
+        gradient, to the loop's tape, whose closure stays eager (its clip and :meth:`keep` run at every
+        call).  Grappler fuses what eager mode runs op by op (a convolution with its bias and ReLU, on
+        oneDNN): measured at 96x144 (2 cores, TensorFlow 2.15.1), the network's forward and input gradient
+        take 69 ms in a graph against 129 ms eager, and 117 ms compiled by XLA (``jit_compile``).
+        Numbers after the image (``tv_scale``) are float32 tensors of the graph: a new value reuses it.
+        """
+        keys: List[str] = []  # the terms' names, and which hold a tensor (a term may be None), as traced
+        present: List[str] = []
+
+        @tf.function
+        def value_and_grad(v: tf.Tensor, *extra: tf.Tensor) -> Tuple[List[tf.Tensor], tf.Tensor]:
+            with tf.GradientTape() as tape:
+                tape.watch(v)
+                out = terms(v, *extra)
+            keys[:], present[:] = list(out), [key for key, value in out.items() if value is not None]
+            return [out[key] for key in present], tape.gradient(out["total"], v)
+
+        def compiled(x: Any, *extra: Any) -> Dict[str, Any]:
+            numbers = [tf.constant(e, tf.float32) for e in extra]
+
+            @tf.custom_gradient
+            def run(v: tf.Tensor) -> Tuple[List[tf.Tensor], Callable[..., tf.Tensor]]:
+                values, grad = value_and_grad(v, *numbers)
+                return values, lambda *upstream: upstream[present.index("total")] * grad
+
+            found = dict(zip(present, run(_value(x))))
+            return {key: found.get(key) for key in keys}
+        return compiled
+
     # -- weights ---------------------------------------------------------------------------------
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         # What tf.keras.applications.VGG19(weights="imagenet", include_top=False) fetches, into Keras's cache
