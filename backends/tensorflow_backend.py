@@ -1,4 +1,4 @@
-"""TensorFlow backend: eager ``tf.Tensor``s, ``tf.GradientTape``, Keras's VGG-19 zoo, the core's optimizers.
+"""TensorFlow backend: ``tf.Tensor``s, ``tf.GradientTape``, a graph per scale, Keras's VGG-19 zoo, the core's optimizers.
 
 * Images are tensors, which never change: the protocol's in-place clip is met
   by the core's :class:`~multistyle.backend.Holder`, as for JAX
@@ -87,7 +87,7 @@ def _keras_version() -> str:
 
 
 class TensorFlowBackend(HeldImages, Backend):
-    """TensorFlow 2, eager, with ``tf.GradientTape`` (Keras for the model zoo)."""
+    """TensorFlow 2 with ``tf.GradientTape``: eager, the objective a ``tf.function`` graph (Keras for the model zoo)."""
 
     name = "tensorflow"
     framework = "TensorFlow"
