@@ -10,8 +10,10 @@ For each backend and size this measures, each side in a fresh process of its own
   a script in a fresh process for ``--chapter-epochs`` epochs.  Its time to a loss is its
   start-up (the process's wall time less its epochs: imports, weights, images) plus the
   epochs the d2l run needed to reach that loss times the script's median seconds per
-  epoch.  JAX and TensorFlow have no chapter code: their yardstick is multistyle's own
-  d2l run (the same maths, faster per epoch than a chapter loop would be);
+  epoch.  JAX and TensorFlow have no chapter code: their yardstick is the chapter's
+  PyTorch script (the textbook loop a reader of the chapter runs), on the epochs the
+  backend's own d2l run needed; each candidate is also set against that d2l run (the same
+  maths, faster per epoch than a chapter loop), printed below the table;
 * **each candidate** (``--preset fast`` by default): one fresh ``multistyle run`` of all
   its epochs.  Its time to a loss is its start-up (the wall time less its epochs) plus
   its epochs' seconds until the loss at the full size first reaches it.  A candidate that
@@ -119,9 +121,11 @@ def measure(backend: str, size: Sequence[int], chapter_epochs: int = 6,
         return [dict(common, name="d2l", error=d2l["error"])]
     goals = targets(d2l["epochs"])
     rows = []
-    if backend in LOOPS:
-        chapter = chapter_script(backend, size, chapter_epochs)
-        rows.append(dict(common, name="chapter's script", startup=chapter["startup"], seconds={
+    chapter_backend = backend if backend in LOOPS else "torch" if "torch" in LOOPS else None
+    if chapter_backend:
+        chapter = chapter_script(chapter_backend, size, chapter_epochs)
+        name = "chapter's script" if chapter_backend == backend else f"chapter's script ({chapter_backend})"
+        rows.append(dict(common, name=name, startup=chapter["startup"], seconds={
             name: chapter["startup"] + reached(d2l["epochs"], loss)[0] * chapter["per_epoch"]  # type: ignore[operator]
             for name, loss in goals}))
     for name, run in [("multistyle d2l", d2l)] + [(name, cli(backend, size, arguments))
@@ -134,10 +138,11 @@ def measure(backend: str, size: Sequence[int], chapter_epochs: int = 6,
             epoch_seconds = reached(run["epochs"], loss)[1]
             seconds[goal] = None if epoch_seconds is None else run["startup"] + epoch_seconds
         rows.append(dict(common, name=name, startup=run["startup"], end=run["epochs"][-1]["total"], seconds=seconds))
-    yardstick = rows[0]["seconds"]
+    yardstick, own = rows[0]["seconds"], next(row["seconds"] for row in rows if row["name"] == "multistyle d2l")
     for row in rows:
         if "error" not in row:
             row["ratio"] = {goal: (yardstick[goal] / value if value else None) for goal, value in row["seconds"].items()}
+            row["ratio_to_d2l"] = {goal: (own[goal] / value if value else None) for goal, value in row["seconds"].items()}
     for row in rows:
         row["targets"] = dict(goals)
     return rows
@@ -156,6 +161,11 @@ def table(rows: List[Dict[str, Any]]) -> List[str]:
             value, ratio = row["seconds"][goal], row["ratio"][goal]
             cells.append(f"{'never':>20}" if value is None else f"{value:9.1f} ({ratio:5.2f}x)".rjust(20))
         lines.append(f"{row['backend']:10} {size:>8} {row['name']:26} {row['startup']:8.1f} " + " ".join(cells))
+    if rows and "targets" in rows[0] and rows[0]["name"] != "chapter's script":
+        for row in rows:
+            if "error" not in row and not row["name"].startswith(("chapter's", "multistyle d2l")):
+                lines.append(f"  {row['name']} against multistyle's own d2l run: " + " / ".join(
+                    "never" if value is None else f"{value:.2f}x" for value in row["ratio_to_d2l"].values()))
     if rows and "targets" in rows[0]:
         lines.append("  targets: " + ", ".join(f"{g} = {v:.4f}" for g, v in rows[0]["targets"].items()))
     return lines
