@@ -10,6 +10,10 @@ else stays a native array.
 * Gradients at kinks are the other frameworks': ``|x|`` has derivative
   ``sign(x)`` (0 at 0, where ``jnp.abs`` gives 1) and the ReLU is
   ``jax.nn.relu`` (0 at 0, where ``jnp.maximum(x, 0)`` gives 0.5).
+* The layers work in NHWC, XLA's CPU layout (:meth:`JaxBackend.into_layers`):
+  a convolution's input gradient is a forward convolution with a kernel flipped
+  once, and max-pooling reduces reshaped 2x2 windows, its gradient going to
+  each window's first maximum, as torch's does.
 * Loss terms that the core keeps from inside a differentiated closure
   (:meth:`keep`) come out of ``value_and_grad`` as its auxiliary output, so they
   are concrete arrays, never escaped tracers.
@@ -198,8 +202,8 @@ class JaxBackend(HeldImages, Backend):
         return _gram_product(_value(features))
 
     # The layers work in NHWC, the layout of XLA's CPU convolutions: measured at 96x144 (2 cores, jax 0.4.30),
-    # the network's forward and input gradient take 0.091 s, against 0.154 s in NCHW with autodiff's
-    # convolution gradient and lax.reduce_window's max-pooling (benchmarks/studies/jax_layout.py).
+    # the network's forward and input gradient take 92 ms, against 151 ms in NCHW with autodiff's
+    # convolution gradient and lax.reduce_window's max-pooling (benchmarks/studies/layer_layout.py).
     def into_layers(self, x: Any) -> jax.Array:
         return jnp.transpose(_value(x), (0, 2, 3, 1))
 
