@@ -195,7 +195,8 @@ class TensorFlowBackend(HeldImages, Backend):
         gradient, to the loop's tape, whose closure stays eager (its clip and :meth:`keep` run at every
         call).  Grappler fuses what eager mode runs op by op (a convolution with its bias and ReLU, on
         oneDNN): measured at 96x144 (2 cores, TensorFlow 2.15.1), the network's forward and input gradient
-        take 69 ms in a graph against 129 ms eager, and 117 ms compiled by XLA (``jit_compile``).
+        take 76 ms in a graph against 133 ms eager, and 131 ms compiled by XLA (``jit_compile``;
+        ``benchmarks/studies/layer_layout.py``).
         Numbers after the image (``tv_scale``) are float32 tensors of the graph: a new value reuses it.
         """
         if not self.graph:

@@ -143,10 +143,11 @@ def _measure(name: str, sizes: Sequence[Tuple[int, int]], rounds: int) -> List[s
         for label in backends:  # a warm-up (the compile), and the same numbers
             got_loss, got_grad = once(label)
             np.testing.assert_allclose(got_loss, want_loss, rtol=1e-4, err_msg=label)
-            # XLA sums the convolutions in another order: 1e-3 of the largest gradient through 13 of them;
-            # a wrong layout or gradient is off by the gradient itself.
-            np.testing.assert_allclose(got_grad, want_grad, rtol=1e-2, atol=2e-3 * float(np.abs(want_grad).max()),
-                                       err_msg=label)
+            # Relative to the gradient's norm: XLA sums the convolutions in another order, and its pooling
+            # gradient may break ties otherwise (2 % of the largest element in a few places at 96x144); a
+            # wrong layout or gradient is off by the gradient's own size.
+            error = float(np.linalg.norm(got_grad - want_grad) / np.linalg.norm(want_grad))
+            assert error < 1e-2, f"{label}: gradient off by {error:.1%} of its norm"
         times: Dict[str, List[float]] = {label: [] for label in backends}
         for _ in range(rounds):
             for label in backends:
