@@ -140,6 +140,30 @@ def call_isolated(fn: Callable[..., Any], *args: Any) -> Any:
         return pool.submit(fn, *args).result()
 
 
+def alternate(forms: Dict[str, Callable[[], Any]], rounds: int) -> Dict[str, List[float]]:
+    """Seconds of each form (a call with no arguments that waits for its result), ``rounds`` times each,
+    the forms alternating within each round: a drift of the machine falls on all of them alike."""
+    times: Dict[str, List[float]] = {label: [] for label in forms}
+    for _ in range(rounds):
+        for label, form in forms.items():
+            started = time.perf_counter()
+            form()
+            times[label].append(time.perf_counter() - started)
+    return times
+
+
+def median_lines(prefix: str, times: Dict[str, List[float]], width: int) -> List[str]:
+    """One line per form: its median in ms, p10-p90, and the first form's median ÷ its own."""
+    base = statistics.median(next(iter(times.values())))
+    lines = []
+    for label, values in times.items():
+        median = statistics.median(values)
+        lines.append(f"  {prefix}  {label:{width}} {median * 1000:7.1f} ms  (p10-p90 "
+                     f"{np.percentile(values, 10) * 1000:.1f}-{np.percentile(values, 90) * 1000:.1f}; "
+                     f"first / this {base / median:.2f})")
+    return lines
+
+
 def run_isolated(job: Dict[str, Any]) -> Dict[str, Any]:
     """:func:`run_job` in a fresh child process; any failure comes back as ``{"error": "one line"}``."""
     failed = {"backend": job["backend"], "label": job.get("label", job["backend"])}

@@ -32,15 +32,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from typing import Any, Callable, Dict, List
 
 os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 import numpy as np  # noqa: E402
 
-from multistyle.measure import call_isolated  # noqa: E402
+from multistyle.measure import alternate, call_isolated, median_lines  # noqa: E402
 
 # (channels, downsampling) of conv1_1, conv2_1, conv3_1, conv4_1, conv5_1
 LAYERS = ((64, 1), (128, 2), (256, 4), (512, 8), (512, 16))
@@ -102,18 +100,8 @@ def _measure(name: str, rounds: int) -> List[str]:
         for label, form in forms.items():  # the same gradient, and a warm-up
             for want, got in zip(reference, once(form)):
                 np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()), err_msg=label)
-        times: Dict[str, List[float]] = {label: [] for label in forms}
-        for _ in range(rounds):
-            for label, form in forms.items():
-                started = time.perf_counter()
-                once(form)
-                times[label].append(time.perf_counter() - started)
-        base = statistics.median(times["default matmul(x, transpose(x))"])
-        for label, values in times.items():
-            median = statistics.median(values)
-            lines.append(f"  {height}x{width}  {label:40} {median * 1000:7.1f} ms  (p10-p90 "
-                         f"{np.percentile(values, 10) * 1000:.1f}-{np.percentile(values, 90) * 1000:.1f}; "
-                         f"default / this {base / median:.2f})")
+        times = alternate({label: (lambda form=form: once(form)) for label, form in forms.items()}, rounds)
+        lines += median_lines(f"{height}x{width}", times, 40)
     return lines
 
 

@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 import numpy as np  # noqa: E402
 
-from multistyle.measure import call_isolated  # noqa: E402
+from multistyle.measure import alternate, call_isolated, median_lines  # noqa: E402
 
 
 def _forms(name: str) -> Dict[str, Any]:
@@ -148,18 +146,8 @@ def _measure(name: str, sizes: Sequence[Tuple[int, int]], rounds: int) -> List[s
             # wrong layout or gradient is off by the gradient's own size.
             error = float(np.linalg.norm(got_grad - want_grad) / np.linalg.norm(want_grad))
             assert error < 1e-2, f"{label}: gradient off by {error:.1%} of its norm"
-        times: Dict[str, List[float]] = {label: [] for label in backends}
-        for _ in range(rounds):
-            for label in backends:
-                started = time.perf_counter()
-                once(label)
-                times[label].append(time.perf_counter() - started)
-        base = statistics.median(times[baseline])
-        for label, values in times.items():
-            median = statistics.median(values)
-            lines.append(f"  {height}x{width}  {label:22} {median * 1000:7.1f} ms  (p10-p90 "
-                         f"{np.percentile(values, 10) * 1000:.1f}-{np.percentile(values, 90) * 1000:.1f}; "
-                         f"first / this {base / median:.2f})")
+        times = alternate({label: (lambda label=label: once(label)) for label in backends}, rounds)
+        lines += median_lines(f"{height}x{width}", times, 22)
     return lines
 
 
