@@ -22,9 +22,13 @@ else stays a native array.
 * Compiled programs are kept between processes, in JAX's persistent
   compilation cache: ``$XDG_CACHE_HOME/multistyle/jax`` (``~/.cache/...``)
   unless JAX's own setting names a folder (``JAX_COMPILATION_CACHE_DIR``);
-  ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off.  A second ``multistyle
-  run`` at a size it has run before skips the compile: its first epoch 2.3x
-  sooner at 150x225 (``benchmarks/studies/jax_cache.py``).
+  ``JAX_ENABLE_COMPILATION_CACHE=false`` turns it off.  Every program is kept,
+  however fast it compiled (JAX keeps only those that took a second, which at
+  96x144 is none); ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` sets JAX's
+  rule back.  A scale's targets are one program (:meth:`JaxBackend.compile_forward`).
+  A second ``multistyle run --preset fast`` at a size it has run before spent
+  2.75 s on 8 epochs at 96x144 against 4.79 s before
+  (``benchmarks/studies/jax_cache.py``, jax 0.4.30, 2 cores).
 * Optimizers are :mod:`multistyle.optim`'s (torch's Adam, RMSprop and L-BFGS):
   optax, JAX's optimizer library, does not import beside ``numpy<1.24``.  Their
   image reaches the core in a holder (``HeldImages.image_of``).
@@ -61,6 +65,10 @@ def _keep_compiled_programs() -> None:
         return
     if os.access(folder, os.W_OK):
         jax.config.update("jax_compilation_cache_dir", folder)
+        # JAX keeps only programs that took a second or more to compile; multistyle's that take less (the
+        # targets', the eager operations' at each size) add up to more than a second of every run.
+        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 _keep_compiled_programs()
@@ -142,6 +150,24 @@ def _max_pool_ahead(x: jax.Array) -> Tuple[jax.Array, Tuple[jax.Array, jax.Array
 
 
 _max_pool.defvjp(_max_pool_ahead, _max_pool_back)
+
+
+def _jit_per_shape(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` of arrays, ``jax.jit``-compiled once per argument shape, with the arrays it closes over (the
+    network's weights, the targets) traced out (``jax.make_jaxpr``) and passed as arguments: left in the
+    closure, ``jax.jit`` would bake them into the program as constants (see :meth:`JaxBackend.compile_objective`)."""
+    programs: Dict[Tuple[Tuple[Tuple[int, ...], Any], ...], Callable[..., Any]] = {}
+
+    def call(*args: jax.Array) -> Any:
+        key = tuple((tuple(a.shape), a.dtype) for a in args)
+        if key not in programs:
+            closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+            structure, constants = jax.tree_util.tree_structure(shapes), list(closed.consts)
+            run = jax.jit(lambda consts, *a: jax.core.eval_jaxpr(closed.jaxpr, consts, *a))
+            programs[key] = lambda *a: jax.tree_util.tree_unflatten(structure, run(constants, *a))
+        return programs[key](*args)
+
+    return call
 
 
 def _with_total(terms: Dict[str, Any]) -> Tuple[jax.Array, Dict[str, Any]]:
@@ -269,17 +295,7 @@ class JaxBackend(HeldImages, Backend):
         """
         if not self.jit:
             return terms
-        programs: Dict[Tuple[Tuple[int, ...], Any, int], Callable[..., Any]] = {}
-
-        def value_and_grad(v: jax.Array, *extra: jax.Array) -> Any:
-            key = (tuple(v.shape), v.dtype, len(extra))
-            if key not in programs:
-                traced = jax.value_and_grad(lambda u, *e: _with_total(terms(u, *e)), has_aux=True)  # d/d image
-                closed, shapes = jax.make_jaxpr(traced, return_shape=True)(v, *extra)
-                structure, constants = jax.tree_util.tree_structure(shapes), list(closed.consts)
-                run = jax.jit(lambda consts, *a: jax.core.eval_jaxpr(closed.jaxpr, consts, *a))
-                programs[key] = lambda *a: jax.tree_util.tree_unflatten(structure, run(constants, *a))
-            return programs[key](v, *extra)
+        value_and_grad = _jit_per_shape(jax.value_and_grad(lambda u, *e: _with_total(terms(u, *e)), has_aux=True))
 
         @jax.custom_vjp
         def compiled(v: jax.Array, *extra: jax.Array) -> Dict[str, Any]:
@@ -295,6 +311,17 @@ class JaxBackend(HeldImages, Backend):
 
         compiled.defvjp(ahead, back)
         return lambda x, *extra: compiled(_value(x), *(jnp.asarray(e, jnp.float32) for e in extra))
+
+    def compile_forward(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``fn`` as one XLA program per image shape, the weights passed in as in :meth:`compile_objective`.
+
+        Eagerly, every operation is compiled on its own at each new shape: a first run of ``--preset fast``
+        at 96x144 made 118 compilations in all, and computed its targets in 2.2 s; with the targets compiled,
+        29 and 1.1 s (jax 0.10.2, 2 cores; jax 0.4.30 compiles small programs faster: 1.6 s against 1.4).
+        """
+        if not self.jit:
+            return fn
+        return _jit_per_shape(fn)
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         raise WeightsError("--weights imagenet: JAX has no model zoo; convert another framework's with "

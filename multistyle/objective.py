@@ -62,21 +62,30 @@ class StyleLoss:
         self.style = _weighted(settings.style_layers, settings.style_layer_weights)
         self.layer_names = list(dict.fromkeys([name for name, _ in self.content + self.style]))
         self.extract = FeatureExtractor(backend, weights, self.layer_names, settings.pooling)
-        content_features = self.features(backend.asarray(content_x))
-        self.content_targets = [content_features[name] for name, _ in self.content]
         styles = [style_x] if isinstance(style_x, np.ndarray) else list(style_x)
         blend = settings.style_blend or [1.0 / len(styles)] * len(styles)
         if len(blend) != len(styles):
             raise MultistyleError(blend_mismatch(len(blend), len(styles)))
+        self.content_targets = backend.compile_forward(self._content_features)(backend.asarray(content_x))
+        style_grams = backend.compile_forward(self._style_grams)
         grams: List[Any] = [None] * len(self.style)
         for image, share in zip(styles, blend):
             if share == 0:
                 continue
-            features = self.features(backend.asarray(image))
-            for k, (name, _) in enumerate(self.style):
-                term = gram(backend, features[name]) if share == 1 else share * gram(backend, features[name])
+            for k, product in enumerate(style_grams(backend.asarray(image))):
+                term = product if share == 1 else share * product
                 grams[k] = term if grams[k] is None else grams[k] + term
         self.style_targets = grams
+
+    def _content_features(self, x: Any) -> List[Any]:
+        """The content layers' features of ``x``: the content image's are the content targets."""
+        features = self.features(x)
+        return [features[name] for name, _ in self.content]
+
+    def _style_grams(self, x: Any) -> List[Any]:
+        """The style layers' Gram matrices of ``x``: a style image's make the style targets."""
+        features = self.features(x)
+        return [gram(self.B, features[name]) for name, _ in self.style]
 
     def features(self, x: Any) -> Dict[str, Any]:
         """VGG-19 features of an image in the preset's domain."""

@@ -194,6 +194,16 @@ class Backend(abc.ABC):
         """
         return terms
 
+    def compile_forward(self, fn: Callable[[Tensor], Any]) -> Callable[[Tensor], Any]:
+        """A function of one image that is only evaluated, never differentiated, compiled where the framework
+        gains by it: a scale's targets (``StyleLoss``: the content's features, the style's Gram matrices).
+
+        ``fn`` returns lists of tensors.  The result is called once or twice per scale, so compiling pays only
+        where it replaces many small eager compilations (JAX compiles every eager operation at each new
+        shape).  Identity by default.
+        """
+        return fn
+
     def image_of(self, optimizer: Any) -> Tensor:
         """The image of one of :mod:`multistyle.optim`'s optimizers, as the core reads and clips it: its ``x``.
 

@@ -526,6 +526,26 @@ def test_the_compiled_objective_is_the_objective(backend, weights):
         np.testing.assert_allclose(fast[1], plain[1], rtol=1e-4, atol=1e-5 * float(np.abs(plain[1]).max()))
 
 
+def test_the_compiled_forward_is_the_function_at_each_shape(backend, weights):
+    """``compile_forward`` (JAX: one program per image shape; the others: the identity) gives the function's
+    features and Gram matrices, called in turn at two shapes and back (a program kept for one shape must
+    not serve another)."""
+    extract = FeatureExtractor(backend, weights, ["conv1_1", "conv3_1"])
+
+    def targets(x):
+        features = extract(x)
+        return [features["conv3_1"], losses.gram(backend, features["conv1_1"])]
+
+    compiled = backend.compile_forward(targets)
+    rng = np.random.default_rng(24)
+    for shape in ((1, 3, 16, 16), (1, 3, 16, 24), (1, 3, 16, 16)):
+        x = backend.asarray(rng.standard_normal(shape).astype(np.float32))
+        for got, want in zip(compiled(x), targets(x)):
+            want = backend.to_numpy(want)
+            assert backend.shape(got) == want.shape, shape
+            np.testing.assert_allclose(backend.to_numpy(got), want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()))
+
+
 def test_the_compiled_objective_takes_the_smoothing_scale_at_every_call(backend, weights):
     """``terms(x, tv_scale)`` smooths the total variation with ``tv_scale`` × ``--tv-smoothing``, and the
     compiled objective takes that scale as an argument: a new value changes the gradient (JAX must not
