@@ -21,9 +21,11 @@ For each backend and size this measures, each side in a fresh process of its own
   epochs first.
 
 The targets are the chapter's loss after 300 and after 500 epochs, each within 1 %
-(``NEAR``), and the 500-epoch loss itself.
+(``NEAR``), and the 500-epoch loss itself.  A single fresh run's time moves by about 10 %
+on a small machine: ``--repeats N`` runs the chapter's script and each candidate N times,
+one after the other in each round, and reports the medians.
 
-    python benchmarks/time_to_loss.py --backends torch --sizes 96x144,150x225,300x450
+    python benchmarks/time_to_loss.py --backends torch --sizes 96x144,150x225,300x450 --repeats 3
 """
 
 from __future__ import annotations
@@ -110,34 +112,49 @@ def targets(d2l: List[Dict[str, Any]]) -> List[Tuple[str, float]]:
 
 
 def measure(backend: str, size: Sequence[int], chapter_epochs: int = 6,
-            candidates: Optional[Dict[str, List[str]]] = None) -> List[Dict[str, Any]]:
+            candidates: Optional[Dict[str, List[str]]] = None, repeats: int = 1) -> List[Dict[str, Any]]:
     """Rows: the yardstick (the chapter's script, or multistyle's d2l), multistyle's d2l, then each candidate.
 
-    Each row has ``seconds``: per target name, the fresh-process seconds to reach it (None: never).
+    Each row has ``seconds``: per target name, the fresh-process seconds to reach it (None: never).  With
+    ``repeats`` above 1 the chapter's script and each candidate run that many times, one after the other in
+    each round, and each target's seconds are the median of the rounds (None if any round never reached it);
+    ``rounds`` keeps every round's.  The d2l run, which sets the targets, runs once.
     """
     d2l = cli(backend, size, ["--preset", "d2l", "--epochs", str(LENGTHS[-1])])
     common = {"backend": backend, "size": list(size)}
     if "error" in d2l:
         return [dict(common, name="d2l", error=d2l["error"])]
     goals = targets(d2l["epochs"])
-    rows = []
     chapter_backend = backend if backend in LOOPS else "torch" if "torch" in LOOPS else None
+    chapters: List[Dict[str, float]] = []
+    tried: Dict[str, List[Dict[str, Any]]] = {name: [] for name in (candidates or CANDIDATES)}
+    for _ in range(repeats):
+        if chapter_backend:
+            chapters.append(chapter_script(chapter_backend, size, chapter_epochs))
+        for name, arguments in (candidates or CANDIDATES).items():
+            tried[name].append(cli(backend, size, arguments))
+    rows = []
     if chapter_backend:
-        chapter = chapter_script(chapter_backend, size, chapter_epochs)
         name = "chapter's script" if chapter_backend == backend else f"chapter's script ({chapter_backend})"
-        rows.append(dict(common, name=name, startup=chapter["startup"], seconds={
-            name: chapter["startup"] + reached(d2l["epochs"], loss)[0] * chapter["per_epoch"]  # type: ignore[operator]
-            for name, loss in goals}))
-    for name, run in [("multistyle d2l", d2l)] + [(name, cli(backend, size, arguments))
-                                                  for name, arguments in (candidates or CANDIDATES).items()]:
-        if "error" in run:
-            rows.append(dict(common, name=name, error=run["error"]))
+        rounds = [{goal: chapter["startup"] + reached(d2l["epochs"], loss)[0] * chapter["per_epoch"]  # type: ignore[operator]
+                   for goal, loss in goals} for chapter in chapters]
+        rows.append(dict(common, name=name, startup=statistics.median(c["startup"] for c in chapters),
+                         seconds=_medians(rounds), rounds=rounds))
+    for name, runs in [("multistyle d2l", [d2l])] + list(tried.items()):
+        failed = next((run for run in runs if "error" in run), None)
+        if failed:
+            rows.append(dict(common, name=name, error=failed["error"]))
             continue
-        seconds = {}
-        for goal, loss in goals:
-            epoch_seconds = reached(run["epochs"], loss)[1]
-            seconds[goal] = None if epoch_seconds is None else run["startup"] + epoch_seconds
-        rows.append(dict(common, name=name, startup=run["startup"], end=run["epochs"][-1]["total"], seconds=seconds))
+        rounds = []
+        for run in runs:
+            seconds: Dict[str, Optional[float]] = {}
+            for goal, loss in goals:
+                epoch_seconds = reached(run["epochs"], loss)[1]
+                seconds[goal] = None if epoch_seconds is None else run["startup"] + epoch_seconds
+            rounds.append(seconds)
+        rows.append(dict(common, name=name, startup=statistics.median(run["startup"] for run in runs),
+                         end=statistics.median(run["epochs"][-1]["total"] for run in runs),
+                         seconds=_medians(rounds), rounds=rounds))
     yardstick, own = rows[0]["seconds"], next(row["seconds"] for row in rows if row["name"] == "multistyle d2l")
     for row in rows:
         if "error" not in row:
@@ -146,6 +163,12 @@ def measure(backend: str, size: Sequence[int], chapter_epochs: int = 6,
     for row in rows:
         row["targets"] = dict(goals)
     return rows
+
+
+def _medians(rounds: List[Dict[str, Optional[float]]]) -> Dict[str, Optional[float]]:
+    """Per target, the median seconds of the rounds, or None where any round never reached it."""
+    return {goal: None if any(r[goal] is None for r in rounds) else statistics.median(r[goal] for r in rounds)  # type: ignore[misc]
+            for goal in rounds[0]}
 
 
 def table(rows: List[Dict[str, Any]]) -> List[str]:
@@ -178,15 +201,17 @@ def main() -> int:
     parser.add_argument("--chapter-epochs", type=int, default=6, help="epochs of the chapter's script (default 6)")
     parser.add_argument("--candidates", default=None,
                         help='JSON {name: [multistyle run arguments]} (default: {"...fast": ["--preset", "fast"]})')
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds of the chapter's script and each candidate, medians reported (default 1)")
     parser.add_argument("--output", default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     candidates = json.loads(args.candidates) if args.candidates else None
     print(f"time to the chapter's loss, fresh processes, synthetic weights, CPU; {os.cpu_count()} CPUs; "
-          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}", flush=True)
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; medians of {args.repeats} round(s)", flush=True)
     every: List[Dict[str, Any]] = []
     for backend in args.backends.split(","):
         for text in args.sizes.split(","):
-            rows = measure(backend, [int(v) for v in text.split("x")], args.chapter_epochs, candidates)
+            rows = measure(backend, [int(v) for v in text.split("x")], args.chapter_epochs, candidates, args.repeats)
             every.extend(rows)
             print("\n".join(table(rows)), flush=True)
             if args.output:
