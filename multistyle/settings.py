@@ -72,7 +72,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "viblo": dict(_TUTORIAL, optimizer="rmsprop"),
     # The d2l objective, optimised coarse to fine on a shorter schedule, the total variation descended
     # smoothed (README: Time to a finished image).
-    "fast": dict(_D2L, scales=2, epochs=500, final_share=0.85, lr_decay_every=30, tv_smoothing=0.02,
+    "fast": dict(_D2L, scales=2, epochs=500, final_share=0.88, lr_decay_every=30, tv_smoothing=0.02,
                  scale_start="content-detail", init="content-in-style-colors"),
 }
 
