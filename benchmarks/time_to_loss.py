@@ -83,10 +83,10 @@ def cli(backend: str, size: Sequence[int], arguments: Sequence[str]) -> Dict[str
     return {"wall": wall, "startup": wall - sum(row["seconds"] for row in epochs), "epochs": epochs}
 
 
-def chapter_script(backend: str, size: Sequence[int], epochs: int) -> Dict[str, float]:
-    """The chapter's loop as a script in a fresh process: its start-up and median seconds per epoch."""
+def chapter_script(backend: str, size: Sequence[int], epochs: int, python: str = sys.executable) -> Dict[str, float]:
+    """The chapter's loop as a script in a fresh ``python`` process: its start-up and median seconds per epoch."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHAPTER_SCRIPT, backend, str(size[0]), str(size[1]), str(epochs),
+    done = subprocess.run([python, "-c", CHAPTER_SCRIPT, backend, str(size[0]), str(size[1]), str(epochs),
                            os.path.abspath(EXAMPLES)], cwd=tempfile.gettempdir(), capture_output=True, text=True,
                           check=True)
     wall = time.perf_counter() - start
@@ -112,7 +112,8 @@ def targets(d2l: List[Dict[str, Any]]) -> List[Tuple[str, float]]:
 
 
 def measure(backend: str, size: Sequence[int], chapter_epochs: int = 6,
-            candidates: Optional[Dict[str, List[str]]] = None, repeats: int = 1) -> List[Dict[str, Any]]:
+            candidates: Optional[Dict[str, List[str]]] = None, repeats: int = 1,
+            chapter_python: str = sys.executable) -> List[Dict[str, Any]]:
     """Rows: the yardstick (the chapter's script, or multistyle's d2l), multistyle's d2l, then each candidate.
 
     Each row has ``seconds``: per target name, the fresh-process seconds to reach it (None: never).  With
@@ -130,7 +131,7 @@ def measure(backend: str, size: Sequence[int], chapter_epochs: int = 6,
     tried: Dict[str, List[Dict[str, Any]]] = {name: [] for name in (candidates or CANDIDATES)}
     for _ in range(repeats):
         if chapter_backend:
-            chapters.append(chapter_script(chapter_backend, size, chapter_epochs))
+            chapters.append(chapter_script(chapter_backend, size, chapter_epochs, chapter_python))
         for name, arguments in (candidates or CANDIDATES).items():
             tried[name].append(cli(backend, size, arguments))
     rows = []
@@ -204,6 +205,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1,
                         help="rounds of the chapter's script and each candidate, medians reported (default 1)")
     parser.add_argument("--output", default=None, help="also write the rows as JSON")
+    parser.add_argument("--chapter-python", default=sys.executable,
+                        help="the Python that runs the chapter's script (default: this one); for a backend measured "
+                             "in an environment of its own, without the chapter's framework")
     args = parser.parse_args()
     candidates = json.loads(args.candidates) if args.candidates else None
     print(f"time to the chapter's loss, fresh processes, synthetic weights, CPU; {os.cpu_count()} CPUs; "
@@ -211,7 +215,8 @@ def main() -> int:
     every: List[Dict[str, Any]] = []
     for backend in args.backends.split(","):
         for text in args.sizes.split(","):
-            rows = measure(backend, [int(v) for v in text.split("x")], args.chapter_epochs, candidates, args.repeats)
+            rows = measure(backend, [int(v) for v in text.split("x")], args.chapter_epochs, candidates, args.repeats,
+                           args.chapter_python)
             every.extend(rows)
             print("\n".join(table(rows)), flush=True)
             if args.output:

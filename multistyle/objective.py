@@ -6,7 +6,7 @@ layers feed which term, with what weight, and computes the targets once.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -51,7 +51,8 @@ class StyleLoss:
     """
 
     def __init__(self, backend: Backend, weights: Weights, settings: ResolvedSettings,
-                 content_x: np.ndarray, style_x: Union[np.ndarray, Sequence[np.ndarray]]) -> None:
+                 content_x: np.ndarray, style_x: Union[np.ndarray, Sequence[np.ndarray]],
+                 extract: Optional[FeatureExtractor] = None) -> None:
         self.B = backend
         self.settings = settings
         self.pixel = settings.pixel_domain
@@ -60,22 +61,38 @@ class StyleLoss:
             self.std = backend.asarray(images.RGB_STD.reshape(1, 3, 1, 1))
         self.content = _weighted(settings.content_layers, settings.content_layer_weights)
         self.style = _weighted(settings.style_layers, settings.style_layer_weights)
-        self.layer_names = list(dict.fromkeys([name for name, _ in self.content + self.style]))
-        self.extract = FeatureExtractor(backend, weights, self.layer_names, settings.pooling)
+        self.layer_names = _layer_names(settings)
+        if extract is None:
+            extract = self.network(backend, weights, settings)
+        elif sorted(extract.wanted.values()) != sorted(self.layer_names):
+            raise ValueError(f"the feature extractor given keeps {sorted(extract.wanted.values())}; "
+                             f"these settings need {sorted(self.layer_names)}")
+        self.extract = extract
         styles = [style_x] if isinstance(style_x, np.ndarray) else list(style_x)
         blend = settings.style_blend or [1.0 / len(styles)] * len(styles)
         if len(blend) != len(styles):
             raise MultistyleError(blend_mismatch(len(blend), len(styles)))
-        self.content_targets = backend.compile_forward(self._content_features)(backend.asarray(content_x))
-        style_grams = backend.compile_forward(self._style_grams)
+        used = [(image, share) for image, share in zip(styles, blend) if share != 0]
+        # One call, one program where the backend compiles it: the content's features and every style's Grams.
+        self.content_targets, per_style = backend.compile_forward(self._targets)(
+            backend.asarray(content_x), *(backend.asarray(image) for image, _ in used))
         grams: List[Any] = [None] * len(self.style)
-        for image, share in zip(styles, blend):
-            if share == 0:
-                continue
-            for k, product in enumerate(style_grams(backend.asarray(image))):
+        for products, (_, share) in zip(per_style, used):
+            for k, product in enumerate(products):
                 term = product if share == 1 else share * product
                 grams[k] = term if grams[k] is None else grams[k] + term
         self.style_targets = grams
+
+    @staticmethod
+    def network(backend: Backend, weights: Weights, settings: ResolvedSettings) -> FeatureExtractor:
+        """The network an objective with these settings runs: built once, it can serve every scale of a job
+        (``extract``), so that the weights are placed on the device once."""
+        return FeatureExtractor(backend, weights, _layer_names(settings), settings.pooling)
+
+    def _targets(self, content_x: Any, *style_xs: Any) -> Tuple[List[Any], List[List[Any]]]:
+        """The content targets (the content layers' features of ``content_x``) and each style image's
+        Gram matrices, which blend into the style targets."""
+        return self._content_features(content_x), [self._style_grams(x) for x in style_xs]
 
     def _content_features(self, x: Any) -> List[Any]:
         """The content layers' features of ``x``: the content image's are the content targets."""
@@ -107,6 +124,12 @@ class StyleLoss:
                "tv": settings.tv_weight * tv_loss(B, x, smoothing) if settings.tv_weight else None}
         out["total"] = out["content"] + out["style"] if out["tv"] is None else out["content"] + out["style"] + out["tv"]
         return out
+
+
+def _layer_names(settings: ResolvedSettings) -> List[str]:
+    """The layers the objective reads, each once: the content's, then the style's, those of weight 0 left out."""
+    return list(dict.fromkeys(name for name, _ in _weighted(settings.content_layers, settings.content_layer_weights)
+                              + _weighted(settings.style_layers, settings.style_layer_weights)))
 
 
 def _weighted(names: Sequence[str], weights: Sequence[float]) -> List[Tuple[str, float]]:

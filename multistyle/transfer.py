@@ -196,6 +196,8 @@ def _run(job: _Job, plan: List[Tuple[Tuple[int, int], int]], backend: Union[str,
     low, high = (B.asarray(bound) for bound in images.valid_range(normalized=not pixel))
     history: List[Dict[str, float]] = []
     stopped, start, previous_content = "", None, None
+    # The network is built (its weights placed on the device) once; each scale's objective shares it.
+    extract = StyleLoss.network(B, vgg_weights, settings)
     for number, (scale_shape, epochs) in enumerate(plan):
         content_pixels, content_x, style_xs = _inputs(settings, job.content, job.styles, scale_shape)
         if start is None:  # the first scale starts as the settings say
@@ -205,7 +207,7 @@ def _run(job: _Job, plan: List[Tuple[Tuple[int, int], int]], backend: Union[str,
         else:  # each later one from the previous result, upsampled
             start = images.resize_array(start, scale_shape)
         previous_content = content_x
-        objective = StyleLoss(B, vgg_weights, settings, content_x, style_xs)
+        objective = StyleLoss(B, vgg_weights, settings, content_x, style_xs, extract)
         optimizer = B.optimizer(settings.optimizer, start, settings.lr, settings.lr_decay,
                                 settings.lr_decay_every, line_search=settings.line_search)
         scale = Scale(number if len(plan) > 1 else None, final=number == len(plan) - 1)

@@ -194,11 +194,13 @@ class Backend(abc.ABC):
         """
         return terms
 
-    def compile_forward(self, fn: Callable[[Tensor], Any]) -> Callable[[Tensor], Any]:
-        """A function of one image that is only evaluated, never differentiated, compiled where the framework
-        gains by it: a scale's targets (``StyleLoss``: the content's features, the style's Gram matrices).
+    def compile_forward(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """A function of images that is only evaluated, never differentiated, compiled where the framework
+        gains by it: a scale's targets (``StyleLoss``: the content's features and each style's Gram matrices,
+        one call).
 
-        ``fn`` returns lists of tensors.  The result is called once or twice per scale, so compiling pays only
+        ``fn`` takes one or more images and returns (nested) lists of tensors.  The result is called once per
+        scale, so compiling pays only
         where it replaces many small eager compilations (JAX compiles every eager operation at each new
         shape).  Identity by default.
         """

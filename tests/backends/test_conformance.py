@@ -527,23 +527,47 @@ def test_the_compiled_objective_is_the_objective(backend, weights):
 
 
 def test_the_compiled_forward_is_the_function_at_each_shape(backend, weights):
-    """``compile_forward`` (JAX: one program per image shape; the others: the identity) gives the function's
-    features and Gram matrices, called in turn at two shapes and back (a program kept for one shape must
-    not serve another)."""
+    """``compile_forward`` (JAX: one program per set of image shapes; the others: the identity) gives the
+    function's features and Gram matrices of two images, called in turn at several pairs of shapes and back
+    (a program kept for one pair must not serve another, even where only the second image's shape differs)."""
     extract = FeatureExtractor(backend, weights, ["conv1_1", "conv3_1"])
 
-    def targets(x):
+    def targets(x, y):
         features = extract(x)
-        return [features["conv3_1"], losses.gram(backend, features["conv1_1"])]
+        return [features["conv3_1"]], [losses.gram(backend, extract(y)["conv1_1"])]
 
     compiled = backend.compile_forward(targets)
     rng = np.random.default_rng(24)
-    for shape in ((1, 3, 16, 16), (1, 3, 16, 24), (1, 3, 16, 16)):
-        x = backend.asarray(rng.standard_normal(shape).astype(np.float32))
-        for got, want in zip(compiled(x), targets(x)):
-            want = backend.to_numpy(want)
-            assert backend.shape(got) == want.shape, shape
-            np.testing.assert_allclose(backend.to_numpy(got), want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()))
+    a, b = (1, 3, 16, 16), (1, 3, 16, 24)
+    for shapes in ((a, a), (b, b), (a, b), (a, a)):
+        x, y = (backend.asarray(rng.standard_normal(shape).astype(np.float32)) for shape in shapes)
+        for got_list, want_list in zip(compiled(x, y), targets(x, y)):
+            for got, want in zip(got_list, want_list):
+                want = backend.to_numpy(want)
+                assert backend.shape(got) == want.shape, shapes
+                np.testing.assert_allclose(backend.to_numpy(got), want, rtol=1e-5,
+                                           atol=1e-6 * float(np.abs(want).max()))
+
+
+def test_objectives_at_two_sizes_can_share_one_network(backend, weights):
+    """A run builds the network once and each scale's objective reads it (``StyleLoss(..., extract)``): the
+    terms at each size are those of an objective with a network of its own; a network that keeps other
+    layers than the settings need is refused."""
+    from multistyle.objective import StyleLoss
+    from multistyle.settings import Settings
+
+    settings = Settings(tv_weight=10.0).resolved()
+    shared = StyleLoss.network(backend, weights, settings)
+    rng = np.random.default_rng(25)
+    for shape in ((1, 3, 16, 24), (1, 3, 32, 48), (1, 3, 16, 24)):
+        content_x, style_x, x = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+        got = StyleLoss(backend, weights, settings, content_x, style_x, shared).terms(backend.asarray(x))
+        want = StyleLoss(backend, weights, settings, content_x, style_x).terms(backend.asarray(x))
+        for key in ("content", "style", "tv", "total"):
+            assert backend.item(got[key]) == pytest.approx(backend.item(want[key]), rel=1e-5), (shape, key)
+    other = FeatureExtractor(backend, weights, ["conv1_1", "conv4_2"])
+    with pytest.raises(ValueError, match="these settings need"):
+        StyleLoss(backend, weights, settings, content_x, style_x, other)
 
 
 def test_the_compiled_objective_takes_the_smoothing_scale_at_every_call(backend, weights):

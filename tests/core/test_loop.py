@@ -142,6 +142,25 @@ def test_the_smoothing_shrinks_with_the_rate_and_restarts_at_each_scale(backend_
     assert seen == [()] * 3  # without smoothing, the objective as it always was
 
 
+def test_a_run_places_the_network_once_for_all_its_scales(backend_name, image_files, monkeypatch):
+    """The network (its weights on the device) is built once per run, not once per scale."""
+    B = get_backend(backend_name, "cpu")
+    built = []
+    original = B.vgg19_layers
+
+    def vgg19_layers(*args, **kwargs):
+        built.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(B, "vgg19_layers", vgg19_layers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWeightsWarning)
+        result = transfer(image_files["content"], image_files["style"], backend=B, weights="random:0",
+                          size=(32, 48), settings=Settings(epochs=4, scales=2, final_share=0.5))
+    assert len(built) == 1
+    assert len({row.get("scale") for row in result.history}) == 2
+
+
 @pytest.mark.parametrize("scale_start", ["upsampled", "content-detail"])
 def test_each_larger_scale_starts_as_scale_start_says(backend_name, image_files, monkeypatch, scale_start):
     """``--scale-start``: the last result upsampled, or the content here plus the last result's change, upsampled."""
