@@ -200,9 +200,8 @@ class Backend(abc.ABC):
         one call).
 
         ``fn`` takes one or more images and returns (nested) lists of tensors.  The result is called once per
-        scale, so compiling pays only
-        where it replaces many small eager compilations (JAX compiles every eager operation at each new
-        shape).  Identity by default.
+        scale, so compiling pays only where it replaces many small eager compilations (JAX compiles every
+        eager operation at each new shape).  Identity by default.
         """
         return fn
 
