@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Se
 
 import numpy as np
 
-from . import images, memory
+from . import images, interrupts, memory
 from .backend import Backend
 from .errors import MultistyleError
 from .objective import StyleLoss
@@ -78,6 +78,7 @@ def optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Resolve
 
     since = time.perf_counter()
     for index in range(epochs):
+        interrupts.check()
         lr = optimizer.lr
         tv_scale[0] = lr / first_lr if first_lr else 1.0
         evaluations.clear()

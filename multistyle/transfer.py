@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import numpy as np
 from PIL import Image
 
-from . import animation, color, images, memory
+from . import animation, color, images, interrupts, memory
 from .backend import Backend, get_backend, parse_device
 from .errors import MultistyleError
 from .loop import Callback, Scale, optimise, plan_memory, scale_plan
@@ -150,7 +150,8 @@ def transfer(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]]
 
     every = math.gcd(snapshot_every, frame_every if recorder is not None else 0)
     try:
-        result = _run(job, plan, backend, device, weights, on_epoch, every, max_memory, deterministic)
+        with interrupts.watched():  # a Ctrl-C that the framework swallows still stops the run
+            result = _run(job, plan, backend, device, weights, on_epoch, every, max_memory, deterministic)
         if recorder is not None:
             recorder.add(result.image)
             recorder.write()

@@ -29,6 +29,7 @@ T_ORACLE = "tests/core/test_controls.py::test_each_control_against_the_numpy_ora
 T_GPU = "tests/backends/test_gpu_paths.py"
 T_SERVE = "tests/cli/test_serve.py"
 T_HEAP = "tests/core/test_heap.py"
+T_INT = "tests/core/test_interrupts.py"
 
 _KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
              '                "settings": settings_dict(job.settings.resolved()), "version": 1}')
@@ -266,4 +267,14 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("heap-trimmed", "a run reuses the buffers an iteration frees (no page faults)",
              "multistyle/heap.py", " and mallopt(M_TRIM_THRESHOLD, KEEP_BYTES) == 1", "",
              (f"{T_HEAP}::test_a_freed_block_is_reused_without_faulting_its_pages_in_again",)),
+    # -- Ctrl-C that framework code swallows ----------------------------------------------------------------------
+    Mutation("interrupt-lost-in-a-framework-callback", "Ctrl-C stops a run at its next epoch",
+             "multistyle/loop.py", "        interrupts.check()\n", "",
+             (f"{T_INT}::test_a_ctrl_c_lost_inside_an_epoch_stops_the_run_at_the_next_epoch[torch]",)),
+    Mutation("interrupt-lost-in-the-last-epoch", "Ctrl-C stops a run at its next epoch",
+             "multistyle/interrupts.py", "    if lost:\n        raise KeyboardInterrupt", "",
+             (f"{T_INT}::test_a_ctrl_c_lost_in_the_last_epoch_still_raises_and_is_raised_once",)),
+    Mutation("interrupt-raised-again", "Ctrl-C stops a run at its next epoch",
+             "multistyle/interrupts.py", "lost, _noted[0] = _noted[0], False", "lost = _noted[0]",
+             (f"{T_INT}::test_an_interrupt_that_surfaces_is_not_raised_again_by_the_next_run",)),
 )
