@@ -9,8 +9,9 @@ in ``_xla_gc_callback`` or a ``WeakKeyDictionary``'s callback (CI lost a Ctrl-C 
 :func:`watched` notes every SIGINT that arrives while a run is inside it, before the handler that was
 there (Python's, which raises ``KeyboardInterrupt``) runs; :func:`check`, called by the loop at every
 epoch, raises ``KeyboardInterrupt`` for a noted one that never surfaced, and so does leaving the block.
-Only the main thread installs a handler (Python allows no other); a SIGINT handler that is not a Python
-function (ignored, or the default action) is left as it is.
+Only the main thread installs a handler (Python allows no other), and only over Python's own
+(``signal.default_int_handler``): Ctrl-C ignored, the default action, or a program's own handler (which
+may mean "do not stop") are left as they are.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def watched() -> Iterator[None]:
     """A block in which no Ctrl-C is lost: see the module's docstring.  Leaving it forgets what was noted
     (whatever ends the block by an exception, the interrupt itself most likely, ends it once)."""
     previous: Any = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+    if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
         yield
         return
 

@@ -35,14 +35,14 @@ def _lose_a_ctrl_c() -> None:
     raise AssertionError("Python's SIGINT handler raised nothing")  # the test would prove nothing
 
 
-def _run(backend_name, image_files, lose_at, epochs=10, seen=None):
+def _run(backend_name, image_files, lose_at, epochs=10, seen=None, action=_lose_a_ctrl_c):
     seen = [] if seen is None else seen
     B = get_backend(backend_name, "cpu")
 
     def on_epoch(record, image):
         seen.append(int(record["epoch"]))
         if record["epoch"] == lose_at:
-            _lose_a_ctrl_c()
+            action()
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedWeightsWarning)
@@ -94,7 +94,20 @@ def test_an_interrupt_that_surfaces_is_not_raised_again_by_the_next_run(image_fi
     assert seen == [1, 2, 3]
 
 
-def test_only_a_python_handler_is_wrapped():
+@needs_a_backend
+def test_a_programs_own_handler_is_left_to_decide(image_files):
+    calls = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))  # "do not stop"
+    try:
+        result = _run(BACKEND, image_files, lose_at=2, epochs=4, action=lambda: signal.raise_signal(signal.SIGINT))
+    except KeyboardInterrupt:
+        pytest.fail("a SIGINT the program's own handler took raised KeyboardInterrupt")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert calls == [signal.SIGINT] and len(result.history) == 4
+
+
+def test_only_pythons_own_handler_is_wrapped():
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a shell's background job: Ctrl-C ignored
     try:
         with interrupts.watched():

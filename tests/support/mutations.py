@@ -277,4 +277,7 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("interrupt-raised-again", "Ctrl-C stops a run at its next epoch",
              "multistyle/interrupts.py", "lost, _noted[0] = _noted[0], False", "lost = _noted[0]",
              (f"{T_INT}::test_an_interrupt_that_surfaces_is_not_raised_again_by_the_next_run",)),
+    Mutation("interrupt-overrides-a-programs-handler", "a program's own SIGINT handler decides",
+             "multistyle/interrupts.py", "previous is not signal.default_int_handler:", "not callable(previous):",
+             (f"{T_INT}::test_a_programs_own_handler_is_left_to_decide",)),
 )
