@@ -26,6 +26,15 @@ def needs_a_backend(test):
     return pytest.mark.any_backend(pytest.mark.skipif(not INSTALLED, reason="no framework installed")(test))
 
 
+@pytest.fixture(autouse=True)
+def pythons_own_handler():
+    """Python's own SIGINT handler, as in a terminal: a suite started as a shell's background job (as CI
+    may start it) inherits SIGINT ignored, and Python then installs none."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _lose_a_ctrl_c() -> None:
     """A SIGINT whose ``KeyboardInterrupt`` some other code catches and drops."""
     try:
