@@ -69,7 +69,8 @@ def _objectives(B: Any, objective: StyleLoss) -> List[Callable[[Any], Dict[str, 
                                                     in zip(objective.content, objective.content_targets)])
 
     def style(x: Any, out: Dict[str, Any]) -> Any:
-        return settings.style_weight * sum_terms([weight * style_loss(B, out[name], target) for (name, weight), target
+        return settings.style_weight * sum_terms([weight * style_loss(B, out[name], target, B.features_channels_last)
+                                                  for (name, weight), target
                                                   in zip(objective.style, objective.style_targets)])
 
     def network(x: Any) -> Dict[str, Any]:

@@ -1,7 +1,8 @@
 """The losses of Gatys et al., written once against the backend protocol.
 
 All functions take the backend ``B`` first and native tensors after it.
-Feature maps are NCHW with a batch of one.
+Feature maps are NCHW with a batch of one (NHWC where a backend's losses read them so:
+:attr:`~multistyle.backend.Backend.features_channels_last`).
 
 * content loss: mean squared error between feature maps;
 * Gram matrix: ``X Xᵀ / (c·h·w)`` with ``X`` the ``(c, h·w)`` feature matrix;
@@ -21,21 +22,22 @@ def content_loss(B: Any, y_hat: Tensor, y: Tensor) -> Tensor:
     return B.mean(B.square(y_hat - y))
 
 
-def gram(B: Any, x: Tensor) -> Tensor:
-    """Gram matrix of an NCHW feature map, normalised by its number of elements."""
+def gram(B: Any, x: Tensor, channels_last: bool = False) -> Tensor:
+    """Gram matrix of an NCHW feature map (NHWC with ``channels_last``), normalised by its number of elements."""
     shape = B.shape(x)
-    channels = shape[1]
+    channels = shape[-1] if channels_last else shape[1]
     n = 1
     for dim in shape:
         n *= dim
     n //= channels
-    features = B.reshape(x, (channels, n))
-    return B.gram_product(features) / (channels * n)
+    if channels_last:  # positions by channels: Xᵀ X, the same matrix without transposing the map
+        return B.gram_product_columns(B.reshape(x, (n, channels))) / (channels * n)
+    return B.gram_product(B.reshape(x, (channels, n))) / (channels * n)
 
 
-def style_loss(B: Any, y_hat: Tensor, gram_y: Tensor) -> Tensor:
+def style_loss(B: Any, y_hat: Tensor, gram_y: Tensor, channels_last: bool = False) -> Tensor:
     """Mean squared error between the Gram matrix of ``y_hat`` and a target Gram matrix."""
-    return B.mean(B.square(gram(B, y_hat) - gram_y))
+    return B.mean(B.square(gram(B, y_hat, channels_last) - gram_y))
 
 
 def tv_loss(B: Any, x: Tensor, smoothing: Any = 0.0) -> Tensor:

@@ -27,14 +27,23 @@ class FeatureExtractor:
         self.layers = backend.vgg19_layers(weights, self.last, pooling=pooling)
         self.wanted = {LAYER_BY_NAME[name].index: name for name in layer_names}
 
-    def __call__(self, x: Any) -> Dict[str, Any]:
+    def __call__(self, x: Any, for_losses: bool = False) -> Dict[str, Any]:
+        """The wanted layers' outputs of the NCHW image ``x``, NCHW; ``for_losses``: in the layout the losses read
+        (the layers' own where the backend's losses read that: :attr:`Backend.features_channels_last`)."""
         outputs = {}
+        back = self.backend.out_of_layers
+        if for_losses and self.backend.features_channels_last:
+            back = _as_is
         x = self.backend.into_layers(x)
         for index, layer in enumerate(self.layers):
             x = layer(x)
             if index in self.wanted:
-                outputs[self.wanted[index]] = self.backend.out_of_layers(x)
+                outputs[self.wanted[index]] = back(x)
         return outputs
+
+
+def _as_is(t: Any) -> Any:
+    return t
 
 
 class StyleLoss:
@@ -102,11 +111,12 @@ class StyleLoss:
     def _style_grams(self, x: Any) -> List[Any]:
         """The style layers' Gram matrices of ``x``: a style image's make the style targets."""
         features = self.features(x)
-        return [gram(self.B, features[name]) for name, _ in self.style]
+        return [gram(self.B, features[name], self.B.features_channels_last) for name, _ in self.style]
 
     def features(self, x: Any) -> Dict[str, Any]:
-        """VGG-19 features of an image in the preset's domain."""
-        return self.extract((x - self.mean) / self.std if self.pixel else x)
+        """VGG-19 features of an image in the preset's domain, in the layout the losses read
+        (:attr:`Backend.features_channels_last`)."""
+        return self.extract((x - self.mean) / self.std if self.pixel else x, for_losses=True)
 
     def terms(self, x: Any, tv_scale: Any = None) -> Dict[str, Any]:
         """The loss terms at ``x``.  ``tv_scale`` (a number, or a scalar a compiled program passes in)
@@ -118,7 +128,7 @@ class StyleLoss:
         features = self.features(x)
         content = sum_terms([_scaled(weight, content_loss(B, features[name], target))
                              for (name, weight), target in zip(self.content, self.content_targets)])
-        style = sum_terms([_scaled(weight, style_loss(B, features[name], target))
+        style = sum_terms([_scaled(weight, style_loss(B, features[name], target, B.features_channels_last))
                            for (name, weight), target in zip(self.style, self.style_targets)])
         out = {"content": settings.content_weight * content, "style": settings.style_weight * style,
                "tv": settings.tv_weight * tv_loss(B, x, smoothing) if settings.tv_weight else None}

@@ -266,6 +266,11 @@ class Backend(abc.ABC):
         """
         return self.matmul(features, self.transpose(features))
 
+    def gram_product_columns(self, features: Tensor) -> Tensor:
+        """``Xᵀ X`` of a 2-D tensor ``X`` (positions by channels), differentiable: the Gram matrix before scaling
+        of a channels-last feature map (:attr:`features_channels_last`).  Override as :meth:`gram_product`."""
+        return self.matmul(self.transpose(features), features)
+
     def reshape(self, tensor: Tensor, shape: Sequence[int]) -> Tensor:
         """The same elements in a new shape."""
         return tensor.reshape(tuple(shape))
@@ -291,8 +296,14 @@ class Backend(abc.ABC):
         return x
 
     def out_of_layers(self, t: Tensor) -> Tensor:
-        """A layer's output back in NCHW, the layout the losses read."""
+        """A layer's output back in NCHW, the layout the losses read (unless :attr:`features_channels_last`)."""
         return t
+
+    #: Whether the losses read the layers' outputs as the layers give them, channels last (NHWC), without
+    #: :meth:`out_of_layers`: a backend whose layers work in NHWC (:meth:`into_layers`) saves a transpose of
+    #: every layer the losses read, forward and backward.  A Gram matrix is then ``Xᵀ X`` of the positions
+    #: by channels (:meth:`gram_product_columns`), and the content loss compares two maps in one layout.
+    features_channels_last = False
 
     # -- optimisation --------------------------------------------------------------------------
     @classmethod

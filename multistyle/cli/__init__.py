@@ -9,6 +9,7 @@ and exit status 2; Ctrl-C is one line and 130.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from typing import Callable, Dict, NoReturn, Optional, Sequence
 
@@ -114,10 +115,32 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``multistyle`` console script."""
+    """Entry point of the ``multistyle`` console script.  Without ``argv`` (the program itself: the console
+    script, ``python -m multistyle``), the process exits next: see :func:`_before_exit`."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = None if argv is None else list(argv)
+    try:
+        return _command(args)
+    finally:
+        if argv is None:
+            _before_exit()
+
+
+def _before_exit() -> None:
+    """Leave the objects alive now out of Python's garbage collection at exit.
+
+    The interpreter's last act is a full collection over every object alive, and a framework's import leaves
+    millions: measured on this project's CPU machine, it added 0.25 s to a torch process's exit, 0.3 s to
+    MXNet's, 0.4 s to TensorFlow's and 0.5 s to Paddle's.  The process is about to end, which frees its
+    memory whole, so nothing alive needs collecting; :func:`gc.freeze` moves them out of that collection.
+    Files are still closed and flushed, ``atexit`` handlers still run; only cycles alive now are not
+    collected.  A program that calls :func:`main` with its own ``argv`` and goes on is not affected."""
+    gc.freeze()
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the parsed command: a user mistake as one line on stderr and status 2, Ctrl-C as 130."""
     try:
         return COMMANDS[args.command](args)
     except MultistyleError as exc:

@@ -192,6 +192,34 @@ def test_gram_gradient_matches_the_analytic_one(backend):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max(), err_msg=form)
 
 
+def test_a_channels_last_gram_matches_the_nchw_one_in_value_and_gradient(backend):
+    """A channels-last map (``features_channels_last``, the layers' NHWC outputs read as they are) gives the Gram
+    matrix of the same map in NCHW, and the gradient of its style loss is the NCHW one transposed: through the
+    backend's ``gram_product_columns`` (TensorFlow's custom gradient) and through the protocol's default.  A
+    Gram of the wrong orientation (positions against positions) fails the shape; a gradient through one
+    factor only is half of it."""
+    c, n = X.shape[1], X.shape[2] * X.shape[3]
+    F = X.reshape(c, n).astype(np.float64)
+    target = RNG.standard_normal((c, c))
+    target = (target + target.T) / 2 * np.abs(oracle.gram(X.astype(np.float64))).max()
+    want = (4 * (F @ F.T / (c * n) - target) @ F / (c * c * c * n)).reshape(X.shape).transpose(0, 2, 3, 1)
+    nhwc = np.ascontiguousarray(X.transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(backend.to_numpy(losses.gram(backend, backend.asarray(nhwc), channels_last=True)),
+                               oracle.gram(X.astype(np.float64)), rtol=1e-5, atol=1e-6)
+    bt = backend.asarray(target.astype(np.float32))
+
+    def through_the_default(t):
+        gram = Backend.gram_product_columns(backend, backend.reshape(t, (n, c))) / (c * n)
+        return backend.mean(backend.square(gram - bt))
+
+    for form, fn in (("the backend's", lambda t: losses.style_loss(backend, t, bt, channels_last=True)),
+                     ("the protocol's default", through_the_default)):
+        loss, grad = backend.loss_and_grad(fn, backend.asarray(nhwc))
+        assert backend.item(loss) == pytest.approx(oracle.style_loss(X, target), rel=1e-4), form
+        np.testing.assert_allclose(backend.to_numpy(grad), want, rtol=1e-4, atol=1e-5 * np.abs(want).max(),
+                                   err_msg=form)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "rmsprop"])
 def test_ctrl_c_inside_the_gram_gradient_comes_out_as_an_interrupt(backend, optimizer, monkeypatch):
     """Where a backend differentiates its Gram in Python (a custom autograd function), Ctrl-C can land inside

@@ -152,6 +152,13 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("gram-torch-half-gradient", "torch's one-product Gram gradient is (G' + G'ᵀ)·X",
              "backends/torch_backend.py", "return (grad + grad.T) @ x", "return grad @ x",
              ("tests/backends/test_conformance.py::test_gram_gradient_matches_the_analytic_one",)),
+    Mutation("gram-channels-last-read-as-nchw", "a channels-last feature map has the Gram matrix of its NCHW form",
+             "multistyle/losses.py", "channels = shape[-1] if channels_last else shape[1]", "channels = shape[1]",
+             ("tests/backends/test_conformance.py::test_a_channels_last_gram_matches_the_nchw_one_in_value_and_gradient",)),
+    Mutation("gram-columns-through-one-factor", "a channels-last Gram differentiates through both factors",
+             "multistyle/backend/protocol.py", "return self.matmul(self.transpose(features), features)",
+             "return self.matmul(self.transpose(features).detach(), features)",
+             ("tests/backends/test_conformance.py::test_a_channels_last_gram_matches_the_nchw_one_in_value_and_gradient",)),
     # -- the stop rules and the multi-scale plan -------------------------------------------------------------------
     Mutation("stop-until-loss-ignored", "--until-loss stops the run when the loss reaches it",
              "multistyle/loop.py", "if settings.until_loss is not None and total <= settings.until_loss:",
@@ -260,6 +267,10 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("serve-watchers-block", "a slow or closed browser never stalls a worker",
              "multistyle/serve/live.py", "watcher.put_nowait((event, text))", "watcher.put((event, text))",
              (f"{T_SERVE}::test_a_watcher_that_never_reads_is_dropped_not_waited_for",)),
+    # -- the program's exit ---------------------------------------------------------------------------------
+    Mutation("exit-collects-every-object", "a command's process ends without a last walk over the framework's objects",
+             "multistyle/cli/__init__.py", "        if argv is None:\n            _before_exit()\n", "        pass\n",
+             ("tests/cli/test_exit.py::test_the_program_freezes_what_is_alive_when_its_command_ends",)),
     # -- the process's heap --------------------------------------------------------------------------------
     Mutation("heap-not-kept-by-get-backend", "a run reuses the buffers an iteration frees (no page faults)",
              "multistyle/backend/loader.py", "    keep_freed_buffers()\n    return", "    return",
