@@ -102,8 +102,8 @@ class TensorFlowBackend(HeldImages, Backend):
     framework = "TensorFlow"
     #: Run each scale's objective as a graph (:meth:`compile_objective`); False runs it eagerly.
     graph = True
-    #: The losses read the layers' NHWC outputs as they are (no transpose back to NCHW): measured in the
-    #: run's step at 96x144, 86 ms against 92 (48x72: 38.4 against 39.9).
+    #: The losses read the layers' NHWC outputs as they are (no transpose back to NCHW): the objective's
+    #: step 4 % shorter at 48x72 and 96x144 (docs/benchmarks/2026-12-03.md, "TensorFlow's losses read NHWC").
     features_channels_last = True
     #: Compile that graph with XLA (``tf.function(jit_compile=True)``): slower on the CPU (measured below).
     jit_compile = False
