@@ -25,22 +25,14 @@ import pytest
 from PIL import Image
 
 from multistyle import batch, gallery
-from multistyle.backend import BUILTIN_BACKENDS, describe_backends
 from multistyle.cli import main
 from multistyle.settings import Settings
 from multistyle.transfer import transfer
 from support import REPOSITORY, browser
 from support.cli import ctrl_c_reaches_it
-from support.needs import require
+from support.needs import INSTALLED, needs_a_backend, require
 
-INSTALLED = [row["name"] for row in describe_backends(sorted(BUILTIN_BACKENDS)) if row["usable"]]
 BACKEND = "torch" if "torch" in INSTALLED else (INSTALLED[0] if INSTALLED else "torch")
-
-
-def needs_a_backend(test):
-    """Runs on one framework (torch where it is installed), and checks nothing that depends on which."""
-    return pytest.mark.any_backend(pytest.mark.skipif(not INSTALLED, reason="no framework installed")(test))
-
 JOB_ARGS = ["--size", "16x24", "--epochs", "3", "--device", "cpu", "--backend", BACKEND]
 
 

@@ -19,16 +19,10 @@ from PIL import Image
 
 from multistyle import backend as registry
 from multistyle import images
-from multistyle.backend import BUILTIN_BACKENDS, describe_backends
+from multistyle.backend import BUILTIN_BACKENDS
 from multistyle.cli import main
 from support import browser
-
-INSTALLED = [row["name"] for row in describe_backends(sorted(BUILTIN_BACKENDS)) if row["usable"]]
-
-
-def needs_a_backend(test):
-    """Runs on the first framework installed, and checks nothing that depends on which."""
-    return pytest.mark.any_backend(pytest.mark.skipif(not INSTALLED, reason="no framework installed")(test))
+from support.needs import INSTALLED, needs_a_backend
 
 
 def every_installed_backend(test):

@@ -11,11 +11,10 @@ import re
 
 import pytest
 
-from multistyle.backend import BUILTIN_BACKENDS, describe_backends
 from support import REPOSITORY
+from support.needs import INSTALLED
 
 NOTEBOOK = REPOSITORY / "examples" / "compare_frameworks.ipynb"
-INSTALLED = [row["name"] for row in describe_backends(sorted(BUILTIN_BACKENDS)) if row["usable"]]
 
 
 def _text(cell) -> str:

@@ -19,13 +19,22 @@ from typing import Callable, Dict, FrozenSet, Optional
 
 import pytest
 
-from multistyle.backend import BUILTIN_BACKENDS, load_backend_class
+from multistyle.backend import BUILTIN_BACKENDS, describe_backends, load_backend_class
 from multistyle.batch.local import gpu_count
 from multistyle.errors import BackendUnavailable
 
 SWITCH = "MULTISTYLE_TEST_REQUIRE"
 #: The frameworks that the core env must not have.
 FRAMEWORKS = ("torch", "torchvision", "mxnet", "paddle", "jax", "tensorflow")
+
+
+#: The built-in backends whose framework imports here, in the registry's order.
+INSTALLED = [row["name"] for row in describe_backends(sorted(BUILTIN_BACKENDS)) if row["usable"]]
+
+
+def needs_a_backend(test: Callable) -> Callable:
+    """A test that runs on one framework installed (``any_backend``) and checks nothing that depends on which."""
+    return pytest.mark.any_backend(pytest.mark.skipif(not INSTALLED, reason="no framework installed")(test))
 
 
 def chromium() -> Optional[str]:
