@@ -281,14 +281,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         raise Request(404, "not found")
 
     def _events(self) -> None:
-        """Server-Sent Events: the whole state first, then every change as it happens."""
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.close_connection = True
+        """Server-Sent Events: the whole state first, then every change as it happens.
+
+        The watcher is registered before the headers go out: a client that has them is told of every change
+        after that point (one that starts a run as soon as its stream answers is told of that run)."""
         watcher = self.app.live.watch()
         try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.close_connection = True
             while True:
                 try:
                     item = watcher.get(timeout=KEEPALIVE)

@@ -201,9 +201,14 @@ def _first_event(served, name: str) -> dict:
     return stream, connection, lambda: _read_event(stream, name, json)
 
 
-def _read_event(stream, name, json):
-    event = None
+def _read_event(stream, name, json, seconds=60):
+    """The data of the stream's next ``name`` event, within ``seconds``: the stream's keep-alive comments would
+    otherwise keep a reader of an event that never comes waiting for ever (as a CI run did)."""
+    import time
+
+    event, deadline = None, time.monotonic() + seconds
     while True:
+        assert time.monotonic() < deadline, f"no {name!r} event in {seconds} s"
         line = stream.readline().decode().rstrip("\n")
         if line.startswith("event: "):
             event = line[7:]
