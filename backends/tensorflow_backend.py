@@ -29,7 +29,10 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import os
+import sys
+import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -55,7 +58,33 @@ def _c_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-with _c_stderr_silenced():
+@contextlib.contextmanager
+def _jax_left_out() -> Iterator[None]:
+    """``import jax`` refused, in this thread, for the block.  TensorFlow 2.15's TFLite imports JAX, where it is
+    installed, at every ``import tensorflow`` (``tensorflow/lite/python/util.py``: ``from jax import
+    xla_computation`` for its JAX-model converter, an ImportError caught): 0.4 s of every start-up with jax
+    0.4.30, for a converter multistyle never runs.  A JAX imported before, after or by another thread is
+    untouched."""
+    if "jax" in sys.modules:
+        yield
+        return
+    thread = threading.get_ident()
+
+    class Refuse(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+            if name == "jax" and threading.get_ident() == thread:
+                raise ModuleNotFoundError("jax is not imported while TensorFlow is", name=name)
+            return None
+
+    finder = Refuse()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+with _c_stderr_silenced(), _jax_left_out():
     import tensorflow as tf
 
 from multistyle.backend import Backend, HeldImages, zoo_error  # noqa: E402

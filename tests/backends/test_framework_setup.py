@@ -73,3 +73,21 @@ def test_backends_use_every_core_unless_the_user_says_otherwise(name, tmp_path):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip().splitlines()[-1] == expected, (preset, out.stdout)
+
+
+def test_tensorflow_is_imported_without_jax_and_jax_imports_afterwards(tmp_path):
+    """TensorFlow 2.15's ``import tensorflow`` imports JAX wherever it is installed (for TFLite's JAX converter:
+    0.4 s of every start-up); the backend refuses it while TensorFlow imports, and JAX imports as usual after."""
+    require("tensorflow")
+    fake = tmp_path / "site" / "jax"  # a JAX of the test's own, so that the test needs no JAX installed
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("xla_computation = None  # all that TensorFlow's TFLite imports\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]);"
+            "from multistyle.backend import load_backend_class; load_backend_class('tensorflow');"
+            "print('jax' in sys.modules); import jax; print(jax.__file__)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    imported_with_tensorflow, jax_file = out.stdout.strip().splitlines()[-2:]
+    assert imported_with_tensorflow == "False"
+    assert jax_file == str(fake / "__init__.py")
