@@ -36,6 +36,10 @@ from typing import Dict, Tuple
 # when it is unset, which would slow every loop in this process to one core.
 os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
+from multistyle.backend.devices import mkl_avx2_on_amd  # noqa: E402
+
+mkl_avx2_on_amd()  # the chapter's Paddle loop runs on the MKL that multistyle's Paddle runs on (AMD: AVX2)
+
 from multistyle.references import d2l_chapter, floor  # noqa: E402
 import multistyle  # noqa: E402
 from multistyle import images  # noqa: E402

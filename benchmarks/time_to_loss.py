@@ -42,6 +42,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
+from multistyle.backend.devices import mkl_avx2_on_amd  # noqa: E402
+
+# Both sides on the same MKL code: the chapter's Paddle script gets what multistyle's Paddle backend sets.
+MKL_CPU_TYPE = mkl_avx2_on_amd()
+
 from multistyle.references.d2l_chapter import LOOPS  # noqa: E402
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
@@ -211,7 +216,8 @@ def main() -> int:
     args = parser.parse_args()
     candidates = json.loads(args.candidates) if args.candidates else None
     print(f"time to the chapter's loss, fresh processes, synthetic weights, CPU; {os.cpu_count()} CPUs; "
-          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; medians of {args.repeats} round(s)", flush=True)
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; MKL_DEBUG_CPU_TYPE={MKL_CPU_TYPE or 'unset'}; "
+          f"medians of {args.repeats} round(s)", flush=True)
     every: List[Dict[str, Any]] = []
     for backend in args.backends.split(","):
         for text in args.sizes.split(","):

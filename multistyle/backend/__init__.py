@@ -12,7 +12,7 @@ entry point group ``multistyle.backends``; device strings are checked once
 
 from ..errors import BackendBug, BackendUnavailable
 from ..optim import Optimizer, ScheduledOptimizer
-from .devices import parse_device, resolve_device, use_all_cores
+from .devices import mkl_avx2_on_amd, parse_device, resolve_device, use_all_cores
 from .holder import HeldImages, Holder, unwrap
 from .loader import backend_for_weights, backend_names, describe_backends, get_backend, load_backend_class
 from .protocol import Backend, Layer, Tensor, zoo_error
@@ -21,4 +21,4 @@ from .spec import BUILTIN_BACKENDS, ENTRY_POINT_GROUP, BackendSpec, MemoryModel,
 __all__ = ["BUILTIN_BACKENDS", "Backend", "BackendBug", "BackendSpec", "BackendUnavailable", "ENTRY_POINT_GROUP",
            "HeldImages", "Holder", "Layer", "MemoryModel", "Optimizer", "ScheduledOptimizer", "Tensor", "backend_for_weights",
            "backend_names", "describe_backends", "get_backend", "load_backend_class", "parse_device", "registry",
-           "resolve_device", "spec_of", "unwrap", "use_all_cores", "zoo_error"]
+           "resolve_device", "spec_of", "unwrap", "use_all_cores", "mkl_avx2_on_amd", "zoo_error"]

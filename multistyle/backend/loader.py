@@ -17,7 +17,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Type
 
 from ..errors import BackendBug, BackendUnavailable, MultistyleError, first_line
 from ..heap import keep_freed_buffers
-from .devices import use_all_cores
+from .devices import mkl_avx2_on_amd, use_all_cores
 from .protocol import Backend
 from .spec import BUILTIN_BACKENDS, BackendSpec, registry, spec_of
 
@@ -37,6 +37,8 @@ def load_backend_class(name: str) -> Type[Backend]:
     module_name, _, class_name = spec.target.partition(":")
     if spec.all_cores:
         use_all_cores()
+    if spec.mkl_avx2_on_amd:
+        mkl_avx2_on_amd()
     try:
         with warnings.catch_warnings():
             # Frameworks warn at import about their own deprecations (MXNet under newer NumPy).

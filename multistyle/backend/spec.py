@@ -43,6 +43,9 @@ class BackendSpec:
     native_optimizers: Mapping[str, str] = field(default_factory=dict, hash=False)
     #: Set ``OMP_NUM_THREADS`` to the usable cores before importing (frameworks that would use fewer).
     all_cores: bool = False
+    #: Set ``MKL_DEBUG_CPU_TYPE`` for AVX2 on AMD before importing (a framework that ships an MKL that
+    #: would run its generic code there: :func:`multistyle.backend.devices.mkl_avx2_on_amd`).
+    mkl_avx2_on_amd: bool = False
 
 
 def _explain(cls: str, optimizer: str, schedule: List[str], step: str = "",
@@ -89,7 +92,7 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         # paddle.optimizer.RMSProp divides by sqrt(v + epsilon): the core's RMSprop computes torch's formula.
         native_optimizers={"adam": "paddle.optimizer.Adam", "lbfgs": "paddle.optimizer.LBFGS"},
         memory=MemoryModel(base=308e6, weights=2.0, activations=3.12),
-        all_cores=True,
+        all_cores=True, mkl_avx2_on_amd=True,
         explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
     "jax": BackendSpec(
         "jax", "multistyle.backends.jax_backend:JaxBackend", ("jax", "jaxlib"), "jax",

@@ -5,7 +5,9 @@ No framework is needed: the backends here are fakes written into a temporary fol
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,6 +15,7 @@ import textwrap
 import pytest
 
 from multistyle import backend as registry
+from multistyle.backend import loader
 from multistyle.errors import BackendBug, BackendUnavailable, MultistyleError
 from support.needs import FRAMEWORKS, required
 
@@ -133,3 +136,43 @@ def test_a_framework_failing_its_own_import_is_still_broken_not_a_bug(monkeypatc
 def test_the_core_env_has_no_framework():
     found = [name for name in FRAMEWORKS if importlib.util.find_spec(name) is not None]
     assert found == [], f"the core env must have no framework, but finds {found}"
+
+
+_CPUINFO = "processor\t: {n}\nvendor_id\t: {vendor}\nflags\t\t: fpu sse2 {simd} fma\n\n"
+
+
+@pytest.mark.parametrize("vendor, simd, expected", [("AuthenticAMD", "avx avx2 avx512f", "5"),
+                                                    ("AuthenticAMD", "avx", None),
+                                                    ("GenuineIntel", "avx avx2 avx512f amx_tile", None)])
+def test_mkl_takes_its_avx2_code_on_amd_only(monkeypatch, vendor, simd, expected):
+    """Paddle's MKL runs its generic code on AMD (a VGG-19 step 6.7 times as long): AVX2 is asked for there, and
+    nowhere else (on Intel the variable would hold MKL to AVX2, below its AVX-512 code)."""
+    monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "")  # recorded as unset, so put back so after the test
+    monkeypatch.delenv("MKL_DEBUG_CPU_TYPE")
+    text = _CPUINFO.format(n=0, vendor=vendor, simd=simd) + _CPUINFO.format(n=1, vendor="GenuineIntel", simd="")
+    assert registry.mkl_avx2_on_amd(text) == expected
+    assert os.environ.get("MKL_DEBUG_CPU_TYPE") == expected
+
+
+def test_mkl_cpu_type_the_user_set_is_kept(monkeypatch):
+    monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "4")
+    assert registry.mkl_avx2_on_amd(_CPUINFO.format(n=0, vendor="AuthenticAMD", simd="avx2")) == "4"
+    assert os.environ["MKL_DEBUG_CPU_TYPE"] == "4"
+
+
+def test_paddle_alone_asks_mkl_for_avx2_on_amd_before_its_import(monkeypatch, tmp_path):
+    assert [name for name in registry.BUILTIN_BACKENDS if registry.spec_of(name).mkl_avx2_on_amd] == ["paddle"]
+    _fake_backend(monkeypatch, tmp_path, """
+        import os
+        SEEN = os.environ.get("MKL_DEBUG_CPU_TYPE")  # what the framework's MKL would read as it starts
+        from multistyle.backend import Backend
+        class Fake(Backend):
+            name = "fake"
+    """)
+    spec = dataclasses.replace(registry.BUILTIN_BACKENDS["fake"], mkl_avx2_on_amd=True)
+    monkeypatch.setitem(registry.BUILTIN_BACKENDS, "fake", spec)
+    monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "")
+    monkeypatch.delenv("MKL_DEBUG_CPU_TYPE")
+    monkeypatch.setattr(loader, "mkl_avx2_on_amd", lambda: os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5"))
+    registry.load_backend_class("fake")
+    assert sys.modules["fakebackend"].SEEN == "5"

@@ -271,6 +271,12 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("exit-collects-every-object", "a command's process ends without a last walk over the framework's objects",
              "multistyle/cli/__init__.py", "        if argv is None:\n            _before_exit()\n", "        pass\n",
              ("tests/cli/test_exit.py::test_the_program_freezes_what_is_alive_when_its_command_ends",)),
+    Mutation("mkl-avx2-on-intel-too", "Paddle's MKL is asked for AVX2 on AMD only (on Intel it has AVX-512)",
+             "multistyle/backend/devices.py", 'if first.get("vendor_id") == "AuthenticAMD" and "avx2"', 'if "avx2"',
+             ("tests/core/test_registry.py::test_mkl_takes_its_avx2_code_on_amd_only",)),
+    Mutation("mkl-avx2-not-asked-before-paddle", "Paddle's MKL takes its AVX2 code on AMD (6.7x shorter steps)",
+             "multistyle/backend/loader.py", "    if spec.mkl_avx2_on_amd:\n        mkl_avx2_on_amd()\n", "",
+             ("tests/core/test_registry.py::test_paddle_alone_asks_mkl_for_avx2_on_amd_before_its_import",)),
     # -- the process's heap --------------------------------------------------------------------------------
     Mutation("heap-not-kept-by-get-backend", "a run reuses the buffers an iteration frees (no page faults)",
              "multistyle/backend/loader.py", "    keep_freed_buffers()\n    return", "    return",
