@@ -20,5 +20,5 @@ from .spec import BUILTIN_BACKENDS, ENTRY_POINT_GROUP, BackendSpec, MemoryModel,
 
 __all__ = ["BUILTIN_BACKENDS", "Backend", "BackendBug", "BackendSpec", "BackendUnavailable", "ENTRY_POINT_GROUP",
            "HeldImages", "Holder", "Layer", "MemoryModel", "Optimizer", "ScheduledOptimizer", "Tensor", "backend_for_weights",
-           "backend_names", "describe_backends", "get_backend", "load_backend_class", "parse_device", "registry",
-           "resolve_device", "spec_of", "unwrap", "use_all_cores", "mkl_avx2_on_amd", "zoo_error"]
+           "backend_names", "describe_backends", "get_backend", "load_backend_class", "mkl_avx2_on_amd",
+           "parse_device", "registry", "resolve_device", "spec_of", "unwrap", "use_all_cores", "zoo_error"]

@@ -92,4 +92,3 @@ def mkl_avx2_on_amd(cpuinfo: Optional[str] = None) -> Optional[str]:
         if first.get("vendor_id") == "AuthenticAMD" and "avx2" in first.get("flags", "").split():
             os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
     return os.environ.get("MKL_DEBUG_CPU_TYPE")
-
