@@ -25,6 +25,13 @@ Usage::
     python tests/support/mutation.py -k batch   # the mutations whose name contains "batch"
     python tests/support/mutation.py --list     # the list, with each promise
     python tests/support/mutation.py -j 1       # one at a time
+    python tests/support/mutation.py --passed report.xml   # trust the suite's own run for the baseline
+
+The baseline (the named tests must pass on the unmutated code, or a "caught" means nothing) is the costliest
+single step.  ``--passed FILE`` takes it from a JUnit XML report of the suite run just before in the same
+environment on the same code (``pytest --junitxml``, as ``tox -e torch`` writes one): a selection that this
+report shows passing is not run again; one it shows failing stops the check; one it lacks (the run was
+filtered) runs as before.
 
 Plain patches rather than a generic mutation tool: each one is a bug a
 reviewer can read, aimed at one promise, with the tests that hold it; a tool
@@ -91,6 +98,26 @@ def check_import_location(copy: Path) -> None:
             sys.exit(f"mutation: the tests would import {path}, not the copy in {copy}")
 
 
+def _test_id(case: ElementTree.Element) -> str:
+    """A JUnit test case's pytest node id (``tests/core/test_x.py::test_y[param]``)."""
+    return f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
+
+
+def outcomes_of(report: Path) -> Dict[str, str]:
+    """node id -> "passed", "failed" or "skipped", from a JUnit XML report of pytest."""
+    found = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        failed = case.find("failure") is not None or case.find("error") is not None
+        found[_test_id(case)] = "failed" if failed else "skipped" if case.find("skipped") is not None else "passed"
+    return found
+
+
+def covered(selection: str, outcomes: Dict[str, str]) -> List[str]:
+    """The outcomes of the test cases a selection (a file, a test, or a test with its parameters) names."""
+    return [outcome for test, outcome in outcomes.items()
+            if test == selection or test.startswith(selection + "[") or test.startswith(selection + "::")]
+
+
 def run_tests(copy: Path, tests: Sequence[str]) -> Tuple[int, List[str], str]:
     """``(pytest's exit code, the failing tests, the output's tail)``."""
     report = copy.parent / f"{copy.name}-report.xml"
@@ -101,10 +128,7 @@ def run_tests(copy: Path, tests: Sequence[str]) -> Tuple[int, List[str], str]:
     done = subprocess.run(command, cwd=copy, env=environment(copy), capture_output=True, text=True)
     failed = []
     if report.exists():
-        for case in ElementTree.parse(report).iter("testcase"):
-            if case.find("failure") is not None or case.find("error") is not None:
-                module = case.get("classname", "").replace(".", "/")
-                failed.append(f"{module}.py::{case.get('name')}")
+        failed = [test for test, outcome in outcomes_of(report).items() if outcome == "failed"]
     return done.returncode, failed, "\n".join((done.stdout + done.stderr).splitlines()[-15:])
 
 
@@ -122,6 +146,9 @@ def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", dest="keyword", default="", help="only the mutations whose name contains this")
     parser.add_argument("--list", action="store_true", help="list the mutations and their promises, and stop")
+    parser.add_argument("--passed", type=Path, metavar="FILE",
+                        help="a JUnit XML report of the suite just run on this code in this environment: the "
+                             "selections it shows passing are not run again as the baseline")
     parser.add_argument("-j", "--jobs", type=int, default=len(os.sched_getaffinity(0)),
                         help="mutations tested at once, each in its own copy of the tree (default: the usable "
                              "cores; most of a mutation's time is starting Python and importing the framework)")
@@ -164,16 +191,26 @@ def main(argv: Sequence[str] = ()) -> int:
 
         # The tests must pass on the code as it is, or a "caught" would mean nothing.
         baseline = sorted({t for m in chosen for t in m.tests})
-        shares = [baseline[k::jobs] for k in range(jobs)]
+        trusted = 0
+        if args.passed:
+            outcomes = outcomes_of(args.passed)
+            failing = [t for t in baseline if "failed" in covered(t, outcomes)]
+            if failing:
+                print(f"mutation: the unmutated tests fail in {args.passed}: {', '.join(failing)}", file=sys.stderr)
+                return 1
+            untrusted = [t for t in baseline if "passed" not in covered(t, outcomes)]
+            trusted, baseline = len(baseline) - len(untrusted), untrusted
+        shares = [share for share in (baseline[k::jobs] for k in range(jobs)) if share]  # none: nothing to run
         with ThreadPoolExecutor(jobs) as pool:
-            outcomes = list(pool.map(lambda share: in_a_copy(lambda copy: run_tests(copy, share)), shares))
-        for code, failed, tail in outcomes:
+            runs = list(pool.map(lambda share: in_a_copy(lambda copy: run_tests(copy, share)), shares))
+        for code, failed, tail in runs:
             if code != 0:
                 print(f"mutation: the unmutated tests fail ({', '.join(failed) or 'exit ' + str(code)}):\n{tail}",
                       file=sys.stderr)
                 return 1
         print(f"baseline: {len(baseline)} test selections pass on the unmutated code "
-              f"({time.perf_counter() - started:.0f} s, {jobs} at a time)", flush=True)
+              f"({time.perf_counter() - started:.0f} s, {jobs} at a time)"
+              + (f"; {trusted} more passed in {args.passed}" if args.passed else ""), flush=True)
 
         def mutate_and_test(copy: Path, m: Mutation) -> Tuple[int, List[str], str, float]:
             path, original = locate(copy, m)
