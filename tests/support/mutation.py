@@ -60,10 +60,10 @@ ROOT = Path(__file__).resolve().parents[2]
 #: What the copy holds: source folder -> folder in the copy (the package layout of pyproject.toml).
 LAYOUT = {"multistyle": "multistyle", "backends": "multistyle/backends", "references": "multistyle/references",
           "tests": "tests",
-          "benchmarks": "benchmarks", "examples": "examples", "docs": "docs"}
+          "benchmarks": "benchmarks", "examples": "examples", "docs": "docs", "tools": "tools"}
 #: Folders installed inside the package as well, which the copy also holds where the tests read them.
 ALSO = {"examples": "multistyle/examples"}
-FILES = ("pyproject.toml", "README.md")
+FILES = ("pyproject.toml", "README.md", "setup.py", "CHANGELOG.md")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 

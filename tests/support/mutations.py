@@ -37,6 +37,7 @@ T_GPU = "tests/backends/test_gpu_paths.py"
 T_SERVE = "tests/cli/test_serve.py"
 T_HEAP = "tests/core/test_heap.py"
 T_INT = "tests/core/test_interrupts.py"
+T_RELEASE = "tests/docs/test_release.py"
 
 _KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
              '                "settings": settings_dict(job.settings.resolved()), "version": 1}')
@@ -304,4 +305,12 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("interrupt-overrides-a-programs-handler", "a program's own SIGINT handler decides",
              "multistyle/interrupts.py", "previous is not signal.default_int_handler:", "not callable(previous):",
              (f"{T_INT}::test_a_programs_own_handler_is_left_to_decide",)),
+    # -- the release ------------------------------------------------------------------------------------------------
+    Mutation("version-printed-not-the-packages", "multistyle --version says the package's version",
+             "multistyle/cli/__init__.py", 'version=f"multistyle {__version__}"', 'version="multistyle 0.1"',
+             (f"{T_RELEASE}::test_the_version_is_one_and_the_metadata_and_the_cli_say_it",)),
+    Mutation("long-description-keeps-relative-links", "the package index's page has no link that breaks there",
+             "setup.py", 'return text if not path or path.rstrip("/").split("/")[0] in text else f"{text} (`{path}`)"',
+             "return match.group(0)",
+             (f"{T_RELEASE}::test_the_readmes_own_description_has_no_relative_link",)),
 )
