@@ -90,9 +90,12 @@ def long_description(readme: str, base: str = "") -> str:
     return "".join(out)
 
 
-def _version() -> str:
-    found = re.search(r'^__version__ = "([^"]+)"', (Path(__file__).parent / "multistyle" / "__init__.py")
-                      .read_text(encoding="utf-8"), re.M)
+def version(root: Path = Path(__file__).parent) -> str:
+    """``multistyle.__version__``, read from its source without importing the package (the one version source)."""
+    found = re.search(r'^__version__ = "([^"]+)"$', (root / "multistyle" / "__init__.py").read_text(encoding="utf-8"),
+                      re.M)
+    if not found:
+        raise ValueError('multistyle/__init__.py: no line __version__ = "X.Y.Z"')
     return found.group(1)
 
 
@@ -101,5 +104,5 @@ if __name__ == "__main__":
 
     here = Path(__file__).parent
     setup(long_description=long_description((here / "README.md").read_text(encoding="utf-8"),
-                                            URL_BASE.format(version=_version())),
+                                            URL_BASE.format(version=version())),
           long_description_content_type="text/markdown")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import email
+import functools
 import importlib.util
 import os
 import re
@@ -50,20 +51,20 @@ class ReleaseError(Exception):
     """A step failed: its message is the one line the script prints."""
 
 
-def _setup_module():
-    """setup.py as a module (its ``relative_targets``), without running setup()."""
+@functools.lru_cache(maxsize=None)
+def setup_module():
+    """setup.py as a module (``version``, ``long_description``, ``relative_targets``), without running setup()."""
     spec = importlib.util.spec_from_file_location("multistyle_setup", REPOSITORY / "setup.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def source_version(repository: Path = REPOSITORY) -> str:
-    found = re.search(r'^__version__ = "([^"]+)"$',
-                      (repository / "multistyle" / "__init__.py").read_text(encoding="utf-8"), re.M)
-    if not found:
-        raise ReleaseError("multistyle/__init__.py: no line __version__ = \"X.Y.Z\"")
-    return found.group(1)
+def source_version() -> str:
+    try:
+        return setup_module().version(REPOSITORY)
+    except ValueError as exc:
+        raise ReleaseError(str(exc)) from None
 
 
 def changelog_versions(text: str) -> List[str]:
@@ -89,7 +90,7 @@ def wheel_problems(wheel: Path, version: str, changelog: str) -> List[str]:
     if version not in versions:
         problems.append(f"CHANGELOG.md: no section ## [{version}] for this release")
     description = metadata.get_payload()
-    relative = _setup_module().relative_targets(description)
+    relative = setup_module().relative_targets(description)
     if relative:
         problems.append(f"{wheel.name}: the long description links to {', '.join(relative)}, which break on a "
                         "package index (setup.py rewrites README.md's links: see URL_BASE)")

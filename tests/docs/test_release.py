@@ -19,15 +19,10 @@ from support import REPOSITORY
 from support.needs import require
 
 
-def _module(path, name):
-    spec = importlib.util.spec_from_file_location(name, REPOSITORY / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SETUP = _module("setup.py", "multistyle_setup")
-RELEASE = _module("tools/release.py", "multistyle_release")
+_spec = importlib.util.spec_from_file_location("multistyle_release", REPOSITORY / "tools" / "release.py")
+RELEASE = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(RELEASE)
+SETUP = RELEASE.setup_module()
 CHANGELOG = (REPOSITORY / "CHANGELOG.md").read_text(encoding="utf-8")
 
 
