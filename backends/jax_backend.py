@@ -156,22 +156,28 @@ def _jit_per_shape(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` of arrays, ``jax.jit``-compiled once per argument shape, with the arrays it closes over (the
     network's weights, the targets) traced out (``jax.make_jaxpr``) and passed as arguments: left in the
     closure, ``jax.jit`` would bake them into the program as constants (see :meth:`JaxBackend.compile_objective`)."""
-    programs: Dict[Tuple[Tuple[Tuple[int, ...], Any], ...], Callable[..., Any]] = {}
+    programs: Dict[Any, Callable[..., Any]] = {}
 
-    def call(*args: jax.Array) -> Any:
-        key = tuple((tuple(a.shape), a.dtype) for a in args)
+    def call(*args: Any) -> Any:
+        leaves, tree = jax.tree_util.tree_flatten(args)  # arrays, or mappings of them (a network's parameters)
+        key = (tree, tuple((tuple(a.shape), a.dtype) for a in leaves))
         if key not in programs:
             closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
             structure, constants = jax.tree_util.tree_structure(shapes), list(closed.consts)
             run = jax.jit(lambda consts, *a: jax.core.eval_jaxpr(closed.jaxpr, consts, *a))
             programs[key] = lambda *a: jax.tree_util.tree_unflatten(structure, run(constants, *a))
-        return programs[key](*args)
+        return programs[key](*leaves)
 
     return call
 
 
 def _with_total(terms: Dict[str, Any]) -> Tuple[jax.Array, Dict[str, Any]]:
     return terms["total"], terms
+
+
+def _terms_and_grads(out: Tuple[Tuple[jax.Array, Dict[str, Any]], Dict[str, Any]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    (_, terms), grads = out
+    return terms, grads
 
 
 class JaxBackend(HeldImages, Backend):
@@ -324,6 +330,37 @@ class JaxBackend(HeldImages, Backend):
         if not self.jit:
             return fn
         return _jit_per_shape(fn)
+
+    def conv2d(self, x: Any, weight: Any, bias: Any, stride: int = 1, reflect: int = 0) -> jax.Array:
+        x = _value(x)
+        if reflect:
+            x = jnp.pad(x, ((0, 0), (reflect, reflect), (reflect, reflect), (0, 0)), mode="reflect")
+        kernel = jnp.transpose(weight, (2, 3, 1, 0))  # OIHW -> HWIO, the layers' layout
+        return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID", dimension_numbers=_NHWC) + bias
+
+    def instance_norm(self, x: Any, weight: Any, bias: Any, eps: float) -> jax.Array:
+        x = _value(x)
+        mean = x.mean(axis=(1, 2), keepdims=True)
+        centred = x - mean
+        variance = jnp.square(centred).mean(axis=(1, 2), keepdims=True)
+        return centred * lax.rsqrt(variance + eps) * weight + bias
+
+    def upsample_nearest(self, x: Any, factor: int) -> jax.Array:
+        return jnp.repeat(jnp.repeat(_value(x), factor, axis=1), factor, axis=2)
+
+    def loss_and_grads(self, fn: Callable[[Dict[str, Any]], Any],
+                       params: Dict[str, Any]) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+        return jax.value_and_grad(lambda p: _value(fn(p)))(params)
+
+    def compile_gradients(self, terms: Callable[..., Dict[str, Any]]
+                          ) -> Callable[..., Tuple[Dict[str, Any], Dict[str, Any]]]:
+        """The terms and the parameters' gradient as one XLA program per input shape (``jax.jit``), the loss
+        network's weights and the style targets passed in as arguments, as :meth:`compile_objective` does."""
+        step = jax.value_and_grad(lambda p, *inputs: _with_total(terms(p, *inputs)), has_aux=True)
+        if not self.jit:
+            return lambda params, *inputs: _terms_and_grads(step(params, *inputs))
+        compiled = _jit_per_shape(step)
+        return lambda params, *inputs: _terms_and_grads(compiled(params, *inputs))
 
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         raise WeightsError("--weights imagenet: JAX has no model zoo; convert another framework's with "

@@ -174,6 +174,28 @@ class MXNetBackend(Backend):
         loss.backward()
         return loss.detach(), x.grad
 
+    def conv2d(self, x: nd.NDArray, weight: nd.NDArray, bias: nd.NDArray, stride: int = 1,
+               reflect: int = 0) -> nd.NDArray:
+        if reflect:
+            x = nd.pad(x, mode="reflect", pad_width=(0, 0, 0, 0) + (reflect,) * 4)
+        kernel = tuple(weight.shape[2:])
+        return nd.Convolution(x, weight, bias, kernel=kernel, stride=(stride, stride), num_filter=weight.shape[0])
+
+    def instance_norm(self, x: nd.NDArray, weight: nd.NDArray, bias: nd.NDArray, eps: float) -> nd.NDArray:
+        return nd.InstanceNorm(x, weight, bias, eps=eps)
+
+    def upsample_nearest(self, x: nd.NDArray, factor: int) -> nd.NDArray:
+        return nd.UpSampling(x, scale=factor, sample_type="nearest")
+
+    def loss_and_grads(self, fn: Callable[[Dict[str, nd.NDArray]], nd.NDArray],
+                       params: Dict[str, nd.NDArray]) -> Tuple[nd.NDArray, Dict[str, nd.NDArray]]:
+        for value in params.values():
+            value.attach_grad()  # a fresh gradient buffer each call: earlier gradients stay valid
+        with autograd.record():
+            loss = fn(params)
+        loss.backward()
+        return loss.detach(), {name: value.grad for name, value in params.items()}
+
     def native_optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
                          **options: object) -> GluonOptimizer:
         param = gluon.Parameter("image", shape=image.shape, dtype="float32")

@@ -32,6 +32,7 @@ with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
     warnings.filterwarnings("ignore", message=".*ccache.*")
     import paddle
 from paddle import nn  # noqa: E402
+from paddle.nn import functional as F  # noqa: E402
 
 from multistyle.safe_pickle import load_state_dict  # noqa: E402
 from multistyle.vgg import Weights, state_dict  # noqa: E402
@@ -231,6 +232,29 @@ class PaddleBackend(Backend):
         loss = fn(x)
         (grad,) = _interruptible(lambda: paddle.grad(loss, x))
         return loss.detach(), grad
+
+    def conv2d(self, x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, stride: int = 1,
+               reflect: int = 0) -> paddle.Tensor:
+        if reflect:
+            x = F.pad(x, [reflect] * 4, mode="reflect")
+        return F.conv2d(x, weight, bias, stride=stride)
+
+    def instance_norm(self, x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor,
+                      eps: float) -> paddle.Tensor:
+        return F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+
+    def upsample_nearest(self, x: paddle.Tensor, factor: int) -> paddle.Tensor:
+        return F.interpolate(x, scale_factor=factor, mode="nearest")
+
+    def loss_and_grads(self, fn: Callable[[Dict[str, paddle.Tensor]], paddle.Tensor],
+                       params: Dict[str, paddle.Tensor]) -> Tuple[paddle.Tensor, Dict[str, paddle.Tensor]]:
+        leaves = {}
+        for name, value in params.items():
+            leaves[name] = value.detach()
+            leaves[name].stop_gradient = False
+        loss = fn(leaves)
+        grads = _interruptible(lambda: paddle.grad(loss, list(leaves.values())))
+        return loss.detach(), dict(zip(leaves, grads))
 
     def native_optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
                          line_search: bool = False) -> PaddleOptimizer:

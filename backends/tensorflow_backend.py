@@ -274,6 +274,36 @@ class TensorFlowBackend(HeldImages, Backend):
             return {key: found.get(key) for key in keys}
         return compiled
 
+    def conv2d(self, x: Any, weight: Any, bias: Any, stride: int = 1, reflect: int = 0) -> tf.Tensor:
+        x = _value(x)
+        if reflect:
+            x = tf.pad(x, [[0, 0], [reflect, reflect], [reflect, reflect], [0, 0]], mode="REFLECT")
+        kernel = tf.transpose(weight, (2, 3, 1, 0))  # OIHW -> HWIO, the layers' layout
+        return tf.nn.bias_add(tf.nn.conv2d(x, kernel, stride, "VALID"), bias)
+
+    def instance_norm(self, x: Any, weight: Any, bias: Any, eps: float) -> tf.Tensor:
+        mean, variance = tf.nn.moments(_value(x), axes=[1, 2], keepdims=True)
+        return tf.nn.batch_normalization(_value(x), mean, variance, bias, weight, eps)
+
+    def upsample_nearest(self, x: Any, factor: int) -> tf.Tensor:
+        return tf.repeat(tf.repeat(_value(x), factor, axis=1), factor, axis=2)
+
+    def loss_and_grads(self, fn: Callable[[Dict[str, Any]], Any],
+                       params: Dict[str, Any]) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        with tf.device(self.native_device), tf.GradientTape() as tape:
+            tape.watch(list(params.values()))
+            loss = _value(fn(params))
+        return tf.stop_gradient(loss), tape.gradient(loss, params)
+
+    def compile_gradients(self, terms: Callable[..., Dict[str, Any]]
+                          ) -> Callable[..., Tuple[Dict[str, Any], Dict[str, Any]]]:
+        """The terms and the parameters' gradient as one graph (``tf.function``), traced per input shape:
+        Grappler fuses what eager mode runs op by op, as for :meth:`compile_objective`."""
+        eager = super().compile_gradients(terms)
+        if not self.graph:
+            return eager
+        return tf.function(eager, jit_compile=self.jit_compile, autograph=False)
+
     # -- weights ---------------------------------------------------------------------------------
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
         # What tf.keras.applications.VGG19(weights="imagenet", include_top=False) fetches, into Keras's cache

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torchvision
 from torch import nn
+from torch.nn import functional as F
 
 from multistyle.backend import BUILTIN_BACKENDS, Backend, ScheduledOptimizer, zoo_error
 from multistyle.errors import MultistyleError, WeightsError
@@ -168,6 +169,25 @@ class TorchBackend(Backend):
         loss = fn(x)
         (grad,) = torch.autograd.grad(loss, x)
         return loss.detach(), grad
+
+    def conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int = 1,
+               reflect: int = 0) -> torch.Tensor:
+        if reflect:
+            x = F.pad(x, (reflect,) * 4, mode="reflect")
+        return F.conv2d(x, weight, bias, stride=stride)
+
+    def instance_norm(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+        return F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+
+    def upsample_nearest(self, x: torch.Tensor, factor: int) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=factor, mode="nearest")
+
+    def loss_and_grads(self, fn: Callable[[Dict[str, torch.Tensor]], torch.Tensor],
+                       params: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        leaves = {name: value.detach().requires_grad_(True) for name, value in params.items()}
+        loss = fn(leaves)
+        grads = torch.autograd.grad(loss, list(leaves.values()))
+        return loss.detach(), dict(zip(leaves, grads))
 
     def native_optimizer(self, name: str, image: np.ndarray, lr: float, lr_decay: float, lr_decay_every: int,
                          line_search: bool = False) -> TorchOptimizer:

@@ -152,6 +152,49 @@ class Adam(CoreOptimizer):
         return loss
 
 
+class ParameterAdam:
+    """:class:`Adam`'s formula (torch's) over a mapping of parameter tensors: a style network's training.
+
+    Functional: :meth:`step` takes the parameters and their gradients and returns new parameters, so that
+    frameworks whose arrays never change (JAX, TensorFlow) need nothing of their own.  The state (``m``,
+    ``v`` and the step count ``t``) is exported and restored as NumPy arrays, so that a checkpoint resumes
+    to the same parameters as an uninterrupted run.
+    """
+
+    def __init__(self, backend: Backend, lr: float, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.B, self.lr, (self.beta1, self.beta2), self.eps = backend, lr, betas, eps
+        self.m: Dict[str, Tensor] = {}
+        self.v: Dict[str, Tensor] = {}
+        self.t = 0
+
+    def step(self, params: Mapping[str, Tensor], grads: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+        self.t += 1
+        correction1, correction2 = 1.0 - self.beta1 ** self.t, math.sqrt(1.0 - self.beta2 ** self.t)
+        out: Dict[str, Tensor] = {}
+        for name, x in params.items():
+            g = grads[name]
+            m = g * (1.0 - self.beta1) if name not in self.m else self.m[name] * self.beta1 + g * (1.0 - self.beta1)
+            v = g * g * (1.0 - self.beta2) if name not in self.v else \
+                self.v[name] * self.beta2 + g * g * (1.0 - self.beta2)
+            self.m[name], self.v[name] = m, v
+            out[name] = x - (m / (self.B.sqrt(v) / correction2 + self.eps)) * (self.lr / correction1)
+        return out
+
+    def state(self) -> Dict[str, np.ndarray]:
+        """``m.NAME``, ``v.NAME`` and ``t`` as NumPy arrays (a checkpoint's optimizer entries)."""
+        out = {f"m.{name}": self.B.to_numpy(value) for name, value in self.m.items()}
+        out.update({f"v.{name}": self.B.to_numpy(value) for name, value in self.v.items()})
+        out["t"] = np.array([self.t], np.float32)
+        return out
+
+    def restore(self, state: Mapping[str, np.ndarray]) -> None:
+        """Continue from :meth:`state`'s arrays."""
+        self.t = int(np.asarray(state["t"]).reshape(-1)[0]) if "t" in state else 0
+        self.m = {name[2:]: self.B.asarray(value) for name, value in state.items() if name.startswith("m.")}
+        self.v = {name[2:]: self.B.asarray(value) for name, value in state.items() if name.startswith("v.")}
+
+
 class RMSprop(CoreOptimizer):
     """``torch.optim.RMSprop`` with its defaults (alpha 0.99, eps 1e-8 outside the root), over the protocol."""
 

@@ -16,7 +16,7 @@ class ProgressBar:
     """Epochs done out of ``total``, with the losses of the last one; silent when not ``enabled``."""
 
     def __init__(self, total: int, stream: Optional[TextIO] = None, enabled: bool = True, label: str = "",
-                 notebook: bool = False) -> None:
+                 notebook: bool = False, unit: str = "epoch", initial: int = 0) -> None:
         self.bar: Any = None
         if not enabled:
             return
@@ -24,8 +24,8 @@ class ProgressBar:
             from tqdm.auto import tqdm
         else:
             from tqdm import tqdm
-        self.bar = tqdm(total=total, desc=label or None, unit="epoch", file=stream or sys.stderr,
-                        dynamic_ncols=True, mininterval=0.1, leave=True)
+        self.bar = tqdm(total=total, desc=label or None, unit=unit, file=stream or sys.stderr,
+                        dynamic_ncols=True, mininterval=0.1, leave=True, initial=initial)
 
     def update(self, record: Dict[str, float]) -> None:
         if self.bar is None:

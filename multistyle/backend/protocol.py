@@ -1,10 +1,14 @@
 """The protocol: what a framework must supply, and what the core builds from it.
 
-:class:`Backend` keeps abstract only what only a framework can do (16
+:class:`Backend` keeps abstract only what only a framework can do (20
 methods): its version and GPU count, its device object, seeding, moving
 arrays in and out, packing loss values, an unrecorded in-place clip, the four
 layer factories of VGG-19 (``conv``, ``relu``, ``pool``, ``freeze``),
-gradients, and its weight files.  Everything else is a concrete default
+gradients, and its weight files; and for the style networks that train
+(:mod:`multistyle.nets`), the three operations VGG-19 does not have (a strided
+convolution with reflection padding over parameter tensors, instance
+normalisation, nearest upsampling) and gradients with respect to a mapping of
+parameters.  Everything else is a concrete default
 written with tensor methods that the three frameworks share (``t.mean()``,
 ``t.T``, ``a @ b``), which a backend overrides only where its framework
 differs (MXNet's ``NDArray`` has no ``@``).  The core walks VGG-19's layer
@@ -21,7 +25,7 @@ the others come from :mod:`multistyle.optim`, written once over this protocol.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -139,6 +143,51 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def loss_and_grad(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tuple[Tensor, Tensor]:
         """``fn(x)`` and its gradient with respect to the tensor ``x``, both native; ``x`` is left as it was."""
+
+    # -- networks that train (abstract): the style networks of multistyle.nets ------------------------
+    @abc.abstractmethod
+    def conv2d(self, x: Tensor, weight: Tensor, bias: Tensor, stride: int = 1, reflect: int = 0) -> Tensor:
+        """A convolution of ``x`` (in the layers' layout) with native OIHW ``weight`` and ``bias`` tensors that
+        gradients may flow to: ``reflect`` pixels of reflection padding on each side first, then no padding."""
+
+    @abc.abstractmethod
+    def instance_norm(self, x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+        """Affine instance normalisation of ``x`` (layers' layout): per image and channel, minus the mean,
+        over ``sqrt(biased variance + eps)``, times ``weight`` plus ``bias`` (one per channel)."""
+
+    @abc.abstractmethod
+    def upsample_nearest(self, x: Tensor, factor: int) -> Tensor:
+        """``x`` (layers' layout) with each pixel repeated ``factor`` times down and across."""
+
+    @abc.abstractmethod
+    def loss_and_grads(self, fn: Callable[[Dict[str, Tensor]], Tensor],
+                       params: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """``fn(params)`` and its gradient with respect to every tensor of the mapping ``params``, both native.
+
+        Unlike :meth:`loss_and_grad`, nothing is clipped in place: the parameters are inputs, and
+        the optimizer (:class:`multistyle.optim.ParameterAdam`) returns new ones."""
+
+    def compile_gradients(self, terms: Callable[..., Dict[str, Tensor]]
+                          ) -> Callable[..., Tuple[Dict[str, Tensor], Dict[str, Tensor]]]:
+        """``terms(params, *inputs)`` (a dict of scalar tensors with ``total``) as a function that returns the
+        terms, detached, and the gradient of ``total`` with respect to ``params``: one training step's work.
+
+        Eager by default (:meth:`loss_and_grads`); a framework that gains by compiling the whole step
+        overrides it (JAX: one XLA program per input shape)."""
+        def run(params: Dict[str, Tensor], *inputs: Tensor) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
+            kept: Dict[str, Tensor] = {}
+
+            def total(p: Dict[str, Tensor]) -> Tensor:
+                kept.update(terms(p, *inputs))
+                return kept["total"]
+
+            _, grads = self.loss_and_grads(total, params)
+            return {key: self.stop_gradient(value) for key, value in kept.items()}, grads
+        return run
+
+    def parameters(self, arrays: Mapping[str, np.ndarray]) -> Dict[str, Tensor]:
+        """A mapping of NumPy arrays as native tensors on the device (a network's parameters)."""
+        return {name: self.asarray(value) for name, value in arrays.items()}
 
     @abc.abstractmethod
     def load_zoo_weights(self) -> Dict[str, np.ndarray]:
