@@ -18,10 +18,11 @@ from ..errors import MultistyleError
 from .batching import cmd_batch
 from .common import Interrupted
 from .info import cmd_backends, cmd_presets, cmd_weights, presets_table
-from .options import BATCH, BENCH, COMPARE, RUN, add_options
+from .options import BATCH, BENCH, COMPARE, RUN, TRAIN, add_options
 from .reports import _synthetic_images, cmd_bench, cmd_compare, cmd_explain
 from .run import cmd_run
 from .serving import add_serve_options, cmd_serve
+from .training import add_export_options, cmd_export, cmd_train
 
 __all__ = ["build_parser", "main", "presets_table", "_synthetic_images"]
 
@@ -40,7 +41,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 #: name: (help, description) of each command, in the order ``--help`` lists them.
 DESCRIPTIONS = {
-    RUN: ("stylise one image", "Stylise the content image with the style image."),
+    RUN: ("stylise one image", "Stylise the content image with the style image (optimising it), or with a trained "
+                               "style network in one pass (--model)."),
+    TRAIN: ("train a style network for one style (Johnson et al.)",
+            "Train a feed-forward style network (Johnson et al. 2016) for the style image on a folder of photos, "
+            "against the VGG-19 loss of the preset; it then stylises a photo in one pass (run --model). "
+            "Checkpoints beside --output; --resume continues from the last one."),
+    "export": ("write a style network as an ONNX graph",
+               "Write a style network (.safetensors or a PyTorch examples .pth) as an ONNX graph for onnxruntime "
+               "and other runtimes: input 'image' and output 'stylized', 1x3xHxW RGB in [0, 1]."),
     "presets": ("print the presets' settings, one column each",
                 "Print the value of every setting in every preset (an option given on the command line replaces "
                 "the preset's)."),
@@ -79,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = {name: commands.add_parser(name, help=short, description=long)
            for name, (short, long) in DESCRIPTIONS.items()}
     sub[BATCH].add_argument("jobs", nargs="?", metavar="JOBS", help="a .csv or .json list of jobs (instead of a grid)")
-    for name in (RUN, COMPARE, BATCH, BENCH):
+    for name in (RUN, COMPARE, BATCH, BENCH, TRAIN):
         add_options(sub[name], name)
+    add_export_options(sub["export"])
     sub["presets"].add_argument("--json", action="store_true", help="print JSON instead of a table")
     sub[COMPARE].add_argument("--no-maths", action="store_true",
                               help="leave out the measured \"same name, different maths\" table (its measurements "
@@ -111,7 +121,8 @@ def _add_weights_actions(weights: argparse.ArgumentParser) -> None:
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     RUN: cmd_run, "presets": cmd_presets, "backends": cmd_backends, "weights": cmd_weights, COMPARE: cmd_compare,
-    BENCH: cmd_bench, BATCH: cmd_batch, "explain": cmd_explain, "serve": cmd_serve}
+    BENCH: cmd_bench, BATCH: cmd_batch, "explain": cmd_explain, "serve": cmd_serve, TRAIN: cmd_train,
+    "export": cmd_export}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

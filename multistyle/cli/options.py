@@ -21,11 +21,12 @@ from ..errors import MultistyleError
 from ..optim import OPTIMIZERS
 from ..settings import CLAMPS, DEFAULT_SIZE, INITS, POOLINGS, PRESETS, SCALE_STARTS, Settings
 
-RUN, COMPARE, BENCH, BATCH = "run", "compare", "bench", "batch"
+RUN, COMPARE, BENCH, BATCH, TRAIN = "run", "compare", "bench", "batch", "train"
 JOB_COMMANDS = (RUN, COMPARE, BENCH, BATCH)
 ALL = frozenset(JOB_COMMANDS)
 SINGLE = frozenset((RUN, COMPARE, BENCH))  # one content and one style list
 PRESET = "the preset's; see multistyle presets"
+TRAINS = frozenset((TRAIN,))
 
 #: The option groups a job of a batch may override (JOBS file columns or keys).
 JOB_OPTION_GROUPS = ("images", "backend and network", "algorithm")
@@ -91,13 +92,25 @@ OPTIONS: Tuple[Option, ...] = (
     # -- images ------------------------------------------------------------------------------------------------
     _opt("--content", _IMAGES, SINGLE, {BENCH: {"required": False, "help": "content image" + _BENCH_SYNTHETIC}},
          required=True, metavar="FILE", help="content image"),
-    _opt("--style", _IMAGES, SINGLE, {BENCH: {"required": False, "help": "style image, or several, comma-separated, "
-                                                                         "blended by --style-blend" + _BENCH_SYNTHETIC}},
+    _opt("--style", _IMAGES, SINGLE | TRAINS, {
+        BENCH: {"required": False, "help": "style image, or several, comma-separated, blended by --style-blend"
+                                           + _BENCH_SYNTHETIC},
+        RUN: {"required": False, "help": "style image, or several, comma-separated, blended by --style-blend "
+                                         "(required, except with --model)"},
+        TRAIN: {"help": "the style image the network learns, or several, comma-separated, blended by --style-blend"}},
          required=True, metavar="FILE[,FILE...]", type=_image_list,
          help="style image, or several, comma-separated, blended by --style-blend"),
-    _opt("--contents", _IMAGES, {BATCH}, metavar="DIR|GLOB", help="content images: a folder, a glob pattern or a file"),
+    _opt("--contents", _IMAGES, {BATCH, TRAIN}, {
+        TRAIN: {"required": True, "help": "training photos: a folder or a glob pattern (each at least --size "
+                                          "pixels on its shorter side)"}},
+         metavar="DIR|GLOB", help="content images: a folder, a glob pattern or a file"),
+    _opt("--model", _IMAGES, {RUN}, metavar="FILE",
+         help="stylise with a trained style network (.safetensors from multistyle train, or a PyTorch examples "
+              "fast_neural_style .pth) in one pass, instead of optimising; needs no --style and no VGG-19"),
     _opt("--styles", _IMAGES, {BATCH}, metavar="DIR|GLOB", help="style images: a folder, a glob pattern or a file"),
-    _opt("--output", _IMAGES, ALL, {
+    _opt("--output", _IMAGES, ALL | TRAINS, {
+        TRAIN: {"metavar": "FILE", "help": "the trained network, .safetensors; its checkpoint is kept beside it, "
+                                           "as STEM.checkpoint.safetensors"},
         RUN: {"metavar": "FILE", "help": "result image; the format follows the extension (.png .jpg .webp .tif .bmp)"},
         COMPARE: {"help": "report folder: index.html, report.json, the images and plots"},
         BENCH: {"required": False, "default": "bench.json", "metavar": "FILE",
@@ -110,25 +123,32 @@ OPTIONS: Tuple[Option, ...] = (
          help="also time N iterations of the backend's floor (its VGG-19, frozen: forward and input gradient only) "
               "in the same process, alternated with the run's iterations, and print s/it ÷ floor ('fault' where the "
               "floor measured slower than the step); 0: off (default: %(default)s)"),
-    _opt("--size", _IMAGES, {RUN, COMPARE, BATCH}, default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", metavar="HxW|N",
+    _opt("--size", _IMAGES, {RUN, COMPARE, BATCH, TRAIN}, {
+        RUN: {"default": None, "help": "working size as HEIGHTxWIDTH, or one number for the long edge keeping the "
+                                       f"content's aspect ratio (default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}; with "
+                                       "--model, the content's own size)"},
+        TRAIN: {"type": int, "default": 256, "metavar": "N", "help": "side of the square training crops; the style "
+                                                                    "image's long edge (default: %(default)s)"}},
+         default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", metavar="HxW|N",
          help="working size as HEIGHTxWIDTH, or one number for the long edge keeping the content's aspect ratio "
               "(default: %(default)s)"),
-    _opt("--max-pixels", _IMAGES, type=int, default=images.DEFAULT_MAX_PIXELS, metavar="N",
+    _opt("--max-pixels", _IMAGES, ALL | TRAINS, type=int, default=images.DEFAULT_MAX_PIXELS, metavar="N",
          help="refuse input images with more pixels than this (default: %(default)s)"),
     # -- backend and network ----------------------------------------------------------------------------------
-    _opt("--backend", _NETWORK, {RUN, BATCH}, {
+    _opt("--backend", _NETWORK, {RUN, BATCH, TRAIN}, {
         RUN: {"help": lambda: f"one of {', '.join(backend_names())} (default: %(default)s)"},
+        TRAIN: {"help": lambda: f"one of {', '.join(backend_names())} (default: %(default)s)"},
         BATCH: {"metavar": "NAME[,NAME...]",
                 "help": lambda: f"one of {', '.join(backend_names())}, or several, comma-separated: every content x "
                                 "style pair runs on each (default: %(default)s)"}}, default="torch"),
     _opt("--backends", _NETWORK, {COMPARE, BENCH}, default=None, metavar="NAMES",
          help="comma-separated backends (default: every registered one)"),
-    _opt("--device", _NETWORK, default="auto", help="auto, cpu, gpu or gpu:N (default: %(default)s)"),
-    _opt("--weights", _NETWORK, ALL, {BENCH: {"default": "random:0"}}, default="imagenet", metavar="SPEC",
+    _opt("--device", _NETWORK, ALL | TRAINS, default="auto", help="auto, cpu, gpu or gpu:N (default: %(default)s)"),
+    _opt("--weights", _NETWORK, ALL | TRAINS, {BENCH: {"default": "random:0"}}, default="imagenet", metavar="SPEC",
          help="imagenet (the framework's model zoo), random[:SEED] (untrained, for tests), or a file: .npz, .pth, "
               ".params, .pdparams (default: %(default)s)"),
     # -- algorithm ---------------------------------------------------------------------------------------------
-    _opt("--preset", _ALGO, default=Settings.preset, choices=list(PRESETS),
+    _opt("--preset", _ALGO, ALL | TRAINS, default=Settings.preset, choices=list(PRESETS),
          help="d2l: the chapter's MXNet/Paddle layers; d2l-pytorch: what its PyTorch code computes (ReLU outputs); "
               "d2l-mxnet: its MXNet code's learning rate; pytorch-tutorial: the PyTorch tutorial (L-BFGS, pixel "
               "space); viblo: the same with RMSprop; fast: the d2l objective, coarse to fine on a shorter schedule "
@@ -137,7 +157,8 @@ OPTIONS: Tuple[Option, ...] = (
          type=int, default=None, help=f"optimizer iterations (default: {PRESET})"),
     _opt("--optimizer", _ALGO, default=None, choices=list(OPTIMIZERS),
          help=f"default: {PRESET}; `multistyle backends` lists whose code computes each"),
-    _opt("--lr", _ALGO, type=float, default=None, help=f"learning rate (default: Adam {PRESET}; L-BFGS 1; RMSprop 0.01)"),
+    _opt("--lr", _ALGO, ALL | TRAINS, {TRAIN: {"default": 1e-3, "help": "Adam's learning rate (default: %(default)s)"}},
+         type=float, default=None, help=f"learning rate (default: Adam {PRESET}; L-BFGS 1; RMSprop 0.01)"),
     _opt("--lr-decay", _ALGO, type=float, default=None,
          help=f"multiply the rate by this every --lr-decay-every epochs (default: {PRESET})"),
     _opt("--lr-decay-every", _ALGO, type=int, default=None, metavar="EPOCHS", help=f"default: {PRESET}"),
@@ -160,22 +181,22 @@ OPTIONS: Tuple[Option, ...] = (
          help="stop once the total loss is at or below VALUE"),
     _opt("--tol", _ALGO, type=float, default=None, metavar="REL",
          help="stop once the best loss of the last 20 epochs is less than REL (relative) below the best before them"),
-    _opt("--content-weight", _ALGO, type=float, default=None, help=f"default: {PRESET}"),
-    _opt("--style-weight", _ALGO, type=float, default=None,
+    _opt("--content-weight", _ALGO, ALL | TRAINS, type=float, default=None, help=f"default: {PRESET}"),
+    _opt("--style-weight", _ALGO, ALL | TRAINS, type=float, default=None,
          help=f"default: {PRESET}; for d2l the chapter's effective weight (README: The d2l defaults)"),
-    _opt("--tv-weight", _ALGO, type=float, default=None, help=f"default: {PRESET}"),
+    _opt("--tv-weight", _ALGO, ALL | TRAINS, type=float, default=None, help=f"default: {PRESET}"),
     _opt("--tv-smoothing", _ALGO, type=float, default=None, metavar="S",
          help=f"descend the total variation's |d| as sqrt(d**2 + S**2), S shrinking with the learning rate; the "
               f"loss and the stop rules still use |d| (default: {PRESET})"),
-    _opt("--content-layers", _ALGO, type=_layers, default=None, metavar="NAMES",
+    _opt("--content-layers", _ALGO, ALL | TRAINS, type=_layers, default=None, metavar="NAMES",
          help=f"comma-separated VGG-19 layers, each optionally NAME:WEIGHT (default: {PRESET}; weight 1)"),
-    _opt("--style-layers", _ALGO, type=_layers, default=None, metavar="NAMES",
+    _opt("--style-layers", _ALGO, ALL | TRAINS, type=_layers, default=None, metavar="NAMES",
          help=f"comma-separated VGG-19 layers, each optionally NAME:WEIGHT, e.g. conv1_1:1,conv2_1:0.5 "
               f"(default: {PRESET}; weight 1)"),
-    _opt("--style-blend", _ALGO, type=_numbers, default=None, metavar="W,W,...",
+    _opt("--style-blend", _ALGO, ALL | TRAINS, type=_numbers, default=None, metavar="W,W,...",
          help="one weight per style image (>= 0, normalised to sum 1): each style layer's target is the weighted "
               "sum of the styles' Gram matrices (default: equal)"),
-    _opt("--style-scale", _ALGO, type=float, default=None, metavar="S",
+    _opt("--style-scale", _ALGO, ALL | TRAINS, type=float, default=None, metavar="S",
          help="resize each style image to S x the working size's long edge, keeping its aspect ratio, before "
               "taking its features: the size of the texture (default: the style is resized to the working size "
               "itself, as the chapter does)"),
@@ -183,13 +204,13 @@ OPTIONS: Tuple[Option, ...] = (
          help="luminance: keep the result's luminance and the content's colours (YUV, after optimisation); "
               "histogram: match the style's colour mean and covariance to the content's (before) "
               "(default: %(default)s)"),
-    _opt("--pooling", _ALGO, default=Settings.pooling, choices=list(POOLINGS),
+    _opt("--pooling", _ALGO, ALL | TRAINS, default=Settings.pooling, choices=list(POOLINGS),
          help="VGG-19's pooling layers: max (its own) or avg, often smoother (default: %(default)s)"),
     _opt("--init", _ALGO, default=None, metavar="|".join(INITS) + "|FILE",
          help="the start image: the content image, the content recoloured to the (first) style's colour mean and "
               "covariance, seeded noise, the (first) style image or an image file, resized to the working size "
               f"(default: {PRESET})"),
-    _opt("--seed", _ALGO, type=int, default=Settings.seed, help="default: %(default)s"),
+    _opt("--seed", _ALGO, ALL | TRAINS, type=int, default=Settings.seed, help="default: %(default)s"),
     _opt("--deterministic", _ALGO, action="store_true",
          help="turn on the framework's deterministic switches (GPU convolutions); slower"),
     # -- batch: the engine -------------------------------------------------------------------------------------
@@ -208,6 +229,17 @@ OPTIONS: Tuple[Option, ...] = (
          help="ray engine: CPUs per job (default: 1)"),
     _opt("--num-gpus", "engine", {BATCH}, type=float, default=None, metavar="N",
          help="ray engine: GPUs per job (default: 1 where the cluster has GPUs, else 0)"),
+    # -- train: the network and the schedule ------------------------------------------------------------------
+    _opt("--iterations", "training", TRAINS, type=int, default=2000, metavar="N",
+         help="Adam steps, one batch each (default: %(default)s)"),
+    _opt("--batch-size", "training", TRAINS, type=int, default=4, metavar="N", help="crops per step (default: %(default)s)"),
+    _opt("--width", "training", TRAINS, type=int, default=32, metavar="C",
+         help="channels of the network's first layer: 32 as published, 16 for a network of about a quarter of "
+              "the cost (default: %(default)s)"),
+    _opt("--checkpoint-every", "training", TRAINS, type=int, default=500, metavar="N",
+         help="write the checkpoint every N iterations, and at the end; 0: only at the end (default: %(default)s)"),
+    _opt("--resume", "training", TRAINS, action="store_true",
+         help="continue from the checkpoint beside --output, to the same parameters as an uninterrupted run"),
     # -- run: reporting and planning ---------------------------------------------------------------------------
     _opt("--log", "reporting", {RUN}, metavar="FILE", help="per-epoch losses and timings, .csv or .json"),
     _opt("--save-every", "reporting", {RUN}, type=int, default=0, metavar="N",
@@ -217,7 +249,7 @@ OPTIONS: Tuple[Option, ...] = (
               "the result last"),
     _opt("--animate-every", "reporting", {RUN}, type=int, default=0, metavar="N",
          help="epochs between animation frames (default: about 50 frames in all)"),
-    _opt("--quiet", "reporting", {RUN, BATCH}, {BATCH: {"group": "engine"}}, action="store_true",
+    _opt("--quiet", "reporting", {RUN, BATCH, TRAIN}, {BATCH: {"group": "engine"}}, action="store_true",
          help="no progress bar"),
     _opt("--plan", "planning", {RUN}, action="store_true",
          help="print the job's plan and predicted peak memory, and stop (loads no framework)"),

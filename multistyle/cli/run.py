@@ -16,7 +16,7 @@ from ..backend import backend_names, parse_device
 from ..errors import MultistyleError
 from ..loop import plan_memory, scale_plan, write_log
 from ..progress import ProgressBar
-from ..settings import ResolvedSettings, blend_mismatch, settings_dict
+from ..settings import DEFAULT_SIZE, ResolvedSettings, blend_mismatch, settings_dict
 from ..transfer import UntrainedWeightsWarning, target_size, transfer
 from ..vgg import LAYERS, deepest_index, parse_weights_spec
 from .common import Interrupted
@@ -41,7 +41,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     """Every output location, checked before weights are loaded and the long optimisation starts: a run must
     not fail after it has done the work."""
     images.check_output_path(args.output)
-    for option, source in (("--content", args.content), *(("--style", path) for path in args.style)):
+    for option, source in (("--content", args.content), *(("--style", path) for path in args.style or ())):
         if _same_file(args.output, source) or os.path.abspath(args.output) == os.path.abspath(source):
             raise MultistyleError(f"--output: {args.output!r} is the {option[2:]} image; refusing to overwrite an input")
     if args.log:
@@ -58,6 +58,12 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.model:
+        return _run_model(args)
+    if not args.style:
+        raise MultistyleError("--style: required (a style image), unless --model names a trained network")
+    if args.size is None:
+        args.size = f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"
     _check_outputs(args)
     kind, _ = parse_weights_spec(args.weights)
     settings = settings_from(args).resolved()
@@ -110,6 +116,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} ({result.size[0]}x{result.size[1]}, {result.backend} on {result.device}, "
           f"{len(result.history)} epochs in {elapsed:.1f} s, final loss {final['total']:.4g})"
           + (f"; stopped early: {result.stopped}" if result.stopped else ""))
+    return 0
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    """``run --model``: one pass of a trained network; VGG-19 is not loaded."""
+    from ..nets.stylize import check_preserve_color, load_network, stylize
+
+    if args.style:
+        raise MultistyleError("--style: a trained network (--model) has its style built in; drop --style, or drop "
+                              "--model to optimise with the style image")
+    _check_outputs(args)
+    check_preserve_color(args.preserve_color)
+    network = load_network(args.model)
+    if args.plan:
+        print(f"plan: {network.describe()}, one pass on {args.backend} ({args.device}); VGG-19 is not loaded")
+        return 0
+    started = time.perf_counter()
+    result = stylize(network, args.content, backend=args.backend, device=args.device, size=args.size,
+                     preserve_color=args.preserve_color, max_pixels=args.max_pixels)
+    result.save(args.output)
+    print(f"wrote {args.output} ({result.size[0]}x{result.size[1]}, {result.backend} on {result.device}, "
+          f"one pass in {result.seconds:.2f} s, {time.perf_counter() - started:.2f} s with loading)")
     return 0
 
 
