@@ -207,6 +207,9 @@ def _scaled(weight: float, term: Any) -> Any:
 def _style_pixels(style: Union[str, Image.Image], size: int, scale: Optional[float], max_pixels: int) -> np.ndarray:
     image = style if isinstance(style, Image.Image) else images.load_image(os.fspath(style), "--style", max_pixels)
     shape = images.fit_long_edge(image.size, max(16, round((scale or 1.0) * size)))
+    if min(shape) < 16:  # VGG-19's fourth pooling would leave nothing of it
+        raise MultistyleError(f"--size: the style image would be {shape[0]}x{shape[1]} at this size, smaller than "
+                              f"16 pixels; use a larger --size or --style-scale")
     return images.resize_pixels(image, shape)
 
 

@@ -143,3 +143,48 @@ def lbfgs(x0: np.ndarray, f_and_grad, steps: int, lr: float = 1.0, history: int 
         previous = (t * d, g)
         x = x + t * d
         yield x.copy()
+
+
+def conv_reflect(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndarray:
+    """A k x k convolution (OIHW weights) after ``k // 2`` pixels of reflection padding, with a stride: the
+    style network's convolution, written from its definition (one product per kernel offset)."""
+    k = w.shape[2]
+    p = k // 2
+    padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="reflect")
+    h = (padded.shape[2] - k) // stride + 1
+    width = (padded.shape[3] - k) // stride + 1
+    out = np.zeros((x.shape[0], w.shape[0], h, width))
+    for dy in range(k):
+        for dx in range(k):
+            window = padded[:, :, dy:dy + stride * (h - 1) + 1:stride, dx:dx + stride * (width - 1) + 1:stride]
+            out += np.einsum("oc,nchw->nohw", w[:, :, dy, dx], window)
+    return out + b[None, :, None, None]
+
+
+def instance_norm(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    variance = x.var(axis=(2, 3), keepdims=True)
+    return (x - mean) / np.sqrt(variance + eps) * scale[None, :, None, None] + shift[None, :, None, None]
+
+
+def style_network(x: np.ndarray, params: Dict[str, np.ndarray]) -> np.ndarray:
+    """Johnson et al.'s network as PyTorch's examples write it (``TransformerNet``), spelled out layer by layer."""
+    p = {name: value.astype(np.float64) for name, value in params.items()}
+
+    def layer(x, name, stride=1, norm=None, relu=True, upsample=False):
+        if upsample:
+            x = x.repeat(2, axis=2).repeat(2, axis=3)
+        x = conv_reflect(x, p[f"{name}.conv2d.weight"], p[f"{name}.conv2d.bias"], stride)
+        if norm:
+            x = instance_norm(x, p[f"{norm}.weight"], p[f"{norm}.bias"])
+        return np.maximum(x, 0) if relu else x
+
+    y = layer(x.astype(np.float64), "conv1", norm="in1")
+    y = layer(y, "conv2", 2, norm="in2")
+    y = layer(y, "conv3", 2, norm="in3")
+    for block in range(1, 6):
+        inner = layer(y, f"res{block}.conv1", norm=f"res{block}.in1")
+        y = y + layer(inner, f"res{block}.conv2", norm=f"res{block}.in2", relu=False)
+    y = layer(y, "deconv1", norm="in4", upsample=True)
+    y = layer(y, "deconv2", norm="in5", upsample=True)
+    return layer(y, "deconv3", relu=False)
