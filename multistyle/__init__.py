@@ -6,6 +6,8 @@ The core in this package never imports a deep-learning framework; backends
 >>> import multistyle
 >>> result = multistyle.transfer("photo.jpg", "painting.jpg", backend="paddle")  # doctest: +SKIP
 >>> result.save("out.png")  # doctest: +SKIP
+>>> network = multistyle.train("painting.jpg", "photos/", output="painting.safetensors")  # doctest: +SKIP
+>>> multistyle.stylize(network, "photo.jpg", backend="jax").save("fast.png")  # doctest: +SKIP
 """
 
 __version__ = "0.1.0"
@@ -13,9 +15,13 @@ __version__ = "0.1.0"
 from .backend import Backend, Optimizer, backend_names, describe_backends, get_backend
 from .errors import BackendUnavailable, MultistyleError, WeightsError
 from .settings import PRESETS, Settings
+from .nets import StyleNetwork
+from .nets.stylize import Stylized, stylize
+from .training import TrainOptions, train
 from .transfer import Result, UntrainedWeightsWarning, transfer
 
 __all__ = [
-    "Backend", "BackendUnavailable", "MultistyleError", "Optimizer", "PRESETS", "Result", "Settings",
-    "UntrainedWeightsWarning", "WeightsError", "backend_names", "describe_backends", "get_backend", "transfer",
+    "Backend", "BackendUnavailable", "MultistyleError", "Optimizer", "PRESETS", "Result", "Settings", "StyleNetwork",
+    "Stylized", "TrainOptions", "UntrainedWeightsWarning", "WeightsError", "backend_names", "describe_backends",
+    "get_backend", "stylize", "train", "transfer",
 ]

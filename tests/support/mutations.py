@@ -38,6 +38,8 @@ T_SERVE = "tests/cli/test_serve.py"
 T_HEAP = "tests/core/test_heap.py"
 T_INT = "tests/core/test_interrupts.py"
 T_RELEASE = "tests/docs/test_release.py"
+T_NET = "tests/nets/test_style_network_backends.py::test_the_forward_pass_matches_numpy_at_an_odd_size[torch]"
+T_TRAIN = "tests/nets/test_train_cli.py"
 
 _KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
              '                "settings": settings_dict(job.settings.resolved()), "version": 1}')
@@ -305,6 +307,18 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("interrupt-overrides-a-programs-handler", "a program's own SIGINT handler decides",
              "multistyle/interrupts.py", "previous is not signal.default_int_handler:", "not callable(previous):",
              (f"{T_INT}::test_a_programs_own_handler_is_left_to_decide",)),
+    # -- style networks -----------------------------------------------------------------------------------------
+    Mutation("style-network-without-its-residuals", "the network is Johnson et al.'s, as PyTorch's examples ship it",
+             "multistyle/nets/transformer.py", "            x = x + saved.pop()", "            x = saved.pop()",
+             (T_NET,)),
+    Mutation("style-network-norm-epsilon", "the network is Johnson et al.'s, as PyTorch's examples ship it",
+             "multistyle/nets/transformer.py", "EPSILON = 1e-5", "EPSILON = 1e-2", (T_NET,)),
+    Mutation("resume-forgets-adams-step-count", "--resume continues to the same parameters as an uninterrupted run",
+             "multistyle/optim.py", 'self.t = int(np.asarray(state["t"]).reshape(-1)[0]) if "t" in state else 0',
+             "self.t = 0", (f"{T_TRAIN}::test_resume_equals_an_uninterrupted_run",)),
+    Mutation("onnx-upsampling-not-nearest", "the ONNX export equals the backend's picture within 1 level",
+             "multistyle/nets/onnx_export.py", 'mode="nearest",', 'mode="linear",',
+             (f"{T_TRAIN}::test_train_then_run_then_export",)),
     # -- the release ------------------------------------------------------------------------------------------------
     Mutation("version-printed-not-the-packages", "multistyle --version says the package's version",
              "multistyle/cli/__init__.py", 'version=f"multistyle {__version__}"', 'version="multistyle 0.1"',
