@@ -117,6 +117,31 @@ def predict(backend: str, device: str, shape: Tuple[int, int], layers: Sequence[
     return Prediction(host=host, device=parts["weights"] + parts["activations"] + state, parts=parts)
 
 
+def predict_training(backend: str, device: str, size: int, batch: int, width: int, layers: Sequence[str]) -> Prediction:
+    """Peak memory of ``multistyle train`` at crops of ``size`` x ``size``, ``batch`` crops per step.
+
+    The loss network's activations of the network's output batch (kept for the backward pass) and of the
+    photos' batch (the content targets), the style network's activations of the batch, counted from its
+    table (:func:`multistyle.nets.transformer.activation_elements`), both times the backend's activation
+    factor; its parameters four times (values, gradients, Adam's two moments); the batches.
+    """
+    from .nets import transformer
+
+    last = max(LAYER_BY_NAME[name].index for name in layers)
+    model = host_model(backend)
+    vgg = 2 * batch * activation_bytes((size, size), last)
+    net = FLOAT * batch * transformer.activation_elements(width, size, size)
+    params = 4 * FLOAT * transformer.parameter_count(width)
+    batches = 3 * batch * FLOAT * 3 * size * size
+    factor = model.train_activations if device == "cpu" else DEVICE.activations
+    parts = {"framework": int(model.base), "weights": int(model.weights * weight_bytes(last)),
+             "activations": int(factor * (vgg + net)), "network and Adam": params + batches}
+    if device == "cpu":
+        return Prediction(host=sum(parts.values()), device=None, parts=parts)
+    host = int(model.base + model.weights * weight_bytes(last) + params + batches)
+    return Prediction(host=host, device=sum(parts.values()) - int(model.base), parts=parts)
+
+
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
           "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
 

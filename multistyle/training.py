@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from . import images
+from . import images, memory
 from .backend import Backend, get_backend
 from .errors import MultistyleError
 from .losses import content_loss, style_loss, tv_loss
@@ -230,7 +230,8 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
           weights: Union[str, LoadedWeights] = "imagenet", options: Optional[TrainOptions] = None,
           settings: Optional[Union[Settings, ResolvedSettings]] = None, resume: bool = False,
           callback: Optional[Callback] = None, progress: bool = False,
-          max_pixels: int = images.DEFAULT_MAX_PIXELS, **overrides: Any) -> StyleNetwork:
+          max_pixels: int = images.DEFAULT_MAX_PIXELS, max_memory: Optional[int] = None,
+          **overrides: Any) -> StyleNetwork:
     """Train a style network for ``style`` on the photos of ``contents`` and return it.
 
     ``options`` (or keywords ``size``, ``batch_size``, ``iterations``, ``lr``, ``width``,
@@ -238,7 +239,8 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
     (``preset``, ``style_weight``, ``style_layers``...).  With ``output`` (a ``.safetensors`` path) the
     network is written there at the end, and a checkpoint beside it every ``checkpoint_every`` iterations;
     ``resume`` continues from that checkpoint.  ``callback(record)`` is called after every iteration with
-    its losses.
+    its losses.  ``max_memory`` (bytes) refuses, before any work, a run predicted to need more
+    (:func:`multistyle.memory.predict_training`).
     """
     train_fields = {name: overrides.pop(name) for name in list(overrides) if name in TrainOptions.__dataclass_fields__}
     options = replace(options or TrainOptions(), **train_fields)
@@ -260,6 +262,7 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
     photos = Photos(contents, options.size, max_pixels)
     style_pixels = [_style_pixels(one, options.size, resolved.style_scale, max_pixels) for one in styles]
     B = get_backend(backend, device) if isinstance(backend, str) else backend
+    check_memory(max_memory, B.name, B.device, options, resolved.layers)
     loaded = weights if isinstance(weights, LoadedWeights) else load_weights(weights, B, deepest_index(resolved.layers))
     metadata = {
         "style_sha256": ",".join(_file_hash(one) for one in styles),
@@ -310,6 +313,21 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
     if ckpt:
         save(options.iterations, ckpt, True)
     return save(options.iterations, output or "", False)
+
+
+def check_memory(limit: Optional[int], backend: str, device: str, options: TrainOptions,
+                 layers: Sequence[str]) -> None:
+    """Refuse, before any work, training predicted to need more than ``limit`` bytes; name a size that fits."""
+    predicted = memory.predict_training(backend, device, options.size, options.batch_size, options.width, layers)
+    if limit is None or predicted.peak <= limit:
+        return
+    fits = [size for size in range(options.size - 4, 15, -4)
+            if memory.predict_training(backend, device, size, options.batch_size, options.width, layers).peak <= limit]
+    hint = (f"use --size {fits[0]} or a smaller --batch-size, or raise --max-memory" if fits else
+            "no crop size fits at this batch size; lower --batch-size or raise --max-memory")
+    raise MultistyleError(f"--max-memory: training needs about {memory.format_bytes(predicted.peak)} at --size "
+                          f"{options.size} --batch-size {options.batch_size}, more than {memory.format_bytes(limit)}; "
+                          f"{hint}")
 
 
 def _resumed(path: str, metadata: Mapping[str, str], options: TrainOptions) -> "tuple[StyleNetwork, int]":

@@ -18,11 +18,13 @@ from ..errors import MultistyleError
 
 class MemoryModel(NamedTuple):
     """Host memory of a run on the CPU: the process at rest (bytes), copies of the weights, copies of one pass's
-    activations.  Fitted by ``benchmarks/memory_report.py`` (peak resident set of a fresh ``multistyle run``)."""
+    activations.  Fitted by ``benchmarks/memory_report.py`` (peak resident set of a fresh ``multistyle run``);
+    ``train_activations``, the copies of a training step's activations, by ``benchmarks/train_memory.py``."""
 
     base: float
     weights: float
     activations: float
+    train_activations: float = 2.0
 
 
 @dataclass(frozen=True)

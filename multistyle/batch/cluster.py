@@ -130,6 +130,8 @@ def run_ray(ray: Any, payloads: Dict[int, Dict[str, Any]], cpus: float, gpus: fl
     # Weights and images go into the object store once; every job gets references, not copies.
     deepest: Dict[Tuple[str, str], int] = {}
     for payload in payloads.values():
+        if payload.get("model"):  # a style network's pass reads no VGG-19
+            continue
         owner = weights_owner(payload)
         deepest[owner] = max(deepest.get(owner, 0), payload["last"])
     weights = {}
@@ -154,7 +156,7 @@ def run_ray(ray: Any, payloads: Dict[int, Dict[str, Any]], cpus: float, gpus: fl
 
     futures = {}
     for index, payload in payloads.items():
-        futures[run.remote(payload, weights[weights_owner(payload)], image_ref(payload["content"]),
+        futures[run.remote(payload, weights.get(weights_owner(payload)), image_ref(payload["content"]),
                            *[image_ref(path) for path in payload["style"]])] = index
     try:
         while futures:

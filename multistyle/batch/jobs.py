@@ -39,6 +39,8 @@ class BatchJob:
     settings: Union[Settings, ResolvedSettings] = field(default_factory=Settings)
     #: Where the job came from, for messages ("jobs.csv row 3"); empty for a grid.
     source: str = ""
+    #: The style entry is a trained style network (``batch --model``): one pass, no VGG-19, no optimisation.
+    model: bool = False
 
     def to_payload(self) -> Dict[str, Any]:
         """What a worker process needs to run this job: plain values, picklable, no framework objects;
@@ -47,7 +49,7 @@ class BatchJob:
         return {"content": self.content, "style": list(self.style), "backend": self.backend, "device": self.device,
                 "weights": self.weights, "size": self.size, "max_pixels": self.max_pixels,
                 "deterministic": self.deterministic, "settings": settings_dict(resolved),
-                "last": deepest_index(resolved.layers)}
+                "last": deepest_index(resolved.layers), "model": self.model}
 
     @classmethod
     def from_payload(cls, payload: Dict[str, Any]) -> "BatchJob":

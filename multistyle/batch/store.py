@@ -67,9 +67,13 @@ def job_key(job: BatchJob) -> str:
     CPU is the same job (its result differs only by float rounding), so a
     batch moved between machines still skips what is done.
     """
-    identity = {"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],
-                "backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),
-                "settings": settings_dict(job.settings.resolved()), "version": 1}
+    if job.model:  # one pass of a network: the file (the style entry), the backend and the size are all it reads
+        identity = {"content": file_sha256(job.content), "model": file_sha256(job.style[0]), "backend": job.backend,
+                    "size": "content" if job.size is None else _size_text(job.size), "version": 1}
+    else:
+        identity = {"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],
+                    "backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),
+                    "settings": settings_dict(job.settings.resolved()), "version": 1}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -144,9 +148,10 @@ def write_result(folder: str, entry: Entry, result: Dict[str, Any]) -> Dict[str,
         "inputs": {"content_sha256": file_sha256(job.content), "style_sha256": [file_sha256(p) for p in job.style]},
         "result": {"backend": result["backend"], "device": result["device"], "weights": result["weights"],
                    "untrained": result["untrained"], "size": result["size"], "epochs": len(history),
-                   "stopped": result["stopped"], "final": {k: history[-1][k] for k in ("content", "style", "tv", "total")}},
+                   "stopped": result["stopped"],
+                   "final": {k: history[-1][k] for k in ("content", "style", "tv", "total")} if history else {}},
         "timings": {"seconds": result["seconds"], "optimisation_seconds": sum(seconds),
-                    "median_seconds_per_iteration": float(np.median(seconds[1:] or seconds)),
+                    "median_seconds_per_iteration": float(np.median(seconds[1:] or seconds)) if history else None,
                     "host": result["host"], "pid": result["pid"], "weights_reused": result["weights_reused"]},
         "versions": _versions(result["framework"]),
         "history": history,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import signal
+import tempfile
 import time
 import warnings
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -54,6 +55,8 @@ def execute(payload: Dict[str, Any], loaded: Union[None, str, LoadedWeights] = N
             raise MultistyleError(loaded)
         limit = payload["max_pixels"]
         content = images.load_image(payload["content"], "--content", limit, data=content_data)
+        if payload.get("model"):
+            return _one_pass(payload, content, style_data[0] if style_data else None, started)
         datas = list(style_data) or [None] * len(payload["style"])
         styles = [images.load_image(path, "--style", limit, data=data) for path, data in zip(payload["style"], datas)]
         backend = _cached_backend(payload["backend"], payload["device"])
@@ -74,6 +77,29 @@ def execute(payload: Dict[str, Any], loaded: Union[None, str, LoadedWeights] = N
             "untrained": result.untrained, "size": list(result.size), "stopped": result.stopped,
             "seconds": time.perf_counter() - started, "host": platform.node(), "pid": os.getpid(),
             "weights_reused": reused}
+
+
+def _one_pass(payload: Dict[str, Any], content: Any, data: Optional[bytes], started: float) -> Dict[str, Any]:
+    """A ``batch --model`` job: the network (the job's style entry, or its bytes from Ray's object store) on the
+    content, in one pass."""
+    from ..nets.files import StyleNetwork
+    from ..nets.stylize import stylize
+
+    path = payload["style"][0]
+    if data is not None:  # the file is not on this machine: read it from the bytes the engine sent
+        with tempfile.TemporaryDirectory() as folder:
+            local = os.path.join(folder, os.path.basename(path))
+            with open(local, "wb") as handle:
+                handle.write(data)
+            network = StyleNetwork.load(local, "--model")
+    else:
+        network = StyleNetwork.load(path, "--model")
+    backend = _cached_backend(payload["backend"], payload["device"])
+    result = stylize(network, content, backend=backend, size=payload["size"], max_pixels=payload["max_pixels"])
+    return {"status": "done", "image": result.image, "history": [], "backend": result.backend,
+            "device": result.device, "framework": backend.framework_version(), "weights": "",
+            "untrained": False, "size": list(result.size), "stopped": "", "seconds": time.perf_counter() - started,
+            "host": platform.node(), "pid": os.getpid(), "weights_reused": False}
 
 
 def fault_injection(payload: Dict[str, Any]) -> Optional[Callable[..., None]]:

@@ -10,10 +10,13 @@ from typing import Any, List
 from .. import images
 from ..backend import backend_names, parse_device
 from ..errors import MultistyleError
-from ..settings import blend_mismatch
+from ..settings import DEFAULT_SIZE, blend_mismatch
 from ..vgg import parse_weights_spec
 from .common import Interrupted, backend_list, command_line
 from .options import job_options, override, settings_from
+
+
+_DEFAULT_SIZE = f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"
 
 
 def _batch_job(args: argparse.Namespace, content: str, style: List[str], backend: str, source: str) -> Any:
@@ -26,23 +29,35 @@ def _batch_job(args: argparse.Namespace, content: str, style: List[str], backend
             raise MultistyleError(f"--backend: unknown backend {backend!r}; choose from {', '.join(backend_names())}")
         parse_device(args.device)
         parse_weights_spec(args.weights)
-        images.parse_size(str(args.size))
+        if args.size is not None:
+            images.parse_size(str(args.size))
         settings = settings_from(args).resolved()
         if settings.style_blend is not None and len(settings.style_blend) != len(style):
             raise MultistyleError(blend_mismatch(len(settings.style_blend), len(style)))
     except MultistyleError as exc:
         raise MultistyleError(prefix + str(exc)) from None
+    model = bool(getattr(args, "model", None))
+    size = (None if args.size is None else str(args.size)) if model else str(args.size or _DEFAULT_SIZE)
     return BatchJob(content=content, style=style, backend=backend, device=args.device, weights=args.weights,
-                    size=str(args.size), max_pixels=args.max_pixels, deterministic=args.deterministic,
-                    settings=settings, source=source)
+                    size=size, max_pixels=args.max_pixels, deterministic=args.deterministic,
+                    settings=settings, source=source, model=model)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from .. import batch
 
+    if args.model:
+        if args.jobs or args.styles:
+            raise MultistyleError("--model: the network is every job's style; give --contents only, not --styles "
+                                  "or a JOBS file")
+        if not args.contents:
+            raise MultistyleError("--model: give --contents, the images to stylise")
+        from ..nets.files import StyleNetwork
+
+        StyleNetwork.load(args.model)  # a one-line error now, not one per job
     if args.jobs and (args.contents or args.styles):
         raise MultistyleError("give either a JOBS file or --contents and --styles, not both")
-    if not args.jobs and not (args.contents and args.styles):
+    if not args.jobs and not (args.contents and (args.styles or args.model)):
         raise MultistyleError("give --contents and --styles (every pair runs), or a JOBS.csv or JOBS.json file")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise MultistyleError(f"--output: {args.output!r} is a file; batch writes a folder")
@@ -63,10 +78,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
             jobs += [_batch_job(job_args, row["content"], row["style"], name, row["source"]) for name in names]
     else:
         contents = batch.expand_images(args.contents, "--contents")
-        styles = batch.expand_images(args.styles, "--styles")
+        styles = [args.model] if args.model else batch.expand_images(args.styles, "--styles")
         jobs = [_batch_job(args, content, [style], backend, "")
                 for content in contents for style in styles for backend in backends]
-    untrained = any(parse_weights_spec(job.weights)[0] == "random" for job in jobs)
+    untrained = any(parse_weights_spec(job.weights)[0] == "random" and not job.model for job in jobs)
     try:
         data = batch.run_batch(jobs, args.output, engine=args.engine, workers=args.workers, retries=args.retries,
                                ray_address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,

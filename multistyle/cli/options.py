@@ -97,6 +97,8 @@ OPTIONS: Tuple[Option, ...] = (
                                            + _BENCH_SYNTHETIC},
         RUN: {"required": False, "help": "style image, or several, comma-separated, blended by --style-blend "
                                          "(required, except with --model)"},
+        COMPARE: {"required": False, "help": "style image, or several, comma-separated, blended by --style-blend "
+                                             "(required, except with --model)"},
         TRAIN: {"help": "the style image the network learns, or several, comma-separated, blended by --style-blend"}},
          required=True, metavar="FILE[,FILE...]", type=_image_list,
          help="style image, or several, comma-separated, blended by --style-blend"),
@@ -104,7 +106,12 @@ OPTIONS: Tuple[Option, ...] = (
         TRAIN: {"required": True, "help": "training photos: a folder or a glob pattern (each at least --size "
                                           "pixels on its shorter side)"}},
          metavar="DIR|GLOB", help="content images: a folder, a glob pattern or a file"),
-    _opt("--model", _IMAGES, {RUN}, metavar="FILE",
+    _opt("--model", _IMAGES, {RUN, COMPARE, BATCH}, {
+        COMPARE: {"help": "compare a trained style network's pictures and times on every backend instead of an "
+                          "optimisation; needs no --style"},
+        BATCH: {"help": "stylise every content image with a trained style network, in one pass each, instead of "
+                        "optimising; needs no --styles"}},
+         metavar="FILE",
          help="stylise with a trained style network (.safetensors from multistyle train, or a PyTorch examples "
               "fast_neural_style .pth) in one pass, instead of optimising; needs no --style and no VGG-19"),
     _opt("--styles", _IMAGES, {BATCH}, metavar="DIR|GLOB", help="style images: a folder, a glob pattern or a file"),
@@ -124,6 +131,12 @@ OPTIONS: Tuple[Option, ...] = (
               "in the same process, alternated with the run's iterations, and print s/it ÷ floor ('fault' where the "
               "floor measured slower than the step); 0: off (default: %(default)s)"),
     _opt("--size", _IMAGES, {RUN, COMPARE, BATCH, TRAIN}, {
+        BATCH: {"default": None, "help": "working size as HEIGHTxWIDTH, or one number for the long edge keeping the "
+                                         f"content's aspect ratio (default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}; with "
+                                         "--model, each content's own size)"},
+        COMPARE: {"default": None, "help": "working size as HEIGHTxWIDTH, or one number for the long edge keeping the "
+                                           f"content's aspect ratio (default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}; "
+                                           "with --model, the content's own size)"},
         RUN: {"default": None, "help": "working size as HEIGHTxWIDTH, or one number for the long edge keeping the "
                                        f"content's aspect ratio (default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}; with "
                                        "--model, the content's own size)"},
@@ -251,9 +264,9 @@ OPTIONS: Tuple[Option, ...] = (
          help="epochs between animation frames (default: about 50 frames in all)"),
     _opt("--quiet", "reporting", {RUN, BATCH, TRAIN}, {BATCH: {"group": "engine"}}, action="store_true",
          help="no progress bar"),
-    _opt("--plan", "planning", {RUN}, action="store_true",
+    _opt("--plan", "planning", {RUN, TRAIN}, action="store_true",
          help="print the job's plan and predicted peak memory, and stop (loads no framework)"),
-    _opt("--max-memory", "planning", {RUN}, default=None, metavar="SIZE",
+    _opt("--max-memory", "planning", {RUN, TRAIN}, default=None, metavar="SIZE",
          help="refuse, before any work, a job predicted to need more memory than SIZE (e.g. 4G, 1.5GiB); the error "
               "names the largest size that fits"),
 )

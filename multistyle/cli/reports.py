@@ -16,7 +16,7 @@ from ..backend import backend_names, parse_device
 from ..batch.jobs import BatchJob
 from ..errors import MultistyleError
 from ..optim import OPTIMIZERS
-from ..settings import ResolvedSettings, settings_dict
+from ..settings import DEFAULT_SIZE, ResolvedSettings, settings_dict
 from ..transfer import target_size
 from ..vgg import parse_weights_spec
 from .common import backend_list, command_line
@@ -42,6 +42,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .. import compare
 
     backends = _backends(args)
+    if args.model:
+        return _compare_model(args, backends)
+    if not args.style:
+        raise MultistyleError("--style: required (a style image), unless --model names a trained network")
+    if args.size is None:
+        args.size = f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"
     settings = settings_from(args).resolved()
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise MultistyleError(f"--output: {args.output!r} is a file; compare writes a folder")
@@ -66,6 +72,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
                            explain_maths=not args.no_maths)
     for row in data["backends"]:
         print(f"{row['label']:14} {row['seconds_per_iteration']:.4f} s/it  final loss {row['final']['total']:.5g}")
+    for name, reason in {**data["unusable"], **data["failed"]}.items():
+        print(f"{name:14} did not run: {reason}")
+    print(f"wrote {os.path.join(args.output, 'index.html')}")
+    return 0
+
+
+def _compare_model(args: argparse.Namespace, backends: List[str]) -> int:
+    """``compare --model``: the network's picture and time on each backend."""
+    from ..nets.compare import compare_model
+
+    if args.style:
+        raise MultistyleError("--style: a trained network (--model) has its style built in; drop --style")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise MultistyleError(f"--output: {args.output!r} is a file; compare writes a folder")
+    size = None
+    if args.size is not None:
+        size = target_size(images.load_image(args.content, "--content", args.max_pixels), args.size)
+    data = compare_model(backends, args.output, args.model, args.content, size, args.device,
+                         max_pixels=args.max_pixels, command=command_line(sys.argv[1:] if args.argv is None else args.argv))
+    for row in data["backends"]:
+        print(f"{row['backend']:14} first pass {row['first']:.3f} s, warm {row['warm']:.3f} s, "
+              f"{row['max_diff']} levels from {data['backends'][0]['backend']} at most")
     for name, reason in {**data["unusable"], **data["failed"]}.items():
         print(f"{name:14} did not run: {reason}")
     print(f"wrote {os.path.join(args.output, 'index.html')}")

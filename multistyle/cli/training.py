@@ -9,8 +9,11 @@ import time
 import warnings
 from typing import Dict, List
 
+from .. import memory
+from ..backend import backend_names, parse_device
+from ..errors import MultistyleError
 from ..progress import ProgressBar
-from ..training import TrainOptions, checkpoint_path, train
+from ..training import Photos, TrainOptions, check_memory, checkpoint_path, train
 from ..transfer import UntrainedWeightsWarning
 from ..vgg import parse_weights_spec
 from .common import Interrupted
@@ -22,6 +25,24 @@ def cmd_train(args: argparse.Namespace) -> int:
                            width=args.width, checkpoint_every=args.checkpoint_every)
     options.check()
     settings = settings_from(args).resolved()
+    if args.backend not in backend_names():
+        raise MultistyleError(f"--backend: unknown backend {args.backend!r}; choose from {', '.join(backend_names())}")
+    kind, number = parse_device(args.device)
+    device = f"gpu:{number or 0}" if kind == "gpu" else "cpu"
+    predicted = memory.predict_training(args.backend, device, options.size, options.batch_size, options.width,
+                                        settings.layers)
+    limit = None if args.max_memory is None else memory.parse_bytes(args.max_memory)
+    if args.plan:
+        photos = Photos(args.contents, options.size, args.max_pixels)
+        print(f"plan: train a style network of width {options.width} on {args.backend} ({device}) for "
+              f"{options.iterations} iterations of {options.batch_size} crops of {options.size}x{options.size}, "
+              f"from {len(photos)} photos; Adam lr {options.lr:g}, preset {settings.preset}")
+        print(f"predicted peak memory: {predicted.describe()}")
+    check_memory(limit, args.backend, device, options, settings.layers)
+    if args.plan:
+        if limit is not None:
+            print(f"fits in --max-memory {args.max_memory} ({memory.format_bytes(limit)})")
+        return 0
     kind, _ = parse_weights_spec(args.weights)
     if kind == "random":
         print("multistyle: warning: VGG-19 has random weights (untrained): the network will not learn a style. "
@@ -42,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", UntrainedWeightsWarning)
             network = train(args.style, args.contents, output=args.output, backend=args.backend, device=args.device,
                             weights=args.weights, options=options, settings=settings, resume=args.resume,
-                            callback=on_iteration, max_pixels=args.max_pixels)
+                            callback=on_iteration, max_pixels=args.max_pixels, max_memory=limit)
     except KeyboardInterrupt:
         bar.close()
         kept = (f"the last checkpoint is {ckpt}; continue with --resume" if os.path.exists(ckpt)

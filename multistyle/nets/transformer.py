@@ -146,6 +146,35 @@ def forward(B: Any, params: Mapping[str, Any], x: Any) -> Any:
     return x
 
 
+def activation_elements(width: int, height: int, image_width: int) -> int:
+    """Floats one image's pass creates, op by op (padded and upsampled inputs included): what a backward pass
+    keeps, for the memory plan of training."""
+    total, c, h, w = 0, 3, height, image_width
+    for op in operations(width):
+        if op.kind == "conv":
+            if op.upsample:
+                h, w = 2 * h, 2 * w
+                total += c * h * w
+            pad = op.kernel // 2
+            total += c * (h + 2 * pad) * (w + 2 * pad)
+            h, w, c = -(-h // op.stride), -(-w // op.stride), op.out_channels
+            total += c * h * w
+        elif op.kind in ("norm", "relu", "add"):
+            total += c * h * w
+    return total
+
+
+def parameter_count(width: int = DEFAULT_WIDTH) -> int:
+    """Floats of all parameters (1,679,235 at the published width)."""
+    total = 0
+    for shape in parameter_shapes(width).values():
+        count = 1
+        for dim in shape:
+            count *= dim
+        total += count
+    return total
+
+
 def flops(width: int, height: int, image_width: int) -> int:
     """Multiply-adds x 2 of the convolutions at this image size (what a FLOP rate is measured against)."""
     total, h, w = 0, height, image_width
