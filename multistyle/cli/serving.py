@@ -29,6 +29,9 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, gpu or gpu:N (default: %(default)s)")
     parser.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS, metavar="N",
                         help="refuse uploaded images with more pixels than this (default: %(default)s)")
+    parser.add_argument("--model", default=None, metavar="FILE",
+                        help="also offer a trained style network (.safetensors or a PyTorch examples .pth): its one "
+                             "pass races the optimisation, on the first backend chosen")
     parser.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB",
                         help="refuse uploads larger than this (default: %(default)s)")
 
@@ -51,6 +54,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.max_upload_mb > 0:
         raise MultistyleError(f"--max-upload-mb: expected a positive number, got {args.max_upload_mb}")
     names = backend_list(args.backends) if args.backends is not None else []
+    network = ""
+    if args.model:
+        from ..nets.files import StyleNetwork
+
+        network = StyleNetwork.load(args.model).describe()
     if not is_loopback(args.host):
         print(f"multistyle: warning: --host {args.host}: anyone who can reach this machine on that network can "
               "use the page, run jobs on it and upload images", file=sys.stderr)
@@ -58,12 +66,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def prepare() -> Tuple[Dict[str, Dict[str, Any]], str]:
         print("multistyle serve: checking which backends are installed ...", file=sys.stderr, flush=True)
         backends = backend_table(names)
-        return backends, render(backends, args.weights)
+        return backends, render(backends, args.weights, network)
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
         serve(host=args.host, port=args.port, weights=args.weights, device=args.device, max_pixels=args.max_pixels,
-              max_upload=int(args.max_upload_mb * 2 ** 20), prepare=prepare, open_browser=args.open)
+              max_upload=int(args.max_upload_mb * 2 ** 20), prepare=prepare, open_browser=args.open,
+              model=args.model)
     except KeyboardInterrupt:
         pass
     print("multistyle serve: stopped; uploads deleted", file=sys.stderr)

@@ -52,6 +52,7 @@ $('run').addEventListener('click', async () => {
     content: page.choice.content, style: page.choice.style, backends,
     size: Number($('size').value), epochs: Number($('epochs').value),
     preset: $('preset').value, optimizer: $('optimizer').value, parallel: $('parallel').checked,
+    network: $('network') ? $('network').checked : false,
   };
   try {
     await post('/api/run', JSON.stringify(body), { 'Content-Type': 'application/json' });
@@ -94,6 +95,9 @@ function showStatus(name) {
   let text = state.status;
   if (state.status === 'running' && last) text = `running: epoch ${last.epoch} of ${epochs}`;
   if (state.status === 'done') text = `done: ${state.history.length} epochs`;
+  if (state.status === 'done' && state.summary && state.summary.pass_seconds != null) {
+    text = `done: one pass in ${state.summary.pass_seconds.toFixed(3)} s on ${state.summary.backend}`;
+  }
   element.querySelector('.pane-status').textContent = text;
   element.querySelector('.error').textContent = state.error || '';
   if (last) {
@@ -143,6 +147,7 @@ function onPane(event) {
     scheduleDraw();
   }
   if (event.type === 'failed') state.error = data.error;
+  if (event.type === 'done' && data.summary) state.summary = data.summary;
   if (event.type === 'frame' || event.type === 'done') {
     state.frames = data.frames;
     showImage(data.backend, event.type === 'done' ? 'final' : 'latest', data.frames);

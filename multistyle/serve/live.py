@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .. import images
 from ..errors import MultistyleError, first_line
 
 #: Events a watcher may fall behind by before it is dropped (a page reconnects and gets the whole state).
@@ -41,6 +42,24 @@ def png_bytes(pixels: Any) -> bytes:
     return buffer.getvalue()
 
 
+def pane_of(job: Dict[str, Any]) -> str:
+    """The pane a job's worker fills: its backend's, or ``network`` for the trained network's pass."""
+    return str(job.get("pane", job["backend"]))
+
+
+def _one_pass(job: Dict[str, Any], events: Any) -> None:
+    """The trained network's job (``serve --model``): one pass over the content, then ``("done", png, summary)``."""
+    from ..nets.stylize import stylize
+    from ..transfer import target_size
+
+    content = images.load_image(job["content"], "--content", job["max_pixels"])
+    result = stylize(job["model"], content, backend=job["backend"], device=job["device"],
+                     size=target_size(content, job["size"]), max_pixels=job["max_pixels"])
+    events.put(("done", png_bytes(result.image), {
+        "framework": job["backend"], "device": result.device, "size": list(result.size), "untrained": False,
+        "stopped": "", "pass_seconds": result.seconds, "backend": job["backend"]}))
+
+
 def work(job: Dict[str, Any], events: Any) -> None:
     """One backend's run, in a worker process: ``("epoch", record)``, ``("frame", epoch, png)``, then
     ``("done", png, summary)`` or ``("error", one line)`` on ``events``."""
@@ -50,6 +69,14 @@ def work(job: Dict[str, Any], events: Any) -> None:
     from ..settings import Settings
     from ..transfer import UntrainedWeightsWarning, transfer
 
+    if job.get("model"):
+        try:
+            _one_pass(job, events)
+        except MultistyleError as exc:
+            events.put(("error", str(exc)))
+        except Exception as exc:
+            events.put(("error", f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")))
+        return
     settings = Settings(**job["settings"])
     every = job["frame_every"]
 
@@ -157,9 +184,9 @@ class Live:
             self._images = {}
             self.run = {"id": next(self._ids), "status": "running", "parallel": parallel,
                         "started": time.strftime("%H:%M:%S"), "settings": settings,
-                        "order": [job["backend"] for job in jobs],
-                        "panes": {job["backend"]: {"status": "waiting", "history": [], "frames": 0, "error": "",
-                                                   "summary": {}, "seconds_per_iteration": None}
+                        "order": [pane_of(job) for job in jobs],
+                        "panes": {pane_of(job): {"status": "waiting", "history": [], "frames": 0, "error": "",
+                                                 "summary": {}, "seconds_per_iteration": None}
                                   for job in jobs}}
             self._publish("run", self.run)
             run = self.run
@@ -187,13 +214,14 @@ class Live:
             started = {}
             for job in group:
                 events = context.Queue()
+                name = pane_of(job)
                 process = context.Process(target=work, args=(job, events), daemon=True,
-                                          name=f"multistyle-serve-{job['backend']}")
+                                          name=f"multistyle-serve-{name}")
                 with self._lock:
-                    self._processes[job["backend"]] = process
+                    self._processes[name] = process
                 process.start()
-                started[job["backend"]] = (process, events)
-                self._pane(run, job["backend"], "status", {"status": "running"})
+                started[name] = (process, events)
+                self._pane(run, name, "status", {"status": "running"})
             self._pump(run, started)
         with self._lock:
             for name, pane in run["panes"].items():

@@ -35,10 +35,19 @@ CSS = (
 )
 
 
-def render(backends: Dict[str, Dict[str, Any]], weights: str) -> str:
-    """The whole page; ``backends`` maps each registered backend to its usable/version/reason."""
+def render(backends: Dict[str, Dict[str, Any]], weights: str, network: str = "") -> str:
+    """The whole page; ``backends`` maps each registered backend to its usable/version/reason; ``network``
+    describes the trained style network offered beside them (``serve --model``), if any."""
     e = html.escape
     boxes, panes = [], []
+    if network:
+        boxes.append(f"<label><input type='checkbox' id='network' checked> trained network, one pass on the first "
+                     f"backend chosen <span class='reason'>{e(network)}</span></label>")
+        panes.append("<section class='pane' id='pane-network' data-backend='network'><h3>trained network</h3>"
+                     "<img alt='trained network image'><div class='pane-status'>ready</div><div class='losses'></div>"
+                     "<div class='speed'></div><div class='error'></div>"
+                     "<a id='download-network' class='download' hidden download>download the final image</a>"
+                     "</section>")
     for name, row in backends.items():
         if row["usable"]:
             boxes.append(f"<label><input type='checkbox' id='backend-{e(name)}' value='{e(name)}' checked> "

@@ -73,8 +73,10 @@ class App:
     """What the handlers share: settings, the uploads, the page and the live run."""
 
     def __init__(self, *, weights: str, device: str, max_pixels: int, max_upload: int,
-                 backends: Dict[str, Dict[str, Any]], page: str, folder: str) -> None:
+                 backends: Dict[str, Dict[str, Any]], page: str, folder: str, model: Optional[str] = None) -> None:
         self.weights, self.device, self.max_pixels, self.max_upload = weights, device, max_pixels, max_upload
+        #: A trained style network the page offers beside the optimisation (``serve --model``), or ``None``.
+        self.model = model
         self.backends = backends
         self.page = page.encode("utf-8")
         self.folder = folder
@@ -141,7 +143,11 @@ class App:
         parallel = bool(body.get("parallel", False))
         shown = dict(settings, size=size, content=_shown(body.get("content")), style=_shown(body.get("style")),
                      weights=self.weights)
-        return [dict(common, backend=name) for name in dict.fromkeys(names)], shown, parallel
+        jobs = [dict(common, backend=name) for name in dict.fromkeys(names)]
+        if self.model and body.get("network"):  # the other family: one pass of the network, first, on the first backend
+            jobs.insert(0, dict(common, backend=names[0], pane="network", model=self.model))
+            shown["network"] = names[0]
+        return jobs, shown, parallel
 
 
 def _shown(choice: Any) -> str:
@@ -331,7 +337,8 @@ def bind(host: str, port: int, app: App) -> Server:
 
 
 def serve(*, host: str, port: int, weights: str, device: str, max_pixels: int, max_upload: int,
-          prepare: Callable[[], Tuple[Dict[str, Dict[str, Any]], str]], open_browser: bool = False) -> None:
+          prepare: Callable[[], Tuple[Dict[str, Dict[str, Any]], str]], open_browser: bool = False,
+          model: Optional[str] = None) -> None:
     """Serve until Ctrl-C (or SIGTERM); the run is stopped and the uploads deleted on the way out.
 
     The port is taken first, so that a busy one is said at once; then ``prepare()`` gives the backends'
@@ -339,7 +346,7 @@ def serve(*, host: str, port: int, weights: str, device: str, max_pixels: int, m
     folder = tempfile.mkdtemp(prefix="multistyle-serve-")
     try:
         app = App(weights=weights, device=device, max_pixels=max_pixels, max_upload=max_upload,
-                  backends={}, page="", folder=folder)
+                  backends={}, page="", folder=folder, model=model)
         server = bind(host, port, app)
         try:
             app.backends, page = prepare()

@@ -405,3 +405,30 @@ def test_a_bad_upload_shows_its_line_and_stop_from_the_page_ends_the_workers(tmp
     finally:
         session.quit()
         served.stop()
+
+
+def test_a_trained_network_races_the_optimisation_and_gives_runs_picture(tmp_path):
+    """``serve --model``: the page offers the network beside the backends; a run with it checked fills the
+    ``network`` pane with one pass, the picture ``run --model`` gives, before the optimisation's panes."""
+    from multistyle.nets import StyleNetwork
+    from multistyle.nets.stylize import stylize
+
+    name, = usable(1)
+    model = tmp_path / "net.safetensors"
+    StyleNetwork.fresh(4, seed=5).save(str(model))
+    served = Served(["--weights", WEIGHTS, "--model", str(model)], tmp_path / "serve")
+    try:
+        page = served.request("GET", "/")[1].decode()
+        assert "id='network' checked" in page and "id='pane-network'" in page
+        status, body = served.json("POST", "/api/run", {"backends": [name], "size": 40, "epochs": 2,
+                                                        "preset": "d2l", "network": True})
+        assert status == 202, body
+        state = served.wait(lambda s: s["run"]["status"] == "finished", 120, "the run to finish")
+        assert state["run"]["order"] == ["network", name]
+        pane = state["run"]["panes"]["network"]
+        assert pane["status"] == "done" and pane["summary"]["pass_seconds"] > 0 and pane["history"] == []
+        got = np.asarray(Image.open(io.BytesIO(served.request("GET", "/api/image/network/final.png")[1])))
+        expected = stylize(str(model), EXAMPLES["content"], backend=name, device="cpu", size=40).image
+        assert got.shape == expected.shape and np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    finally:
+        served.stop()
