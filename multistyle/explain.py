@@ -43,6 +43,12 @@ OPERATIONS: List[Tuple[str, str]] = [
     ("the learning-rate schedule", "the chapter's step decay: x0.8 every 50 epochs"),
     ("device placement", "cpu / gpu:N turned into the framework's device, and the devices it sees"),
     ("seeding", "the framework's random generator (the noise start image comes from NumPy)"),
+    ("the style network's layers", "training a network (multistyle train): the three operations VGG-19 does not "
+                                   "have, over parameter tensors that gradients flow to"),
+    ("a training step", "the loss and its gradient with respect to every parameter of the network, compiled "
+                        "where the framework gains by it"),
+    ("the training optimizer", "Adam over the parameter mapping: one implementation, so that a checkpoint "
+                               "made by one framework resumes on another"),
 ]
 
 

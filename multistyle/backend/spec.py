@@ -51,7 +51,7 @@ class BackendSpec:
 
 
 def _explain(cls: str, optimizer: str, schedule: List[str], step: str = "",
-             builder: str = "native_optimizer") -> Dict[str, List[str]]:
+             builder: str = "native_optimizer", compiled: bool = False) -> Dict[str, List[str]]:
     """The explain table of a built-in backend whose class is ``cls``: the same methods in each.
 
     ``module:qualname`` names code outside the backend's module (the core's optimizers)."""
@@ -64,12 +64,16 @@ def _explain(cls: str, optimizer: str, schedule: List[str], step: str = "",
         "the learning-rate schedule": schedule,
         "device placement": [f"{cls}.place", f"{cls}.gpu_count"],
         "seeding": [f"{cls}.seed"],
+        "the style network's layers": [f"{cls}.conv2d", f"{cls}.instance_norm", f"{cls}.upsample_nearest"],
+        "a training step": [f"{cls}.loss_and_grads", f"{cls}.compile_gradients" if compiled else
+                            "multistyle.backend.protocol:Backend.compile_gradients"],
+        "the training optimizer": ["multistyle.optim:ParameterAdam.step"],
     }
 
 
 def _explain_held(cls: str) -> Dict[str, List[str]]:
     """The explain table of a backend whose arrays never change and whose optimizers are :mod:`multistyle.optim`'s."""
-    table = _explain(cls, "", ["multistyle.optim:CoreOptimizer.epoch_end"])
+    table = _explain(cls, "", ["multistyle.optim:CoreOptimizer.epoch_end"], compiled=True)
     table["the optimizer step"] = ["multistyle.optim:Adam.step", "multistyle.backend.holder:HeldImages.persist_clips"]
     return table
 
