@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from . import images, memory
+from . import images, interrupts, memory
 from .backend import Backend, get_backend
 from .errors import MultistyleError
 from .losses import content_loss, style_loss, tv_loss
@@ -292,22 +292,24 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
         return saved
 
     try:
-        for iteration in range(start + 1, options.iterations + 1):
-            started = time.perf_counter()
-            batch = B.asarray(photos.batch(iteration - 1, options.batch_size, resolved.seed))
-            terms, grads = step(params, batch)
-            params = adam.step(params, grads)
-            values = {key: B.item(value) for key, value in terms.items()}
-            if not np.isfinite(values["total"]):
-                raise MultistyleError(f"training diverged at iteration {iteration} (loss {values['total']}); "
-                                      f"lower --lr or the style weight")
-            record = _record(iteration, values, time.perf_counter() - started)
-            bar.update(record)
-            if callback is not None:
-                callback(record)
-            if ckpt and options.checkpoint_every and iteration % options.checkpoint_every == 0 \
-                    and iteration < options.iterations:
-                save(iteration, ckpt, True)
+        with interrupts.watched():  # a Ctrl-C that the framework swallows still stops the run, between steps
+            for iteration in range(start + 1, options.iterations + 1):
+                interrupts.check()
+                started = time.perf_counter()
+                batch = B.asarray(photos.batch(iteration - 1, options.batch_size, resolved.seed))
+                terms, grads = step(params, batch)
+                params = adam.step(params, grads)
+                values = {key: B.item(value) for key, value in terms.items()}
+                if not np.isfinite(values["total"]):
+                    raise MultistyleError(f"training diverged at iteration {iteration} (loss {values['total']}); "
+                                          f"lower --lr or the style weight")
+                record = _record(iteration, values, time.perf_counter() - started)
+                bar.update(record)
+                if callback is not None:
+                    callback(record)
+                if ckpt and options.checkpoint_every and iteration % options.checkpoint_every == 0 \
+                        and iteration < options.iterations:
+                    save(iteration, ckpt, True)
     finally:
         bar.close()
     if ckpt:

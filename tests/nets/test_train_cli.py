@@ -173,3 +173,35 @@ def test_preserve_color_keeps_the_contents_colours(image_files, tmp_path):
         return rgb - rgb.mean(axis=2, keepdims=True)
 
     assert np.abs(chroma(kept) - chroma(content)).mean() < 0.5 * np.abs(chroma(plain) - chroma(content)).mean()
+
+
+@needs_a_backend
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_goes_on(image_files, photos, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from support.cli import ctrl_c_reaches_it
+
+    model = tmp_path / "net.safetensors"
+    ckpt = checkpoint_path(str(model))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "multistyle", "train", "--style", image_files["style"], "--contents", photos,
+         "--output", str(model), "--iterations", "100000", "--checkpoint-every", "1", *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(ckpt) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if not line.startswith("multistyle: warning:")]
+    assert len(lines) == 1 and "the last checkpoint is" in lines[0] and "--resume" in lines[0], stderr
+    assert not model.exists()
+    done = StyleNetwork.load(ckpt).iterations
+    assert done >= 1
+    assert main(["train", "--style", image_files["style"], "--contents", photos, "--output", str(model),
+                 "--iterations", str(done + 1), "--resume", *TINY]) == 0
+    assert StyleNetwork.load(str(model)).iterations == done + 1
