@@ -2,8 +2,8 @@
 a fresh ``multistyle train`` process (two iterations, synthetic VGG-19 weights, the CPU).
 
 The photos are the example pictures (their shorter sides are 300 pixels).  ``--fit`` also fits each backend's
-training activation factor (least squares on the relative error), to paste into its spec
-(``train_activations`` of ``memory=MemoryModel(...)`` in ``multistyle/backend/spec.py``).
+training activation factor and fixed part (least squares on the relative error), to paste into its spec (``train_base`` and
+``train_activations`` of ``memory=MemoryModel(...)`` in ``multistyle/backend/spec.py``).
 
     python benchmarks/train_memory.py --jobs 128x4,256x2,256x4
 """
@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 from typing import List, Tuple
+
+import numpy as np
 
 from multistyle import memory
 from multistyle.backend import BUILTIN_BACKENDS
@@ -64,13 +66,14 @@ def main() -> int:
             print(f"{backend:<11} {size:>4}x{batch:<3} {predicted.host / 2**30:>9.2f}G {measured / 2**30:>9.2f}G "
                   f"{predicted.host / measured:>6.2f}", flush=True)
         if args.fit:
-            # measured = fixed + factor x activations: least squares on the relative error.
+            # measured = fixed + factor x activations, least squares on the relative error.
             model = memory.host_model(backend)
-            fixed = [p.host - p.parts["activations"] for p, _ in rows]
-            acts = [p.parts["activations"] / model.train_activations for p, _ in rows]
-            numerator = sum(a * (m - f) / m ** 2 for a, m, f in zip(acts, (m for _, m in rows), fixed))
-            denominator = sum(a * a / m ** 2 for a, m in zip(acts, (m for _, m in rows)))
-            print(f"{backend}: train_activations={numerator / denominator:.2f}")
+            acts = np.array([p.parts["activations"] / model.train_activations for p, _ in rows])
+            measured = np.array([m for _, m in rows], float)
+            design = np.stack([np.ones_like(acts), acts], axis=1) / measured[:, None]
+            fixed, factor = np.linalg.lstsq(design, np.ones_like(measured), rcond=None)[0]
+            worst = np.abs((fixed + factor * acts) / measured - 1).max()
+            print(f"{backend}: train_base={fixed:.3g}, train_activations={factor:.2f} (worst {worst:.0%} off)")
     return 0
 
 

@@ -121,24 +121,26 @@ def predict_training(backend: str, device: str, size: int, batch: int, width: in
     """Peak memory of ``multistyle train`` at crops of ``size`` x ``size``, ``batch`` crops per step.
 
     The loss network's activations of the network's output batch (kept for the backward pass) and of the
-    photos' batch (the content targets), the style network's activations of the batch, counted from its
-    table (:func:`multistyle.nets.transformer.activation_elements`), both times the backend's activation
-    factor; its parameters four times (values, gradients, Adam's two moments); the batches.
+    photos' batch (the content targets), and the style network's activations of the batch, counted from its
+    table (:func:`multistyle.nets.transformer.activation_elements`), times the backend's training activation
+    factor; plus what does not grow with the crops (the process, the loss network, the style network and
+    Adam's state), both fitted to fresh ``multistyle train`` processes (``benchmarks/train_memory.py``).
     """
     from .nets import transformer
 
     last = max(LAYER_BY_NAME[name].index for name in layers)
     model = host_model(backend)
-    vgg = 2 * batch * activation_bytes((size, size), last)
-    net = FLOAT * batch * transformer.activation_elements(width, size, size)
+    activations = 2 * batch * activation_bytes((size, size), last) + \
+        FLOAT * batch * transformer.activation_elements(width, size, size)
+    fixed = int(model.train_base or model.base + model.weights * weight_bytes(last))
     params = 4 * FLOAT * transformer.parameter_count(width)
-    batches = 3 * batch * FLOAT * 3 * size * size
-    factor = model.train_activations if device == "cpu" else DEVICE.activations
-    parts = {"framework": int(model.base), "weights": int(model.weights * weight_bytes(last)),
-             "activations": int(factor * (vgg + net)), "network and Adam": params + batches}
     if device == "cpu":
+        parts = {"framework, loss network and Adam": fixed,
+                 "activations": int(model.train_activations * activations)}
         return Prediction(host=sum(parts.values()), device=None, parts=parts)
-    host = int(model.base + model.weights * weight_bytes(last) + params + batches)
+    parts = {"framework": int(model.base), "loss network": int(DEVICE.weights * weight_bytes(last)),
+             "activations": int(DEVICE.activations * activations), "network and Adam": params}
+    host = int(model.base + model.weights * weight_bytes(last) + params)
     return Prediction(host=host, device=sum(parts.values()) - int(model.base), parts=parts)
 
 

@@ -18,12 +18,15 @@ from ..errors import MultistyleError
 
 class MemoryModel(NamedTuple):
     """Host memory of a run on the CPU: the process at rest (bytes), copies of the weights, copies of one pass's
-    activations.  Fitted by ``benchmarks/memory_report.py`` (peak resident set of a fresh ``multistyle run``);
-    ``train_activations``, the copies of a training step's activations, by ``benchmarks/train_memory.py``."""
+    activations.  Fitted by ``benchmarks/memory_report.py`` (peak resident set of a fresh ``multistyle run``).
+    ``train_base`` (bytes: the process, the loss network, the style network and Adam) and ``train_activations``
+    (copies of a training step's activations) are ``multistyle train``'s, fitted by
+    ``benchmarks/train_memory.py``; 0 for ``train_base`` means unmeasured."""
 
     base: float
     weights: float
     activations: float
+    train_base: float = 0.0
     train_activations: float = 2.0
 
 
@@ -83,30 +86,32 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         "torch", "multistyle.backends.torch_backend:TorchBackend", ("torch", "torchvision"), "torch",
         weight_suffixes=(".pth", ".pt"),
         native_optimizers={"adam": "torch.optim.Adam", "lbfgs": "torch.optim.LBFGS", "rmsprop": "torch.optim.RMSprop"},
-        memory=MemoryModel(base=763e6, weights=2.0, activations=1.57),
+        memory=MemoryModel(base=763e6, weights=2.0, activations=1.57, train_base=1132e6, train_activations=0.88),
         explain=_explain("TorchBackend", "TorchOptimizer", ["TorchBackend.native_optimizer"])),
     "mxnet": BackendSpec(
         "mxnet", "multistyle.backends.mxnet_backend:MXNetBackend", ("mxnet",), "mxnet",
         "MXNet 1.9.1 needs numpy<1.24 (pip install 'numpy<1.24')", weight_suffixes=(".params",),
         # MXNet has no L-BFGS, and its RMSProp divides by sqrt(v + epsilon): both come from the core.
         native_optimizers={"adam": "gluon.Trainer('adam')"},
-        memory=MemoryModel(base=368e6, weights=2.0, activations=2.40), all_cores=True,
+        memory=MemoryModel(base=368e6, weights=2.0, activations=2.40, train_base=549e6, train_activations=1.56),
+        all_cores=True,
         explain=_explain("MXNetBackend", "GluonOptimizer", ["GluonOptimizer.epoch_end"])),
     "paddle": BackendSpec(
         "paddle", "multistyle.backends.paddle_backend:PaddleBackend", ("paddle",), "paddle",
         weight_suffixes=(".pdparams",),
         # paddle.optimizer.RMSProp divides by sqrt(v + epsilon): the core's RMSprop computes torch's formula.
         native_optimizers={"adam": "paddle.optimizer.Adam", "lbfgs": "paddle.optimizer.LBFGS"},
-        memory=MemoryModel(base=308e6, weights=2.0, activations=3.12),
+        memory=MemoryModel(base=308e6, weights=2.0, activations=3.12, train_base=580e6, train_activations=1.26),
         all_cores=True, mkl_avx2_on_amd=True,
         explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
     "jax": BackendSpec(
         "jax", "multistyle.backends.jax_backend:JaxBackend", ("jax", "jaxlib"), "jax",
-        memory=MemoryModel(base=206e6, weights=2.0, activations=1.58),
+        memory=MemoryModel(base=206e6, weights=2.0, activations=1.58, train_base=574e6, train_activations=0.49),
         explain=_explain_held("JaxBackend")),
     "tensorflow": BackendSpec(
         "tensorflow", "multistyle.backends.tensorflow_backend:TensorFlowBackend", ("tensorflow",), "tensorflow",
-        weight_suffixes=(".h5", ".keras"), memory=MemoryModel(base=609e6, weights=2.0, activations=3.71),
+        weight_suffixes=(".h5", ".keras"),
+        memory=MemoryModel(base=609e6, weights=2.0, activations=3.71, train_base=843e6, train_activations=0.80),
         explain=_explain_held("TensorFlowBackend")),
 }
 
