@@ -205,3 +205,19 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_goes_on(image_files, photos
     assert main(["train", "--style", image_files["style"], "--contents", photos, "--output", str(model),
                  "--iterations", str(done + 1), "--resume", *TINY]) == 0
     assert StyleNetwork.load(str(model)).iterations == done + 1
+
+
+def test_plan_predicts_and_max_memory_refuses_before_any_work(image_files, photos, tmp_path, capsys):
+    """No framework is needed: the plan comes from the options and the photos' headers."""
+    args = ["train", "--style", image_files["style"], "--contents", photos, "--output",
+            str(tmp_path / "net.safetensors"), "--size", "32", "--backend", "torch", "--device", "cpu"]
+    assert main([*args, "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "3 photos" in out and "predicted peak memory: host" in out
+    crowded = [*args, "--backend", "mxnet", "--batch-size", "400", "--plan", "--max-memory", "5G"]
+    assert main(crowded) == 2
+    line = one_error_line(capsys.readouterr().err, "--max-memory: training needs about")
+    smaller = int(line.split("use --size ")[1].split()[0])
+    assert 16 <= smaller < 32
+    assert main([*crowded, "--size", str(smaller)]) == 0
+    assert not os.listdir(tmp_path)
