@@ -129,6 +129,9 @@ def _run_model(args: argparse.Namespace) -> int:
     _check_outputs(args)
     check_preserve_color(args.preserve_color)
     network = load_network(args.model)
+    if args.weights != "imagenet":  # given on purpose: say that a network's pass runs no VGG-19
+        print(f"multistyle: warning: --weights {args.weights} is not used: --model runs no VGG-19 (the network was "
+              f"trained against {network.metadata.get('loss_network', 'an unknown VGG-19')})", file=sys.stderr)
     if args.plan:
         print(f"plan: {network.describe()}, one pass on {args.backend} ({args.device}); VGG-19 is not loaded")
         return 0

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import replace
 from typing import Dict, List
 
 from .. import memory
@@ -24,7 +25,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(size=args.size, batch_size=args.batch_size, iterations=args.iterations, lr=args.lr,
                            width=args.width, checkpoint_every=args.checkpoint_every)
     options.check()
-    settings = settings_from(args).resolved()
+    # --lr is Adam's over the network (TrainOptions), not the image optimisation's rate of the settings.
+    settings = replace(settings_from(args), lr=None).resolved()
     if args.backend not in backend_names():
         raise MultistyleError(f"--backend: unknown backend {args.backend!r}; choose from {', '.join(backend_names())}")
     kind, number = parse_device(args.device)

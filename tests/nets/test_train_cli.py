@@ -54,6 +54,11 @@ def test_train_then_run_then_export(image_files, photos, tmp_path, capsys):
                  "--backend", BACKEND, "--device", "cpu"]) == 0
     picture = np.asarray(Image.open(out))
     assert picture.shape == np.asarray(Image.open(image_files["content"])).shape
+    # --weights with --model: one warning line naming the loss network the network was trained against.
+    assert main(["run", "--model", str(model), "--content", image_files["content"], "--output", str(out),
+                 "--backend", BACKEND, "--device", "cpu", "--weights", "random:3"]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("multistyle: warning:")]
+    assert len(warning) == 1 and "trained against VGG-19 random:1" in warning[0], warning
     # The ONNX graph, run by onnxruntime, gives the backend's picture within one level.
     require("onnx")
     import onnxruntime
@@ -106,7 +111,8 @@ def test_training_lowers_the_loss_on_a_fixed_set(image_files, tmp_path):
     ("style", "--style:"),
     ("extension", "--output: a style network is saved as .safetensors"),
     ("resume-none", "--resume: no checkpoint at"),
-    ("resume-other", "--resume: "),
+    ("resume-other", "was made with other training options or photos"),
+    ("resume-weights", "was made with another loss network"),
 ])
 def test_bad_training_input_is_one_line_and_writes_nothing(image_files, photos, tmp_path, capsys, case, message):
     style, contents, output, extra = image_files["style"], photos, tmp_path / "net.safetensors", []
@@ -129,6 +135,10 @@ def test_bad_training_input_is_one_line_and_writes_nothing(image_files, photos, 
         _train(image_files, photos, output, iterations=1)
         os.unlink(output)
         extra = ["--resume", "--width", "8"]
+    elif case == "resume-weights":  # a checkpoint trained against another VGG-19
+        _train(image_files, photos, output, iterations=1)
+        os.unlink(output)
+        extra = ["--resume", "--weights", "random:2"]
     before = set(os.listdir(tmp_path))
     code = main(["train", "--style", style, "--contents", contents, "--output", str(output), "--iterations", "2",
                  *TINY, *extra])
