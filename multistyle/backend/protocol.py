@@ -185,6 +185,12 @@ class Backend(abc.ABC):
             return {key: self.stop_gradient(value) for key, value in kept.items()}, grads
         return run
 
+    def compile_pass(self, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        """A network's pass (``fn(params, x)``, only evaluated), called many times at one picture size: compiled
+        where the framework gains by it.  :meth:`compile_forward` by default (JAX: one XLA program per shape);
+        TensorFlow traces a graph, which :meth:`compile_forward` does not (its targets are evaluated once)."""
+        return self.compile_forward(fn)
+
     def parameters(self, arrays: Mapping[str, np.ndarray]) -> Dict[str, Tensor]:
         """A mapping of NumPy arrays as native tensors on the device (a network's parameters)."""
         return {name: self.asarray(value) for name, value in arrays.items()}

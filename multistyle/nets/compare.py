@@ -27,16 +27,15 @@ def time_model(backend: str, device: str, model: str, pixels: np.ndarray, repeat
     """In a child process: the picture of ``model`` on ``backend`` and the seconds of each pass."""
     from ..backend import get_backend
     from .files import StyleNetwork
-    from .stylize import network_pass
+    from .stylize import Runner
 
     B = get_backend(backend, device)
-    network = StyleNetwork.load(model)
-    params = B.parameters(network.params)
+    run = Runner(B, StyleNetwork.load(model))
     seconds: List[float] = []
     out = None
     for _ in range(1 + repeats):
         started = time.perf_counter()
-        out = network_pass(B, network, pixels, params)
+        out = run(pixels)
         seconds.append(time.perf_counter() - started)
     image = np.clip(np.rint(out), 0, 255).astype(np.uint8)  # type: ignore[arg-type]
     return {"backend": backend, "framework": B.framework_version(), "device": B.device, "image": image,

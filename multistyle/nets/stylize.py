@@ -58,13 +58,29 @@ def check_preserve_color(mode: str) -> None:
                               f"use --preserve-color luminance with --model")
 
 
-def network_pass(B: Backend, network: StyleNetwork, pixels: np.ndarray, params: Any = None) -> np.ndarray:
-    """The network's output for ``(H, W, 3)`` pixels 0..255 (floats or uint8): ``(H, W, 3)`` float32, unclipped."""
-    params = B.parameters(network.params) if params is None else params
-    x = np.ascontiguousarray(np.asarray(pixels, np.float32).transpose(2, 0, 1)[None])
-    height, width = x.shape[2:]
-    y = B.out_of_layers(transformer.forward(B, params, B.into_layers(B.asarray(x))))
-    return B.to_numpy(y)[0, :, :height, :width].transpose(1, 2, 0)
+class Runner:
+    """A network placed on a backend once, its pass compiled where the framework gains by it
+    (:meth:`~multistyle.backend.Backend.compile_pass`: JAX and TensorFlow, one program per picture size)."""
+
+    def __init__(self, B: Backend, network: StyleNetwork) -> None:
+        self.B, self.network = B, network
+        self.params = B.parameters(network.params)
+        self._forward = B.compile_pass(self._pass)
+
+    def _pass(self, params: Any, x: Any) -> Any:
+        return self.B.out_of_layers(transformer.forward(self.B, params, self.B.into_layers(x)))
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """The output for ``(H, W, 3)`` pixels 0..255 (floats or uint8): ``(H, W, 3)`` float32, unclipped."""
+        x = np.ascontiguousarray(np.asarray(pixels, np.float32).transpose(2, 0, 1)[None])
+        height, width = x.shape[2:]
+        y = self.B.to_numpy(self._forward(self.params, self.B.asarray(x)))
+        return y[0, :, :height, :width].transpose(1, 2, 0)
+
+
+def network_pass(B: Backend, network: StyleNetwork, pixels: np.ndarray) -> np.ndarray:
+    """One pass of ``network`` on ``B`` (a :class:`Runner` used once)."""
+    return Runner(B, network)(pixels)
 
 
 def stylize(model: ModelInput, content: ImageInput, *, backend: Union[str, Backend] = "torch",
@@ -81,8 +97,9 @@ def stylize(model: ModelInput, content: ImageInput, *, backend: Union[str, Backe
     shape = (image.size[1], image.size[0]) if size is None else _shape(image, size)
     pixels = images.resize_pixels(image, shape) * np.float32(255.0)
     B = get_backend(backend, device) if isinstance(backend, str) else backend
+    run = Runner(B, network)
     started = time.perf_counter()
-    out = network_pass(B, network, pixels)
+    out = run(pixels)
     seconds = time.perf_counter() - started
     result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     if preserve_color == "luminance":
