@@ -288,3 +288,21 @@ def save_image(pixels: np.ndarray, path: str) -> None:
     options = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
     with atomic_write(path) as handle:
         Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(handle, format=image_format, **options)
+
+
+class Picture:
+    """What a result whose ``image`` is ``(H, W, 3)`` uint8 offers: :meth:`save`, and a picture in Jupyter."""
+
+    image: np.ndarray
+
+    def save(self, path: str) -> None:
+        """Save the image atomically; the format follows the extension."""
+        save_image(self.image, path)
+
+    def _repr_png_(self) -> bytes:
+        """The image, for Jupyter: a result shows itself as a picture in a notebook."""
+        import io
+
+        buffer = io.BytesIO()
+        Image.fromarray(self.image).save(buffer, format="PNG")
+        return buffer.getvalue()

@@ -8,7 +8,6 @@ module reads the inputs, prepares them once per scale (the same helper serves
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import warnings
@@ -39,7 +38,7 @@ class UntrainedWeightsWarning(UserWarning):
 
 
 @dataclass
-class Result:
+class Result(images.Picture):
     """What a run returns: the image, its loss history and how it was made."""
 
     image: np.ndarray  # (H, W, 3) uint8, clipped
@@ -54,16 +53,6 @@ class Result:
     size: Tuple[int, int]
     peak_device_memory: Optional[int] = None  # bytes, where the framework reports it
     stopped: str = ""  # why the run ended before --epochs (--until-loss, --tol), or ""
-
-    def save(self, path: str) -> None:
-        """Save the image atomically; the format follows the extension."""
-        images.save_image(self.image, path)
-
-    def _repr_png_(self) -> bytes:
-        """The image, for Jupyter: a result shows itself as a picture in a notebook."""
-        buffer = io.BytesIO()
-        Image.fromarray(self.image).save(buffer, format="PNG")
-        return buffer.getvalue()
 
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]

@@ -10,7 +10,7 @@ writes it, and onnxruntime (an independent implementation) is the check and a de
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, List
 
 import numpy as np
 
@@ -22,15 +22,15 @@ from .files import StyleNetwork
 OPSET = 17
 
 
-def build_model(network: StyleNetwork) -> "onnx.ModelProto":  # noqa: F821
-    """The ONNX model of ``network`` (checked by ``onnx.checker``)."""
+def build_model(network: StyleNetwork) -> Any:
+    """The ONNX model of ``network`` (an ``onnx.ModelProto``, checked by ``onnx.checker``)."""
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         raise MultistyleError("export --onnx: needs the onnx package: pip install 'multistyle[onnx]'") from None
 
-    nodes: List["onnx.NodeProto"] = []
+    nodes: List[Any] = []
     initializers = [numpy_helper.from_array(value, name) for name, value in network.params.items()]
     constants = {
         "pixel_scale": np.array(255.0, np.float32), "pixel_low": np.array(0.0, np.float32),

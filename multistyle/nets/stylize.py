@@ -24,7 +24,7 @@ ModelInput = Union[str, "os.PathLike[str]", StyleNetwork]
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 
 
-class Stylized:
+class Stylized(images.Picture):
     """A stylised picture: ``image`` (``(H, W, 3)`` uint8), where it was made, and the seconds the pass took."""
 
     def __init__(self, image: np.ndarray, backend: str, device: str, seconds: float, network: StyleNetwork) -> None:
@@ -33,17 +33,6 @@ class Stylized:
     @property
     def size(self) -> Tuple[int, int]:
         return int(self.image.shape[0]), int(self.image.shape[1])
-
-    def save(self, path: str) -> None:
-        """Write the picture (the format follows the extension), atomically."""
-        images.save_image(self.image, path)
-
-    def _repr_png_(self) -> bytes:
-        import io
-
-        buffer = io.BytesIO()
-        Image.fromarray(self.image).save(buffer, format="PNG")
-        return buffer.getvalue()
 
 
 def load_network(model: ModelInput, option: str = "--model") -> StyleNetwork:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from multistyle import images
-from multistyle.errors import MultistyleError, WeightsError
+from multistyle.errors import MultistyleError
 from multistyle.nets import StyleNetwork, transformer
 from multistyle.safe_pickle import UnsafePickle
 from multistyle.torch_pickle import load_torch_state_dict
