@@ -25,6 +25,7 @@ from multistyle.training import Photos, TrainingLoss, train
 from multistyle.weightfiles import LoadedWeights
 from support import oracle
 from support.needs import require
+from support.torch_files import write_torch_file
 
 NAMES = sorted(BUILTIN_BACKENDS)
 PAIRS = list(itertools.combinations(NAMES, 2))
@@ -144,3 +145,23 @@ def test_a_model_written_by_each_framework_runs_on_every_other(tmp_path, image_f
             worst = int(np.abs(pictures[reader] - pictures[writer]).max())
             assert worst <= 1, f"written by {writer}, read by {reader}: {worst} levels apart"
         assert StyleNetwork.load(path).metadata["backend"] == writer
+
+
+@pytest.mark.cross_backend
+def test_a_published_pth_runs_on_every_framework_to_one_picture(tmp_path):
+    """A state dict in the layout of PyTorch's examples (their candy.pth and the others; the zip archive and
+    the older stream, with the running statistics older files carry) runs on each framework, read without
+    PyTorch, to the same picture within one level, the picture of the same numbers as a safetensors file."""
+    for name in NAMES:
+        require(name)
+    state = transformer.init_parameters(WIDTH, seed=21)
+    state["in1.running_mean"], state["in1.running_var"] = np.zeros(WIDTH, np.float32), np.ones(WIDTH, np.float32)
+    content = np.random.default_rng(6).integers(0, 256, (19, 23, 3)).astype(np.uint8)
+    reference = stylize(StyleNetwork(transformer.init_parameters(WIDTH, seed=21)), content, backend="torch",
+                        device="cpu").image.astype(int)
+    for legacy in (False, True):
+        path = str(tmp_path / f"candy{int(legacy)}.pth")
+        write_torch_file(path, state, legacy=legacy)
+        for name in NAMES:
+            worst = int(np.abs(stylize(path, content, backend=name, device="cpu").image.astype(int) - reference).max())
+            assert worst <= 1, f"{name}, {'legacy' if legacy else 'zip'} layout: {worst} levels apart"

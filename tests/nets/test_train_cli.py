@@ -231,3 +231,26 @@ def test_plan_predicts_and_max_memory_refuses_before_any_work(image_files, photo
     assert 16 <= smaller < 32
     assert main([*crowded, "--size", str(smaller)]) == 0
     assert not os.listdir(tmp_path)
+
+
+@needs_a_backend
+def test_compare_model_reports_each_frameworks_picture_and_time(image_files, tmp_path, capsys):
+    import json
+
+    model = tmp_path / "m.safetensors"
+    StyleNetwork.fresh(4, seed=8).save(str(model))
+    report = tmp_path / "report"
+    # --weights names a file that does not exist: a network's pass reads no VGG-19.
+    assert main(["compare", "--model", str(model), "--content", image_files["content"], "--output", str(report),
+                 "--backends", BACKEND, "--size", "24", "--weights", str(tmp_path / "absent.npz")]) == 0
+    data = json.loads((report / "report.json").read_text())
+    row, = data["backends"]
+    assert row["backend"] == BACKEND and row["max_diff"] == 0 and row["warm"] > 0 and row["first"] > 0
+    assert data["size"] == [18, 24]
+    picture = np.asarray(Image.open(report / f"{BACKEND}.png"))
+    from multistyle.nets.stylize import stylize
+
+    expected = stylize(str(model), image_files["content"], backend=BACKEND, device="cpu", size=24).image
+    assert np.abs(picture.astype(int) - expected.astype(int)).max() <= 1
+    page = (report / "index.html").read_text()
+    assert f"src='{BACKEND}.png'" in page and "first pass" in page
