@@ -62,6 +62,27 @@ def test_one_pass_keeps_the_pictures_size(backend):
                                atol=1e-4 * np.abs(expected).max())
 
 
+def test_a_compiled_training_step_is_the_eager_one_and_lowers_the_loss(backend, image_files, npz_weights):
+    """On each backend's own (newest) framework: the step ``compile_gradients`` gives (JAX's XLA program,
+    TensorFlow's graph) has the eager gradient (``loss_and_grads``), and five steps on one batch lower the loss."""
+    from multistyle.weightfiles import read_weights
+
+    settings = Settings(preset="fast").resolved()
+    style = images.resize_pixels(images.load_image(image_files["style"]), (24, 32))
+    loss = TrainingLoss(backend, LoadedWeights(read_weights(npz_weights)[0], "synthetic", True), settings, [style])
+    batch = backend.asarray(np.random.default_rng(2).uniform(0, 255, (2, 3, 24, 24)).astype(np.float32))
+    params = backend.parameters(transformer.init_parameters(WIDTH, seed=4))
+    step = backend.compile_gradients(loss.terms)
+    terms, grads = step(params, batch)
+    _, eager = backend.loss_and_grads(lambda p: loss.terms(p, batch)["total"], params)
+    for key in ("conv1.conv2d.weight", "res3.conv1.conv2d.weight", "deconv3.conv2d.bias", "in5.weight"):
+        _close(backend.to_numpy(grads[key]), backend.to_numpy(eager[key]), 1e-3, 1e-4, f"{backend.name} {key}")
+    adam, first = ParameterAdam(backend, 1e-2), backend.item(terms["total"])
+    for _ in range(5):
+        params = adam.step(params, step(params, batch)[1])
+    assert backend.item(step(params, batch)[0]["total"]) < first
+
+
 # -- across frameworks (the `all` env) ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
