@@ -95,7 +95,8 @@ def _one_pass(payload: Dict[str, Any], content: Any, data: Optional[bytes], star
     else:
         network = StyleNetwork.load(path, "--model")
     backend = _cached_backend(payload["backend"], payload["device"])
-    result = stylize(network, content, backend=backend, size=payload["size"], max_pixels=payload["max_pixels"])
+    result = stylize(network, content, backend=backend, size=payload["size"], max_pixels=payload["max_pixels"],
+                     preserve_color=payload["settings"].get("preserve_color", "none"))
     return {"status": "done", "image": result.image, "history": [], "backend": result.backend,
             "device": result.device, "framework": backend.framework_version(), "weights": "",
             "untrained": False, "size": list(result.size), "stopped": "", "seconds": time.perf_counter() - started,

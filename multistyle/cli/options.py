@@ -293,7 +293,7 @@ def job_options() -> Dict[str, Option]:
     """The options a job of a JOBS file may set, by name (``max_pixels``, ``style_weight``, ...)."""
     return {option.dest: option for option in OPTIONS
             if BATCH in option.commands and option.group in JOB_OPTION_GROUPS
-            and option.dest not in ("contents", "styles", "output")}
+            and option.dest not in ("contents", "styles", "output", "model")}
 
 
 def override(option: Option, value: Any, source: str) -> Any:
