@@ -254,3 +254,28 @@ def test_compare_model_reports_each_frameworks_picture_and_time(image_files, tmp
     assert np.abs(picture.astype(int) - expected.astype(int)).max() <= 1
     page = (report / "index.html").read_text()
     assert f"src='{BACKEND}.png'" in page and "first pass" in page
+
+
+@needs_a_backend
+def test_batch_model_stylises_every_content_and_a_rerun_skips_them(image_files, photos, tmp_path, capsys):
+    import json
+
+    model = tmp_path / "m.safetensors"
+    StyleNetwork.fresh(4, seed=9).save(str(model))
+    out = tmp_path / "gallery"
+    args = ["batch", "--model", str(model), "--contents", photos, "--output", str(out), "--backend", BACKEND,
+            "--device", "cpu", "--quiet"]
+    assert main(args) == 0
+    rows = json.loads((out / "results.json").read_text())["jobs"]
+    assert [row["status"] for row in rows] == ["done"] * 3 and all(row["final_loss"] is None for row in rows)
+    from multistyle.nets.stylize import stylize
+
+    for row in rows:  # each content at its own size, the picture run --model gives
+        expected = stylize(str(model), row["content"], backend=BACKEND, device="cpu").image
+        got = np.asarray(Image.open(out / row["output"]))
+        assert got.shape == expected.shape and np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 done, 3 skipped" in capsys.readouterr().out
+    assert main([*args[:-1], "--styles", photos]) == 2
+    one_error_line(capsys.readouterr().err, "--model: the network is every job's style")
