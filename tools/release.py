@@ -47,6 +47,14 @@ MUST_HOLD = ("multistyle/backends/torch_backend.py", "multistyle/backends/mxnet_
 TESTS = re.compile(r"(^|/)(tests?|conftest\.py$)")
 
 
+def core_modules() -> tuple:
+    """Every module of the core package in the tree (``multistyle/**/*.py``), as the wheel names them: a package
+    left out of ``pyproject.toml``'s list would be missing from the wheel, and from every install."""
+    root = REPOSITORY / "multistyle"
+    return tuple(str(path.relative_to(REPOSITORY)).replace("\\", "/") for path in sorted(root.rglob("*.py"))
+                 if "__pycache__" not in path.parts)
+
+
 class ReleaseError(Exception):
     """A step failed: its message is the one line the script prints."""
 
@@ -96,7 +104,7 @@ def wheel_problems(wheel: Path, version: str, changelog: str) -> List[str]:
                         "package index (setup.py rewrites README.md's links: see URL_BASE)")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-    missing = [name for name in MUST_HOLD if name not in names]
+    missing = [name for name in MUST_HOLD + core_modules() if name not in names]
     if missing:
         problems.append(f"{wheel.name}: lacks {', '.join(missing)}")
     tests = [name for name in names if TESTS.search(name)]
