@@ -71,3 +71,22 @@ def test_the_readme_backends_weights_round_trip(mini, weights, tmp_path):
     for index, (weight, bias) in weights.items():
         np.testing.assert_allclose(loaded[f"features.{index}.weight"], weight, rtol=1e-7)
         np.testing.assert_allclose(loaded[f"features.{index}.bias"], bias, rtol=1e-7)
+
+
+def test_the_readme_backend_trains_and_runs_a_style_network(mini, image_files, tmp_path):
+    """Its four methods for networks that train: one training step, then the same picture as torch's."""
+    import warnings
+
+    from multistyle import images, stylize, train
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    images.save_image(np.random.default_rng(1).integers(0, 256, (32, 32, 3)).astype(np.uint8), str(folder / "a.png"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        network = train(image_files["style"], str(folder), backend="mini", device="cpu", weights="random:1",
+                        size=32, batch_size=1, iterations=2, width=4, preset="fast")
+    assert network.iterations == 2 and network.metadata["backend"] == "mini"
+    ours = stylize(network, image_files["content"], backend="mini", device="cpu").image.astype(int)
+    theirs = stylize(network, image_files["content"], backend="torch", device="cpu").image.astype(int)
+    assert np.abs(ours - theirs).max() <= 1

@@ -199,7 +199,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_goes_on(image_files, photos
     process = subprocess.Popen(
         [sys.executable, "-m", "multistyle", "train", "--style", image_files["style"], "--contents", photos,
          "--output", str(model), "--iterations", "100000", "--checkpoint-every", "1", *TINY],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, preexec_fn=ctrl_c_reaches_it)
     deadline = time.monotonic() + 120
     while not os.path.exists(ckpt) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.1)
