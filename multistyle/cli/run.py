@@ -78,13 +78,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     epochs = settings.epochs
     bar = ProgressBar(epochs, sys.stderr, enabled=not args.quiet and sys.stderr.isatty())
 
-    progress = {"epoch": 0, "snapshot": ""}
+    progress = {"epoch": 0, "snapshot": "", "writing": ""}
 
     def on_epoch(record: Dict[str, float], current: Callable[[], np.ndarray]) -> None:
         bar.update(record)
         progress["epoch"] = int(record["epoch"])
         if args.save_every and record["epoch"] % args.save_every == 0 and record["epoch"] < epochs:
             snapshot = _intermediate_path(args.output, int(record["epoch"]))
+            progress["writing"] = snapshot
             images.save_image(current(), snapshot)
             progress["snapshot"] = snapshot
 
@@ -98,7 +99,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                               max_memory=limit, animate=args.animate, animate_every=args.animate_every)
     except KeyboardInterrupt:
         bar.close()  # before the message, so that it gets a line of its own
-        # Snapshots are written atomically, so the last one named here is complete.
+        # Snapshots are written atomically, so the last one named here is complete.  One whose write the
+        # Ctrl-C met after its rename, before the line after it, exists complete too: it is the last.
+        if progress["writing"] and os.path.exists(progress["writing"]):
+            progress["snapshot"] = progress["writing"]
         kept = (f"the last snapshot is {progress['snapshot']}" if progress["snapshot"]
                 else "nothing was written")
         raise Interrupted(f"after epoch {progress['epoch']} of {epochs}; {kept}; "

@@ -42,7 +42,7 @@ T_NET = "tests/nets/test_style_network_backends.py::test_the_forward_pass_matche
 T_TRAIN = "tests/nets/test_train_cli.py"
 
 _KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
-             '                "settings": settings_dict(job.settings.resolved()), "version": 1}')
+             '                    "settings": settings_dict(job.settings.resolved()), "version": 1}')
 
 MUTATIONS: Tuple[Mutation, ...] = (
     # -- optimizer semantics ------------------------------------------------------------------------------
