@@ -12,6 +12,13 @@ epoch, raises ``KeyboardInterrupt`` for a noted one that never surfaced, and so 
 Only the main thread installs a handler (Python allows no other), and only over Python's own
 (``signal.default_int_handler``): Ctrl-C ignored, the default action, or a program's own handler (which
 may mean "do not stop") are left as they are.
+
+Inside :func:`deferred` (the epochs of a run, the steps of a training), a first SIGINT is only noted: the
+``KeyboardInterrupt`` is raised by the next :func:`check`, between two epochs, and never inside the
+framework's code.  An exception raised into a framework's callback unwinds through its C++ code; once in a
+CI run, a JAX process (jax 0.4.30) interrupted so aborted with glibc's "corrupted size vs. prev_size" instead
+of stopping.  A second SIGINT before that check raises at once, as Python's own handler does, for an epoch
+that takes long.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, List
 
 _noted: List[bool] = [False]  # a SIGINT arrived inside a watched block and has not been raised by check()
+_deferring: List[bool] = [False]  # inside deferred(): a first SIGINT waits for check()
 
 
 def check() -> None:
@@ -41,6 +49,9 @@ def watched() -> Iterator[None]:
         return
 
     def note(signum: int, frame: Any) -> Any:
+        if _deferring[0] and not _noted[0]:
+            _noted[0] = True  # raised by the next check(), between two epochs
+            return None
         _noted[0] = True
         return previous(signum, frame)
 
@@ -52,3 +63,14 @@ def watched() -> Iterator[None]:
         lost, _noted[0] = _noted[0], False
     if lost:
         raise KeyboardInterrupt
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block, inside :func:`watched`, in which a first Ctrl-C is raised by :func:`check` alone (see the
+    module's docstring); one noted after the last check is raised when the :func:`watched` block ends."""
+    before, _deferring[0] = _deferring[0], True
+    try:
+        yield
+    finally:
+        _deferring[0] = before

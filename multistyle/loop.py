@@ -77,34 +77,35 @@ def optimise(B: Backend, objective: StyleLoss, optimizer: Any, settings: Resolve
         return images.postprocess(B.to_numpy(optimizer.image), normalized=not settings.pixel_domain)
 
     since = time.perf_counter()
-    for index in range(epochs):
-        interrupts.check()
-        lr = optimizer.lr
-        tv_scale[0] = lr / first_lr if first_lr else 1.0
-        evaluations.clear()
-        optimizer.step(closure)
-        if settings.clamp == "step":
-            B.clip_(optimizer.image, low, high)
-        optimizer.epoch_end()
-        first = evaluations[0]  # the losses at the point this iteration started from
-        has_tv = first["tv"] is not None
-        terms = [first["content"], first["style"], first["total"]] + ([first["tv"]] if has_tv else [])
-        epoch = len(history) + len(pending) + 1
-        pending.append(({"epoch": epoch, "lr": lr, "evaluations": len(evaluations)}, B.pack(terms), has_tv))
-        # The first epoch (warm-up, slow) is read alone, so that its time is not shared with others.
-        if (len(pending) < batch and 0 < index < epochs - 1
-                and not (snapshot_every and epoch % snapshot_every == 0)):
-            continue
-        values = B.to_numpy(B.pack([packed for _, packed, _ in pending])).astype(float).tolist()
-        for record in _records(pending, values, (time.perf_counter() - since) / len(pending), scale, settings):
-            history.append(record)
-            if callback is not None:
-                callback(record, image)
-            stopped = stop_reason(settings, history[first_epoch:]) if final else ""
-            if stopped:  # only with batches of one epoch: the image is this epoch's
-                return stopped
-        pending.clear()
-        since = time.perf_counter()
+    with interrupts.deferred():  # Ctrl-C stops the run between two epochs, never inside one
+        for index in range(epochs):
+            interrupts.check()
+            lr = optimizer.lr
+            tv_scale[0] = lr / first_lr if first_lr else 1.0
+            evaluations.clear()
+            optimizer.step(closure)
+            if settings.clamp == "step":
+                B.clip_(optimizer.image, low, high)
+            optimizer.epoch_end()
+            first = evaluations[0]  # the losses at the point this iteration started from
+            has_tv = first["tv"] is not None
+            terms = [first["content"], first["style"], first["total"]] + ([first["tv"]] if has_tv else [])
+            epoch = len(history) + len(pending) + 1
+            pending.append(({"epoch": epoch, "lr": lr, "evaluations": len(evaluations)}, B.pack(terms), has_tv))
+            # The first epoch (warm-up, slow) is read alone, so that its time is not shared with others.
+            if (len(pending) < batch and 0 < index < epochs - 1
+                    and not (snapshot_every and epoch % snapshot_every == 0)):
+                continue
+            values = B.to_numpy(B.pack([packed for _, packed, _ in pending])).astype(float).tolist()
+            for record in _records(pending, values, (time.perf_counter() - since) / len(pending), scale, settings):
+                history.append(record)
+                if callback is not None:
+                    callback(record, image)
+                stopped = stop_reason(settings, history[first_epoch:]) if final else ""
+                if stopped:  # only with batches of one epoch: the image is this epoch's
+                    return stopped
+            pending.clear()
+            since = time.perf_counter()
     return ""
 
 

@@ -292,7 +292,9 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
         return saved
 
     try:
-        with interrupts.watched():  # a Ctrl-C that the framework swallows still stops the run, between steps
+        # Ctrl-C stops the training between two steps (a checkpoint being written is finished first), even
+        # one that the framework swallows: see multistyle/interrupts.py.
+        with interrupts.watched(), interrupts.deferred():
             for iteration in range(start + 1, options.iterations + 1):
                 interrupts.check()
                 started = time.perf_counter()
