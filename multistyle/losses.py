@@ -7,14 +7,27 @@ Feature maps are NCHW with a batch of one (NHWC where a backend's losses read th
 * content loss: mean squared error between feature maps;
 * Gram matrix: ``X Xᵀ / (c·h·w)`` with ``X`` the ``(c, h·w)`` feature matrix;
 * style loss: mean squared error between Gram matrices;
-* total variation: ``0.5 · (mean|Δ_vertical| + mean|Δ_horizontal|)``.
+* total variation: ``0.5 · (mean|Δ_vertical| + mean|Δ_horizontal|)``;
+* the other style losses (``--style-loss``), each from statistics that blend linearly across styles:
+
+  - ``mean-std``: the mean squared error of the per-channel means plus that of the per-channel standard
+    deviations (the statistics AdaIN matches), from the per-channel mean and raw second moment;
+  - ``w2``: the squared Wasserstein-2 distance between Gaussian fits of the features,
+    ``|μ − μ_s|² + tr(Σ + Σ_s − 2 (Σ_s^½ Σ Σ_s^½)^½)``, over the number of channels, from the mean and the
+    raw second moment ``X Xᵀ / (h·w)`` (``Σ = M − μ μᵀ``); the square root by Newton–Schulz iterations.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Tuple
+
+import numpy as np
 
 Tensor = Any
+
+STYLE_LOSSES = ("gram", "mean-std", "w2")
+NEWTON_SCHULZ_STEPS = 20  # iterations of the matrix square root (see :func:`sqrtm`)
+STD_EPSILON = 1e-5  # added to the variance before its square root: a constant channel's std has a gradient
 
 
 def content_loss(B: Any, y_hat: Tensor, y: Tensor) -> Tensor:
@@ -58,3 +71,97 @@ def _mean_abs(B: Any, d: Tensor, smoothing: Any) -> Tensor:
         return B.mean(B.abs(d))
     smooth = B.sqrt(B.square(d) + smoothing * smoothing)
     return B.mean(smooth + B.stop_gradient(B.abs(d) - smooth))  # the value of |d|, the slope of smooth
+
+
+def _matrix(B: Any, x: Tensor, channels_last: bool) -> Tuple[Tensor, int, int]:
+    """The feature matrix of a map: ``(c, n)`` from NCHW, ``(n, c)`` from NHWC (``channels_last``)."""
+    shape = B.shape(x)
+    channels = shape[-1] if channels_last else shape[1]
+    n = 1
+    for dim in shape:
+        n *= dim
+    n //= channels
+    return B.reshape(x, (n, channels) if channels_last else (channels, n)), channels, n
+
+
+def _channel_means(B: Any, matrix: Tensor, n: int, channels_last: bool) -> Tensor:
+    """Per-channel means of a feature matrix, as a ``(1, c)`` row, by a product with ``1/n``."""
+    if channels_last:
+        return B.matmul(B.asarray(np.full((1, n), 1.0 / n, np.float32)), matrix)
+    return B.transpose(B.matmul(matrix, B.asarray(np.full((n, 1), 1.0 / n, np.float32))))
+
+
+def mean_std_statistics(B: Any, x: Tensor, channels_last: bool = False) -> Tuple[Tensor, Tensor]:
+    """The per-channel mean and raw second moment of a map, two ``(1, c)`` rows: what ``mean-std`` blends."""
+    matrix, _, n = _matrix(B, x, channels_last)
+    return _channel_means(B, matrix, n, channels_last), _channel_means(B, B.square(matrix), n, channels_last)
+
+
+def _std(B: Any, mean: Tensor, second: Tensor) -> Tensor:
+    """Per-channel standard deviations from the mean and raw second moment (a variance that rounding makes
+    slightly negative counts as 0)."""
+    variance = second - B.square(mean)
+    return B.sqrt((variance + B.abs(variance)) * 0.5 + STD_EPSILON)
+
+
+def mean_std_loss(B: Any, y_hat: Tensor, target: Tuple[Tensor, Tensor], channels_last: bool = False) -> Tensor:
+    """Mean squared error of the per-channel means plus that of the standard deviations, against the target's
+    ``(mean, second moment)`` rows (:func:`mean_std_statistics`, blended)."""
+    mean, second = mean_std_statistics(B, y_hat, channels_last)
+    target_mean, target_second = target
+    return (B.mean(B.square(mean - target_mean))
+            + B.mean(B.square(_std(B, mean, second) - _std(B, target_mean, target_second))))
+
+
+def w2_statistics(B: Any, x: Tensor, channels_last: bool = False) -> Tuple[Tensor, Tensor]:
+    """The mean ``(1, c)`` and raw second moment ``X Xᵀ / n`` ``(c, c)`` of a map: what ``w2`` blends."""
+    matrix, channels, n = _matrix(B, x, channels_last)
+    product = B.gram_product_columns(matrix) if channels_last else B.gram_product(matrix)
+    return _channel_means(B, matrix, n, channels_last), product / n
+
+
+class W2Target:
+    """A ``w2`` style target, prepared once in float64: the mean, ``Σ_s^½`` (by eigendecomposition: the
+    target is a constant) and ``tr Σ_s``, from the blended mean and raw second moment."""
+
+    def __init__(self, B: Any, mean: np.ndarray, second: np.ndarray) -> None:
+        mean = np.asarray(mean, np.float64).reshape(1, -1)
+        covariance = np.asarray(second, np.float64) - mean.T @ mean
+        covariance = (covariance + covariance.T) / 2
+        values, vectors = np.linalg.eigh(covariance)
+        root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+        self.channels = mean.shape[1]
+        self.mean = B.asarray(mean.astype(np.float32))
+        self.root = B.asarray(root.astype(np.float32))
+        self.identity = B.asarray(np.eye(self.channels, dtype=np.float32))
+        self.trace = float(np.trace(covariance))
+
+
+def trace(B: Any, a: Tensor, identity: Tensor) -> Tensor:
+    """The trace of a square matrix (``identity`` the same size)."""
+    return B.sum(a * identity)
+
+
+def sqrtm(B: Any, a: Tensor, identity: Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> Tensor:
+    """The square root of a symmetric positive semi-definite matrix by the coupled Newton–Schulz iteration
+    (Higham, "Functions of Matrices", 2008, eq. 6.35): matrix products only, so every backend differentiates
+    it as it does the rest.  ``a`` is first divided by its Frobenius norm, which puts its eigenvalues in
+    [0, 1], where the iteration converges; an eigenvalue ``λ`` of the scaled matrix needs about
+    ``log(1/√λ) / log 1.5`` steps before it converges quadratically (20 steps: down to about 1e-7)."""
+    norm = B.sqrt(B.sum(B.square(a))) + 1e-12
+    y, z = a / norm, identity
+    for _ in range(steps):
+        t = (3.0 * identity - B.matmul(z, y)) * 0.5
+        y, z = B.matmul(y, t), B.matmul(t, z)
+    return y * B.sqrt(norm)
+
+
+def w2_loss(B: Any, y_hat: Tensor, target: W2Target, channels_last: bool = False) -> Tensor:
+    """The squared Wasserstein-2 distance between Gaussian fits of ``y_hat``'s features and the target's,
+    ``|μ − μ_s|² + tr Σ + tr Σ_s − 2 tr (Σ_s^½ Σ Σ_s^½)^½``, divided by the number of channels."""
+    mean, second = w2_statistics(B, y_hat, channels_last)
+    covariance = second - B.matmul(B.transpose(mean), mean)
+    inner = B.matmul(B.matmul(target.root, covariance), target.root)
+    distance = (B.sum(B.square(mean - target.mean)) + trace(B, covariance, target.identity) + target.trace
+                - 2.0 * trace(B, sqrtm(B, inner, target.identity), target.identity))
+    return distance / target.channels

@@ -637,3 +637,58 @@ def _central_differences(reference, x, pixels, h=1e-4):
         shifted[1][index] -= h
         out.append((reference(shifted[0])["total"] - reference(shifted[1])["total"]) / (2 * h))
     return out
+
+
+def _whitened(rng, channels, n):
+    """``(channels, n)`` samples with mean exactly 0 and covariance exactly the identity (divided by n)."""
+    z = rng.standard_normal((channels, n))
+    z -= z.mean(axis=1, keepdims=True)
+    values, vectors = np.linalg.eigh(z @ z.T / n)
+    return (vectors / np.sqrt(values)) @ vectors.T @ z
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_mean_std_and_w2_losses_match_the_float64_oracle_in_value_and_gradient(backend, channels_last):
+    y = (RNG.standard_normal(X.shape) * 1.5 + 0.3).astype(np.float32)
+    mean, second = oracle.channel_moments(y)
+    x = np.ascontiguousarray(X.transpose(0, 2, 3, 1)) if channels_last else X
+    cases = (("w2", losses.w2_loss, losses.W2Target(backend, mean, second),
+              lambda v: oracle.w2_loss(v, mean, second)),
+             ("mean-std", losses.mean_std_loss,
+              (backend.asarray(mean.reshape(1, -1).astype(np.float32)),
+               backend.asarray(np.diag(second).reshape(1, -1).astype(np.float32))),
+              lambda v: oracle.mean_std_loss(v, mean, np.diag(second))))
+    for name, loss_fn, target, reference in cases:
+        loss, grad = backend.loss_and_grad(lambda t: loss_fn(backend, t, target, channels_last), backend.asarray(x))
+        assert backend.item(loss) == pytest.approx(reference(X), rel=1e-4), name
+        want = oracle.numeric_gradient(reference, X)
+        got = backend.to_numpy(grad)
+        got = got.transpose(0, 3, 1, 2) if channels_last else got
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max(), err_msg=name)
+
+
+def test_the_statistics_of_a_map_against_themselves_give_a_loss_of_about_0(backend):
+    x = backend.asarray(X)
+    assert abs(backend.item(losses.w2_loss(backend, x, losses.W2Target(backend, *oracle.channel_moments(X))))) < 1e-5
+    stats = losses.mean_std_statistics(backend, x)
+    assert abs(backend.item(losses.mean_std_loss(backend, x, stats))) < 1e-7
+
+
+def test_w2_of_two_gaussians_is_the_closed_form(backend):
+    """Features with exactly known moments: means μ₁, μ₂ and diagonal covariances D₁², D₂² give
+    W2² = |μ₁ − μ₂|² + Σ (d₁ − d₂)² (the covariances commute); a rotated second covariance R D₂² Rᵀ gives
+    |μ₁ − μ₂|² + tr D₁² + tr D₂² − 2 tr (D₁ R D₂² Rᵀ D₁)^½."""
+    rng = np.random.default_rng(5)
+    c, n = 6, 64
+    d1, d2 = rng.uniform(0.5, 2.0, c), rng.uniform(0.5, 2.0, c)
+    mu1, mu2 = rng.standard_normal(c), rng.standard_normal(c)
+    rotation, _ = np.linalg.qr(rng.standard_normal((c, c)))
+    f = mu1[:, None] + d1[:, None] * _whitened(rng, c, n)
+    for covariance, want in ((np.diag(d2 ** 2), np.sum((mu1 - mu2) ** 2) + np.sum((d1 - d2) ** 2)),
+                             (rotation @ np.diag(d2 ** 2) @ rotation.T, None)):
+        if want is None:
+            cross = oracle.sqrtm_psd(np.diag(d1) @ covariance @ np.diag(d1))
+            want = np.sum((mu1 - mu2) ** 2) + np.sum(d1 ** 2) + np.trace(covariance) - 2 * np.trace(cross)
+        target = losses.W2Target(backend, mu2, covariance + np.outer(mu2, mu2))
+        x = backend.asarray(f.reshape(1, c, 8, 8).astype(np.float32))
+        assert backend.item(losses.w2_loss(backend, x, target)) == pytest.approx(want / c, rel=1e-3, abs=1e-5)

@@ -70,6 +70,50 @@ def style_loss(y_hat: np.ndarray, gram_y: np.ndarray) -> float:
     return float(np.mean((gram(y_hat) - gram_y) ** 2))
 
 
+def channel_moments(x: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+    """The per-channel means ``(c,)`` and the raw second moment ``X Xᵀ / n`` ``(c, c)`` of an NCHW map."""
+    f = x.astype(np.float64).reshape(x.shape[1], -1)
+    return f.mean(axis=1), f @ f.T / f.shape[1]
+
+
+def mean_std_loss(y_hat: np.ndarray, mean: np.ndarray, second: np.ndarray, eps: float = 1e-5) -> float:
+    """MSE of the per-channel means plus MSE of the standard deviations; the target as means and the diagonal
+    of the raw second moment (``second``: the ``(c,)`` diagonal)."""
+    m, s = channel_moments(y_hat)
+    std = np.sqrt(np.maximum(np.diag(s) - m * m, 0) + eps)
+    target_std = np.sqrt(np.maximum(second - mean * mean, 0) + eps)
+    return float(np.mean((m - mean) ** 2) + np.mean((std - target_std) ** 2))
+
+
+def sqrtm_psd(a: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh((a + a.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def w2_loss(y_hat: np.ndarray, mean: np.ndarray, second: np.ndarray) -> float:
+    """Squared Wasserstein-2 distance between the Gaussian fits, over the channels, by eigendecompositions."""
+    m, s = channel_moments(y_hat)
+    sigma, target_sigma = s - np.outer(m, m), second - np.outer(mean, mean)
+    root = sqrtm_psd(target_sigma)
+    cross = sqrtm_psd(root @ sigma @ root)
+    return float((np.sum((m - mean) ** 2) + np.trace(sigma) + np.trace(target_sigma) - 2 * np.trace(cross)) / len(m))
+
+
+def numeric_gradient(fn, x: np.ndarray, step: float = 1e-5) -> np.ndarray:
+    """Central differences of a float64 function of an array."""
+    x = x.astype(np.float64)
+    grad = np.zeros_like(x)
+    for index in np.ndindex(*x.shape):
+        saved = x[index]
+        x[index] = saved + step
+        up = fn(x)
+        x[index] = saved - step
+        down = fn(x)
+        x[index] = saved
+        grad[index] = (up - down) / (2 * step)
+    return grad
+
+
 def tv_loss(x: np.ndarray) -> float:
     return 0.5 * float(np.abs(x[:, :, 1:, :] - x[:, :, :-1, :]).mean() + np.abs(x[:, :, :, 1:] - x[:, :, :, :-1]).mean())
 
