@@ -133,7 +133,6 @@ class W2Target:
         self.channels = mean.shape[1]
         self.mean = B.asarray(mean.astype(np.float32))
         self.root = B.asarray(root.astype(np.float32))
-        self.identity = B.asarray(np.eye(self.channels, dtype=np.float32))
         self.trace = float(np.trace(covariance))
 
 
@@ -158,10 +157,49 @@ def sqrtm(B: Any, a: Tensor, identity: Tensor, steps: int = NEWTON_SCHULZ_STEPS)
 
 def w2_loss(B: Any, y_hat: Tensor, target: W2Target, channels_last: bool = False) -> Tensor:
     """The squared Wasserstein-2 distance between Gaussian fits of ``y_hat``'s features and the target's,
-    ``|μ − μ_s|² + tr Σ + tr Σ_s − 2 tr (Σ_s^½ Σ Σ_s^½)^½``, divided by the number of channels."""
-    mean, second = w2_statistics(B, y_hat, channels_last)
-    covariance = second - B.matmul(B.transpose(mean), mean)
-    inner = B.matmul(B.matmul(target.root, covariance), target.root)
-    distance = (B.sum(B.square(mean - target.mean)) + trace(B, covariance, target.identity) + target.trace
-                - 2.0 * trace(B, sqrtm(B, inner, target.identity), target.identity))
-    return distance / target.channels
+    ``|μ − μ_s|² + tr Σ + tr Σ_s − 2 tr (Σ_s^½ Σ Σ_s^½)^½``, divided by the number of channels.
+
+    With ``A = Σ_s^½ X_c`` (``X_c`` the centred features, ``c × n``), ``Σ_s^½ Σ Σ_s^½ = A Aᵀ / n``, whose
+    non-zero eigenvalues are those of ``Aᵀ A / n``: the square root is taken of the smaller of the two, ``n × n``
+    where the layer has fewer positions than channels (a deep layer of a small image)."""
+    matrix, channels, n = _matrix(B, y_hat, channels_last)
+    mean = _channel_means(B, matrix, n, channels_last)
+    if channels_last:  # (n, c)
+        centred = matrix - mean
+        a = B.matmul(centred, target.root)
+        inner = B.gram_product(a) if n < channels else B.gram_product_columns(a)
+    else:  # (c, n)
+        centred = matrix - B.transpose(mean)
+        a = B.matmul(target.root, centred)
+        inner = B.gram_product_columns(a) if n < channels else B.gram_product(a)
+    identity = B.asarray(np.eye(min(n, channels), dtype=np.float32))
+    distance = (B.sum(B.square(mean - target.mean)) + B.sum(B.square(centred)) / n + target.trace
+                - 2.0 * trace(B, sqrtm(B, inner / n, identity), identity))
+    return distance / channels
+
+
+def style_statistics(B: Any, kind: str, x: Tensor, channels_last: bool = False) -> Tuple[Tensor, ...]:
+    """A style image's statistics of one layer for the style loss ``kind``: tensors that blend linearly."""
+    if kind == "gram":
+        return (gram(B, x, channels_last),)
+    if kind == "mean-std":
+        return mean_std_statistics(B, x, channels_last)
+    return w2_statistics(B, x, channels_last)
+
+
+def style_target(B: Any, kind: str, statistics: Tuple[Tensor, ...]) -> Any:
+    """The target of one layer from blended statistics, in the form :func:`style_term` reads."""
+    if kind == "gram":
+        return statistics[0]
+    if kind == "mean-std":
+        return statistics
+    return W2Target(B, B.to_numpy(statistics[0]), B.to_numpy(statistics[1]))
+
+
+def style_term(B: Any, kind: str, y_hat: Tensor, target: Any, channels_last: bool = False) -> Tensor:
+    """The style loss ``kind`` of one layer's features against its target."""
+    if kind == "gram":
+        return style_loss(B, y_hat, target, channels_last)
+    if kind == "mean-std":
+        return mean_std_loss(B, y_hat, target, channels_last)
+    return w2_loss(B, y_hat, target, channels_last)

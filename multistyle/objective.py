@@ -13,7 +13,7 @@ import numpy as np
 from . import images
 from .backend import Backend
 from .errors import MultistyleError
-from .losses import content_loss, gram, style_loss, tv_loss
+from .losses import content_loss, style_statistics, style_target, style_term, tv_loss
 from .settings import ResolvedSettings, blend_mismatch
 from .vgg import LAYER_BY_NAME, Weights, deepest_index
 
@@ -85,12 +85,12 @@ class StyleLoss:
         # One call, one program where the backend compiles it: the content's features and every style's Grams.
         self.content_targets, per_style = backend.compile_forward(self._targets)(
             backend.asarray(content_x), *(backend.asarray(image) for image, _ in used))
-        grams: List[Any] = [None] * len(self.style)
-        for products, (_, share) in zip(per_style, used):
-            for k, product in enumerate(products):
-                term = product if share == 1 else share * product
-                grams[k] = term if grams[k] is None else grams[k] + term
-        self.style_targets = grams
+        blended: List[Any] = [None] * len(self.style)
+        for statistics, (_, share) in zip(per_style, used):
+            for k, layer in enumerate(statistics):
+                terms = [value if share == 1 else share * value for value in layer]
+                blended[k] = terms if blended[k] is None else [a + b for a, b in zip(blended[k], terms)]
+        self.style_targets = [style_target(backend, settings.style_loss, tuple(layer)) for layer in blended]
 
     @staticmethod
     def network(backend: Backend, weights: Weights, settings: ResolvedSettings) -> FeatureExtractor:
@@ -100,18 +100,20 @@ class StyleLoss:
 
     def _targets(self, content_x: Any, *style_xs: Any) -> Tuple[List[Any], List[List[Any]]]:
         """The content targets (the content layers' features of ``content_x``) and each style image's
-        Gram matrices, which blend into the style targets."""
-        return self._content_features(content_x), [self._style_grams(x) for x in style_xs]
+        statistics (Gram matrices, or those of ``--style-loss``), which blend into the style targets."""
+        return self._content_features(content_x), [self._style_statistics(x) for x in style_xs]
 
     def _content_features(self, x: Any) -> List[Any]:
         """The content layers' features of ``x``: the content image's are the content targets."""
         features = self.features(x)
         return [features[name] for name, _ in self.content]
 
-    def _style_grams(self, x: Any) -> List[Any]:
-        """The style layers' Gram matrices of ``x``: a style image's make the style targets."""
+    def _style_statistics(self, x: Any) -> List[Any]:
+        """The style layers' statistics of ``x`` (:func:`~multistyle.losses.style_statistics`): a style image's
+        blend into the style targets."""
         features = self.features(x)
-        return [gram(self.B, features[name], self.B.features_channels_last) for name, _ in self.style]
+        return [style_statistics(self.B, self.settings.style_loss, features[name], self.B.features_channels_last)
+                for name, _ in self.style]
 
     def features(self, x: Any) -> Dict[str, Any]:
         """VGG-19 features of an image in the preset's domain, in the layout the losses read
@@ -128,7 +130,8 @@ class StyleLoss:
         features = self.features(x)
         content = sum_terms([_scaled(weight, content_loss(B, features[name], target))
                              for (name, weight), target in zip(self.content, self.content_targets)])
-        style = sum_terms([_scaled(weight, style_loss(B, features[name], target, B.features_channels_last))
+        style = sum_terms([_scaled(weight, style_term(B, settings.style_loss, features[name], target,
+                                                      B.features_channels_last))
                            for (name, weight), target in zip(self.style, self.style_targets)])
         out = {"content": settings.content_weight * content, "style": settings.style_weight * style,
                "tv": settings.tv_weight * tv_loss(B, x, smoothing) if settings.tv_weight else None}

@@ -37,6 +37,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from . import color
 from .errors import MultistyleError
+from .losses import STYLE_LOSSES
 from .optim import DEFAULT_LR, OPTIMIZERS
 from .vgg import resolve_layers
 
@@ -120,6 +121,7 @@ class ResolvedSettings:
     style_scale: Optional[float]
     preserve_color: str
     pooling: str
+    style_loss: str
     content_layer_weights: Tuple[float, ...]
     style_layer_weights: Tuple[float, ...]
 
@@ -167,6 +169,7 @@ class Settings:
     style_scale: Optional[float] = None
     preserve_color: str = "none"
     pooling: str = "max"
+    style_loss: str = "gram"
     content_layer_weights: Optional[Sequence[float]] = None
     style_layer_weights: Optional[Sequence[float]] = None
 
@@ -215,6 +218,7 @@ def _check(out: ResolvedSettings) -> None:
         _positive("--style-scale", out.style_scale)
     for option, value, choices in (("--preserve-color", out.preserve_color, color.MODES),
                                    ("--pooling", out.pooling, POOLINGS), ("--clamp", out.clamp, CLAMPS),
+                                   ("--style-loss", out.style_loss, STYLE_LOSSES),
                                    ("--scale-start", out.scale_start, SCALE_STARTS)):
         if value not in choices:
             raise MultistyleError(f"{option}: expected one of {', '.join(choices)}, got {value!r}")

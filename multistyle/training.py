@@ -40,7 +40,7 @@ from PIL import Image
 from . import images, interrupts, memory
 from .backend import Backend, get_backend
 from .errors import MultistyleError
-from .losses import content_loss, style_loss, tv_loss
+from .losses import content_loss, style_term, tv_loss
 from .nets import transformer
 from .nets.files import StyleNetwork
 from .objective import StyleLoss, sum_terms
@@ -189,7 +189,8 @@ class TrainingLoss:
                              for name, weight in objective.content])
         per_image = []
         for i in range(size[0]):
-            per_image.append(sum_terms([_scaled(weight, style_loss(B, features[name][i:i + 1], target, last))
+            per_image.append(sum_terms([_scaled(weight, style_term(B, settings.style_loss, features[name][i:i + 1],
+                                                                   target, last))
                                         for (name, weight), target in zip(objective.style, objective.style_targets)]))
         style = sum_terms(per_image) / float(size[0])
         terms = {"content": settings.content_weight * content, "style": settings.style_weight * style}

@@ -19,6 +19,7 @@ from ..backend import backend_names
 from ..batch import ENGINES
 from ..errors import MultistyleError
 from ..optim import OPTIMIZERS
+from ..losses import STYLE_LOSSES
 from ..settings import CLAMPS, DEFAULT_SIZE, INITS, POOLINGS, PRESETS, SCALE_STARTS, Settings
 
 RUN, COMPARE, BENCH, BATCH, TRAIN = "run", "compare", "bench", "batch", "train"
@@ -217,6 +218,10 @@ OPTIONS: Tuple[Option, ...] = (
          help="luminance: keep the result's luminance and the content's colours (YUV, after optimisation); "
               "histogram: match the style's colour mean and covariance to the content's (before) "
               "(default: %(default)s)"),
+    _opt("--style-loss", _ALGO, ALL | TRAINS, default=Settings.style_loss, choices=list(STYLE_LOSSES),
+         help="what the style matches per layer: gram (Gram matrices, the chapter's), mean-std (per-channel means "
+              "and standard deviations, AdaIN's statistics) or w2 (the Wasserstein-2 distance between Gaussian "
+              "fits of the features) (default: %(default)s)"),
     _opt("--pooling", _ALGO, ALL | TRAINS, default=Settings.pooling, choices=list(POOLINGS),
          help="VGG-19's pooling layers: max (its own) or avg, often smoother (default: %(default)s)"),
     _opt("--init", _ALGO, default=None, metavar="|".join(INITS) + "|FILE",

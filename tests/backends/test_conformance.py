@@ -647,8 +647,15 @@ def _whitened(rng, channels, n):
     return (vectors / np.sqrt(values)) @ vectors.T @ z
 
 
+WIDE = RNG.standard_normal((1, 8, 2, 3)).astype(np.float32)  # fewer positions than channels
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
-def test_mean_std_and_w2_losses_match_the_float64_oracle_in_value_and_gradient(backend, channels_last):
+@pytest.mark.parametrize("features", [X, WIDE], ids=["positions>channels", "channels>positions"])
+def test_mean_std_and_w2_losses_match_the_float64_oracle_in_value_and_gradient(backend, channels_last, features):
+    """W2's square root is of the ``c × c`` matrix, or of the ``n × n`` one where the map has fewer positions
+    ``n`` than channels ``c``: both must give the oracle's value and gradient."""
+    X = features
     y = (RNG.standard_normal(X.shape) * 1.5 + 0.3).astype(np.float32)
     mean, second = oracle.channel_moments(y)
     x = np.ascontiguousarray(X.transpose(0, 2, 3, 1)) if channels_last else X
