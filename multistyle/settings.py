@@ -77,6 +77,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                  scale_start="content-detail", init="content-in-style-colors"),
 }
 
+#: The style weight of a loss that is not the preset's own (``--style-loss`` given, ``--style-weight`` not):
+#: 10 for the two that compare per-channel statistics, AdaIN's (Huang & Belongie 2017) for ``mean-std``,
+#: whose loss is this one, against a content weight of 1.  ``w2`` takes the same: for features whose
+#: covariances are diagonal it equals ``mean-std`` (the squared distance of the means plus that of the
+#: standard deviations, over the channels), so the two are on one scale.  ``gram`` on a preset of another
+#: loss takes the chapter's 1e4.
+STYLE_WEIGHTS = {"mean-std": 10.0, "w2": 10.0}
+
 #: Starting images (or an image file's path).
 INITS = ("content", "content-in-style-colors", "noise", "style")
 POOLINGS = ("max", "avg")
@@ -169,7 +177,7 @@ class Settings:
     style_scale: Optional[float] = None
     preserve_color: str = "none"
     pooling: str = "max"
-    style_loss: str = "gram"
+    style_loss: Optional[str] = None
     content_layer_weights: Optional[Sequence[float]] = None
     style_layer_weights: Optional[Sequence[float]] = None
 
@@ -179,6 +187,10 @@ class Settings:
             raise MultistyleError(f"--preset: unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         preset = PRESETS[self.preset]
         values = {f.name: getattr(self, f.name) for f in fields(self)}
+        if values["style_loss"] is None:
+            values["style_loss"] = preset.get("style_loss", "gram")
+        if values["style_weight"] is None and values["style_loss"] != preset.get("style_loss", "gram"):
+            values["style_weight"] = STYLE_WEIGHTS.get(values["style_loss"], _D2L["style_weight"])
         for name in ("optimizer", "lr_decay", "lr_decay_every", "epochs", "content_weight", "style_weight",
                      "tv_weight", "tv_smoothing", "clamp", "scales", "final_share", "scale_start", "init"):
             if values[name] is None:

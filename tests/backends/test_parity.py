@@ -235,7 +235,12 @@ CONTROLS = {
     "layer-weights": {"style_layers": ["conv1_1:1", "conv2_1:0.5", "conv3_1:0.25"], "content_layers": ["conv4_4:2"]},
     "init-style": {"init": "style"},
     "pooling-avg": {"pooling": "avg"},
+    # Issue 42's style losses; W2's blend is of the moments, its square root by Newton-Schulz in float32.
+    "style-loss-mean-std": {"style_loss": "mean-std"},
+    "style-loss-w2": {"style_loss": "w2"},
+    "style-loss-w2-blend": {"style": "two", "style_loss": "w2", "style_blend": [0.7, 0.3]},
 }
+SIGN_NOISE = {"style-loss-w2", "style-loss-w2-blend"}
 
 
 @pytest.fixture(scope="module")
@@ -261,5 +266,12 @@ def test_each_control_agrees_after_the_first_step(pair, control_runs, control):
     for term in ("content", "style", "tv", "total"):
         assert a.history[0][term] == pytest.approx(b.history[0][term], rel=1e-4, abs=1e-6 * scale), (
             f"{pair} {control}: {term} loss")
+    if control in SIGN_NOISE:
+        # Adam's first step moves each value by the learning rate times the sign of its gradient; where W2's
+        # gradient is below the float32 noise of its square root (about 2e-4 of the largest), the sign is either.
+        off = ~np.isclose(a.array, b.array, rtol=1e-4, atol=1e-4 * np.abs(b.array).max())
+        assert off.mean() <= 0.002, f"{pair} {control}: {off.sum()} values differ after one Adam step"
+        assert (np.abs(a.image.astype(int) - b.image.astype(int)) > 1).mean() <= 0.002, f"{pair} {control}: pixels"
+        return
     _close(a.array, b.array, 1e-4, 1e-4, f"{pair} {control}: image after one Adam step")
     assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1, f"{pair} {control}: saved pixels"

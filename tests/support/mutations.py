@@ -40,6 +40,7 @@ T_INT = "tests/core/test_interrupts.py"
 T_RELEASE = "tests/docs/test_release.py"
 T_NET = "tests/nets/test_style_network_backends.py::test_the_forward_pass_matches_numpy_at_an_odd_size[torch]"
 T_TRAIN = "tests/nets/test_train_cli.py"
+T_LOSSES = "tests/backends/test_conformance.py::test_mean_std_and_w2_losses_match_the_float64_oracle_in_value_and_gradient"
 
 _KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
              '                    "settings": settings_dict(job.settings.resolved()), "version": 1}')
@@ -313,6 +314,16 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("interrupt-overrides-a-programs-handler", "a program's own SIGINT handler decides",
              "multistyle/interrupts.py", "previous is not signal.default_int_handler:", "not callable(previous):",
              (f"{T_INT}::test_a_programs_own_handler_is_left_to_decide",)),
+    # -- style losses (issue 42) ---------------------------------------------------------------------------------
+    Mutation("mean-std-loss-summed-not-averaged", "each style loss is normalised as its docs say",
+             "multistyle/losses.py", "return (B.mean(B.square(mean - target_mean))",
+             "return (B.sum(B.square(mean - target_mean))", (f"{T_LOSSES}[torch-positions>channels-nchw]",)),
+    Mutation("w2-not-over-the-channels", "each style loss is normalised as its docs say",
+             "multistyle/losses.py", "    return distance / channels", "    return distance",
+             (f"{T_LOSSES}[torch-positions>channels-nchw]",)),
+    Mutation("w2-square-root-unshifted", "W2's square root cannot diverge in float32",
+             "multistyle/losses.py", "y, z = a / norm + shift * identity, identity", "y, z = a / norm, identity",
+             ("tests/backends/test_conformance.py::test_w2_of_a_low_rank_map_matches_the_oracle[torch]",)),
     # -- style networks -----------------------------------------------------------------------------------------
     Mutation("style-network-without-its-residuals", "the network is Johnson et al.'s, as PyTorch's examples ship it",
              "multistyle/nets/transformer.py", "            x = x + saved.pop()", "            x = saved.pop()",

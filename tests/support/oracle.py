@@ -90,16 +90,22 @@ def sqrtm_psd(a: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
 
-def w2_loss(y_hat: np.ndarray, mean: np.ndarray, second: np.ndarray) -> float:
-    """Squared Wasserstein-2 distance between the Gaussian fits, over the channels.  ``tr (Σ_s^½ Σ Σ_s^½)^½`` is
-    the sum of the singular values of ``Σ_s^½ X_c / √n`` (``Σ = X_c X_cᵀ / n``): smooth where the matrix is
-    singular, where the square roots of eigenvalues that rounding leaves at ±1e-16 would add 1e-8 of noise."""
+def w2_loss(y_hat: np.ndarray, mean: np.ndarray, second: np.ndarray, shift: float = 1e-6) -> float:
+    """Squared Wasserstein-2 distance between the Gaussian fits, over the channels, with multistyle's root:
+    each eigenvalue ``λ`` of ``Σ_s^½ Σ Σ_s^½`` counts ``√(λ + ε)``, ``ε = shift · ‖Σ_s^½ Σ Σ_s^½‖_F``
+    (``shift=0``: the exact distance).  The eigenvalues are the squared singular values of ``Σ_s^½ X_c / √n``
+    (``Σ = X_c X_cᵀ / n``): smooth where the matrix is singular, where the square roots of eigenvalues that
+    rounding leaves at ±1e-16 would add 1e-8 of noise."""
     m, s = channel_moments(y_hat)
     f = y_hat.astype(np.float64).reshape(y_hat.shape[1], -1)
     centred = f - m[:, None]
     target_sigma = second - np.outer(mean, mean)
     root = sqrtm_psd(target_sigma)
-    cross = np.linalg.svd(root @ centred / np.sqrt(f.shape[1]), compute_uv=False).sum()
+    singular = np.linalg.svd(root @ centred / np.sqrt(f.shape[1]), compute_uv=False)
+    epsilon = shift * np.sqrt(np.sum(singular ** 4))
+    size = min(f.shape)  # the eigenvalues of the smaller of the c x c and n x n forms, the zero ones included
+    padded = np.concatenate([singular, np.zeros(size - len(singular))])
+    cross = np.sum(np.sqrt(padded ** 2 + epsilon))
     trace_sigma = np.sum(centred ** 2) / f.shape[1]
     return float((np.sum((m - mean) ** 2) + trace_sigma + np.trace(target_sigma) - 2 * cross) / len(m))
 
