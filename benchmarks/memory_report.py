@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -35,13 +35,13 @@ RUN_AND_REPORT = ("import sys\nfrom multistyle.cli import main\nfrom multistyle.
                   "code = main(sys.argv[1:])\nprint('peak_rss_bytes', peak_rss(), file=sys.stderr)\nsys.exit(code)")
 
 
-def measure(backend: str, size: Tuple[int, int], optimizer: str, epochs: int) -> int:
-    """Peak RSS in bytes of a fresh ``multistyle run`` of this job."""
+def measure(backend: str, size: Tuple[int, int], optimizer: str, epochs: int, extra: Sequence[str] = ()) -> int:
+    """Peak RSS in bytes of a fresh ``multistyle run`` of this job (``extra``: more of its options)."""
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, "-c", RUN_AND_REPORT, "run", "--backend", backend, "--device", "cpu",
                    "--content", os.path.join(EXAMPLES, "content.jpg"), "--style", os.path.join(EXAMPLES, "style.jpg"),
                    "--output", os.path.join(folder, "out.png"), "--size", f"{size[0]}x{size[1]}",
-                   "--epochs", str(epochs), "--optimizer", optimizer, "--weights", "random:0", "--quiet"]
+                   "--epochs", str(epochs), "--optimizer", optimizer, "--weights", "random:0", "--quiet", *extra]
         done = subprocess.run(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         lines = done.stderr.strip().splitlines()
         if done.returncode != 0 or not lines or not lines[-1].startswith("peak_rss_bytes "):

@@ -24,13 +24,31 @@ from multistyle import color, images
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def contact_sheet(panels, size, output) -> None:
+    """Titled panels (pixels in [0, 1], all of ``size``) side by side, written atomically to ``output``."""
+    height, width = size
+    sheet = Image.new("RGB", (len(panels) * (width + 8) + 8, height + 30), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (title, pixels) in enumerate(panels):
+        x = 8 + k * (width + 8)
+        sheet.paste(Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)), (x, 24))
+        draw.text((x, 6), title, fill="black")
+    with images.atomic_path(output) as temp:
+        sheet.save(temp, format="PNG")
+
+
+def arguments(doc: str, epochs: int, picture: str) -> argparse.Namespace:
+    """The options of a docs picture's script: ``--weights``, ``--backend``, ``--epochs`` and ``--output``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--weights", default="random:0")
     parser.add_argument("--backend", default="torch")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--output", default=os.path.join(HERE, os.pardir, "docs", "preserve-color.png"))
-    args = parser.parse_args()
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--output", default=os.path.join(HERE, os.pardir, "docs", picture))
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__, 60, "preserve-color.png")
     size = (150, 225)
     content_image = images.load_image(os.path.join(HERE, "content.jpg"))
     style_image = images.load_image(os.path.join(HERE, "style.jpg"))
@@ -44,15 +62,7 @@ def main() -> None:
     kept = color.keep_luminance(plain.image, np.round(content * 255).astype(np.uint8))
     panels = [("content", content), ("style", style), ("style, histogram-matched", matched),
               ("result", plain.image / 255.0), ("result, luminance kept", kept / 255.0)]
-    height, width = size
-    sheet = Image.new("RGB", (len(panels) * (width + 8) + 8, height + 30), "white")
-    draw = ImageDraw.Draw(sheet)
-    for k, (title, pixels) in enumerate(panels):
-        x = 8 + k * (width + 8)
-        sheet.paste(Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)), (x, 24))
-        draw.text((x, 6), title, fill="black")
-    with images.atomic_path(args.output) as temp:
-        sheet.save(temp, format="PNG")
+    contact_sheet(panels, size, args.output)
     print(f"wrote {args.output}")
 
 

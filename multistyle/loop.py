@@ -32,7 +32,9 @@ READ_BATCH = 8
 def plan_memory(backend: str, device: str, shape: Tuple[int, int], settings: ResolvedSettings) -> memory.Prediction:
     """Predicted peak memory of a job whose full size is ``shape``."""
     final_epochs = scale_epochs(settings.scales, settings.epochs, settings.final_share)[-1]
-    return memory.predict(backend, device, shape, list(settings.layers), settings.optimizer, final_epochs)
+    regions = len(settings.content_masks) if settings.content_masks else 0
+    extra = memory.style_loss_bytes(shape, settings.style_layers, settings.style_loss, regions)
+    return memory.predict(backend, device, shape, list(settings.layers), settings.optimizer, final_epochs, extra)
 
 
 class Scale(NamedTuple):

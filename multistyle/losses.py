@@ -39,15 +39,10 @@ def content_loss(B: Any, y_hat: Tensor, y: Tensor) -> Tensor:
 
 def gram(B: Any, x: Tensor, channels_last: bool = False) -> Tensor:
     """Gram matrix of an NCHW feature map (NHWC with ``channels_last``), normalised by its number of elements."""
-    shape = B.shape(x)
-    channels = shape[-1] if channels_last else shape[1]
-    n = 1
-    for dim in shape:
-        n *= dim
-    n //= channels
+    matrix, channels, n = _matrix(B, x, channels_last)
     if channels_last:  # positions by channels: Xᵀ X, the same matrix without transposing the map
-        return B.gram_product_columns(B.reshape(x, (n, channels))) / (channels * n)
-    return B.gram_product(B.reshape(x, (channels, n))) / (channels * n)
+        return B.gram_product_columns(matrix) / (channels * n)
+    return B.gram_product(matrix) / (channels * n)
 
 
 def style_loss(B: Any, y_hat: Tensor, gram_y: Tensor, channels_last: bool = False) -> Tensor:
@@ -86,17 +81,14 @@ def _matrix(B: Any, x: Tensor, channels_last: bool) -> Tuple[Tensor, int, int]:
     return B.reshape(x, (n, channels) if channels_last else (channels, n)), channels, n
 
 
-def _channel_means(B: Any, matrix: Tensor, n: int, channels_last: bool) -> Tensor:
-    """Per-channel means of a feature matrix, as a ``(1, c)`` row, by a product with ``1/n``."""
-    if channels_last:
-        return B.matmul(B.asarray(np.full((1, n), 1.0 / n, np.float32)), matrix)
-    return B.transpose(B.matmul(matrix, B.asarray(np.full((n, 1), 1.0 / n, np.float32))))
+def _uniform(n: int) -> np.ndarray:
+    """Every position weighted alike: ``1/n`` each."""
+    return np.full(n, 1.0 / n, np.float32)
 
 
 def mean_std_statistics(B: Any, x: Tensor, channels_last: bool = False) -> Tuple[Tensor, Tensor]:
     """The per-channel mean and raw second moment of a map, two ``(1, c)`` rows: what ``mean-std`` blends."""
-    matrix, _, n = _matrix(B, x, channels_last)
-    return _channel_means(B, matrix, n, channels_last), _channel_means(B, B.square(matrix), n, channels_last)
+    return masked_statistics(B, "mean-std", x, _uniform(_matrix(B, x, channels_last)[2]), channels_last)
 
 
 def _std(B: Any, mean: Tensor, second: Tensor) -> Tensor:
@@ -109,17 +101,13 @@ def _std(B: Any, mean: Tensor, second: Tensor) -> Tensor:
 def mean_std_loss(B: Any, y_hat: Tensor, target: Tuple[Tensor, Tensor], channels_last: bool = False) -> Tensor:
     """Mean squared error of the per-channel means plus that of the standard deviations, against the target's
     ``(mean, second moment)`` rows (:func:`mean_std_statistics`, blended)."""
-    mean, second = mean_std_statistics(B, y_hat, channels_last)
-    target_mean, target_second = target
-    return (B.mean(B.square(mean - target_mean))
-            + B.mean(B.square(_std(B, mean, second) - _std(B, target_mean, target_second))))
+    return masked_style_term(B, "mean-std", y_hat, target, _uniform(_matrix(B, y_hat, channels_last)[2]),
+                             channels_last)
 
 
 def w2_statistics(B: Any, x: Tensor, channels_last: bool = False) -> Tuple[Tensor, Tensor]:
     """The mean ``(1, c)`` and raw second moment ``X Xᵀ / n`` ``(c, c)`` of a map: what ``w2`` blends."""
-    matrix, channels, n = _matrix(B, x, channels_last)
-    product = B.gram_product_columns(matrix) if channels_last else B.gram_product(matrix)
-    return _channel_means(B, matrix, n, channels_last), product / n
+    return masked_statistics(B, "w2", x, _uniform(_matrix(B, x, channels_last)[2]), channels_last)
 
 
 class W2Target:
@@ -157,7 +145,9 @@ def sqrtm(B: Any, a: Tensor, identity: Tensor, steps: int = NEWTON_SCHULZ_STEPS,
     51 eigenvalues under 1e-6 (JAX's term came out 3.95 for 2.00), and 12 steps (crowsonkb's count) leave
     eigenvalues under 1e-4 unconverged, whose gradients then differ between backends.  Shifted by 1e-6 every
     eigenvalue is above the rounding and converges within 17 steps."""
-    norm = B.sqrt(B.sum(B.square(a))) + 1e-30
+    # 1e-12 under the root: a zero matrix (a one-position region of a mask at a deep layer) keeps a finite
+    # gradient, where the norm's own is 0/0
+    norm = B.sqrt(B.sum(B.square(a)) + 1e-12)
     y, z = a / norm + shift * identity, identity
     for _ in range(steps):
         t = (3.0 * identity - B.matmul(z, y)) * 0.5
@@ -167,28 +157,15 @@ def sqrtm(B: Any, a: Tensor, identity: Tensor, steps: int = NEWTON_SCHULZ_STEPS,
 
 def w2_loss(B: Any, y_hat: Tensor, target: W2Target, channels_last: bool = False) -> Tensor:
     """The squared Wasserstein-2 distance between Gaussian fits of ``y_hat``'s features and the target's,
-    ``|μ − μ_s|² + tr Σ + tr Σ_s − 2 tr (Σ_s^½ Σ Σ_s^½)^½``, divided by the number of channels; the last root
-    is :func:`sqrtm`'s, each eigenvalue ``λ`` of ``Σ_s^½ Σ Σ_s^½`` counts ``√(λ + ε)``, ``ε`` 1e-6 of the matrix's Frobenius
-    norm, so that a feature map against its own statistics gives about 0 where its covariance has full rank,
-    and slightly less than 0 where it has not.
+    ``|μ − μ_s|² + tr Σ + tr Σ_s − 2 tr (Σ_s^½ Σ Σ_s^½)^½``, divided by the number of channels.  The last root
+    is :func:`sqrtm`'s: each eigenvalue ``λ`` of ``Σ_s^½ Σ Σ_s^½`` counts ``√(λ + ε)``, ``ε`` 1e-6 of the
+    matrix's Frobenius norm, so that a feature map against its own statistics gives about 0 where its
+    covariance has full rank, and slightly less than 0 where it has not.
 
     With ``A = Σ_s^½ X_c`` (``X_c`` the centred features, ``c × n``), ``Σ_s^½ Σ Σ_s^½ = A Aᵀ / n``, whose
     non-zero eigenvalues are those of ``Aᵀ A / n``: the square root is taken of the smaller of the two, ``n × n``
     where the layer has fewer positions than channels (a deep layer of a small image)."""
-    matrix, channels, n = _matrix(B, y_hat, channels_last)
-    mean = _channel_means(B, matrix, n, channels_last)
-    if channels_last:  # (n, c)
-        centred = matrix - mean
-        a = B.matmul(centred, target.root)
-        inner = B.gram_product(a) if n < channels else B.gram_product_columns(a)
-    else:  # (c, n)
-        centred = matrix - B.transpose(mean)
-        a = B.matmul(target.root, centred)
-        inner = B.gram_product_columns(a) if n < channels else B.gram_product(a)
-    identity = B.asarray(np.eye(min(n, channels), dtype=np.float32))
-    distance = (B.sum(B.square(mean - target.mean)) + B.sum(B.square(centred)) / n + target.trace
-                - 2.0 * trace(B, sqrtm(B, inner / n, identity), identity))
-    return distance / channels
+    return masked_style_term(B, "w2", y_hat, target, _uniform(_matrix(B, y_hat, channels_last)[2]), channels_last)
 
 
 def style_statistics(B: Any, kind: str, x: Tensor, channels_last: bool = False) -> Tuple[Tensor, ...]:
@@ -216,3 +193,69 @@ def style_term(B: Any, kind: str, y_hat: Tensor, target: Any, channels_last: boo
     if kind == "mean-std":
         return mean_std_loss(B, y_hat, target, channels_last)
     return w2_loss(B, y_hat, target, channels_last)
+
+
+# -- spatial control (--content-masks): each statistic over the positions a mask weights ---------------------------
+#
+# A region's statistics are those of the picture's features with each position weighted by ``p``, the region's
+# mask at the layer's size, divided by its sum (so that ``p`` sums to 1): the Gram matrix ``X diag(p) Xᵀ / c``,
+# the mean ``X p`` and the raw second moment ``X diag(p) Xᵀ``.  With ``p = 1/n`` everywhere (an all-white mask)
+# they are the unmasked ones.  ``p`` is a constant (a NumPy array, ``n = h·w`` positions in the features' order).
+
+
+def _position_column(B: Any, p: np.ndarray, channels_last: bool) -> Tuple[Tensor, Tensor]:
+    """``p`` and ``√p`` shaped to multiply a feature matrix position by position."""
+    shape = (-1, 1) if channels_last else (1, -1)
+    p = np.asarray(p, np.float32)
+    return B.asarray(p.reshape(shape)), B.asarray(np.sqrt(p).reshape(shape))
+
+
+def _weighted_means(B: Any, matrix: Tensor, p: np.ndarray, channels_last: bool) -> Tensor:
+    """Per-channel weighted means ``X p`` of a feature matrix, as a ``(1, c)`` row."""
+    if channels_last:
+        return B.matmul(B.asarray(np.asarray(p, np.float32).reshape(1, -1)), matrix)
+    return B.transpose(B.matmul(matrix, B.asarray(np.asarray(p, np.float32).reshape(-1, 1))))
+
+
+def _weighted_product(B: Any, matrix: Tensor, root_p: Tensor, channels_last: bool) -> Tensor:
+    """``X diag(p) Xᵀ`` ``(c, c)``."""
+    weighted = matrix * root_p
+    return B.gram_product_columns(weighted) if channels_last else B.gram_product(weighted)
+
+
+def masked_statistics(B: Any, kind: str, x: Tensor, p: np.ndarray, channels_last: bool = False) -> Tuple[Tensor, ...]:
+    """:func:`style_statistics` of the positions ``p`` weights."""
+    matrix, channels, _ = _matrix(B, x, channels_last)
+    if kind == "mean-std":
+        return (_weighted_means(B, matrix, p, channels_last),
+                _weighted_means(B, B.square(matrix), p, channels_last))
+    product = _weighted_product(B, matrix, _position_column(B, p, channels_last)[1], channels_last)
+    if kind == "gram":
+        return (product / channels,)
+    return _weighted_means(B, matrix, p, channels_last), product
+
+
+def masked_style_term(B: Any, kind: str, y_hat: Tensor, target: Any, p: np.ndarray,
+                      channels_last: bool = False) -> Tensor:
+    """:func:`style_term` of the positions ``p`` weights: the region's statistics against the target."""
+    if kind == "gram":
+        return B.mean(B.square(masked_statistics(B, kind, y_hat, p, channels_last)[0] - target))
+    if kind == "mean-std":
+        mean, second = masked_statistics(B, kind, y_hat, p, channels_last)
+        target_mean, target_second = target
+        return (B.mean(B.square(mean - target_mean))
+                + B.mean(B.square(_std(B, mean, second) - _std(B, target_mean, target_second))))
+    matrix, channels, n = _matrix(B, y_hat, channels_last)
+    mean = _weighted_means(B, matrix, p, channels_last)
+    p_column, root_p = _position_column(B, p, channels_last)
+    centred = matrix - (mean if channels_last else B.transpose(mean))
+    if channels_last:
+        a = B.matmul(centred * root_p, target.root)
+        inner = B.gram_product(a) if n < channels else B.gram_product_columns(a)
+    else:
+        a = B.matmul(target.root, centred * root_p)
+        inner = B.gram_product_columns(a) if n < channels else B.gram_product(a)
+    identity = B.asarray(np.eye(min(n, channels), dtype=np.float32))
+    distance = (B.sum(B.square(mean - target.mean)) + B.sum(B.square(centred) * p_column) + target.trace
+                - 2.0 * trace(B, sqrtm(B, inner, identity), identity))
+    return distance / channels

@@ -21,6 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .backend import BUILTIN_BACKENDS, MemoryModel, spec_of
 from .errors import MultistyleError
+from .losses import NEWTON_SCHULZ_STEPS
 from .vgg import LAYERS, LAYER_BY_NAME
 
 FLOAT = 4  # bytes per float32
@@ -71,6 +72,29 @@ def weight_bytes(last: int) -> int:
                        for layer in LAYERS[:last + 1] if layer.kind == "conv")
 
 
+def style_loss_bytes(shape: Tuple[int, int], style_layers: Sequence[str], style_loss: str = "gram",
+                     regions: int = 0) -> int:
+    """Bytes a style loss keeps beyond Gram's (which the fitted models include), for the backward pass.
+
+    ``w2``: per style layer, the Newton–Schulz iteration's three ``m × m`` matrices a step (``m`` the smaller of
+    the channels and the positions) and two feature-sized matrices (the centred features and their product
+    with the target's root), twice: the backward pass holds a gradient of each beside it.  Measured against
+    Gram's peak in fresh runs (``benchmarks/style_losses.py --memory``, 150x225 and 300x450), the eager
+    backends' extra came within 0.7 to 1.6 of this; JAX's compiled program keeps less (the count is 2 to 3
+    times its extra).  ``regions`` (``--content-masks``): one weighted copy of each style layer's features per
+    region, and the loss's own matrices per region.  ``mean-std`` keeps vectors only."""
+    if style_loss != "w2" and not regions:
+        return 0
+    spatial = _spatial(shape, max(LAYER_BY_NAME[name].index for name in style_layers))
+    total = 0
+    for name in style_layers:
+        c, h, w = spatial[LAYER_BY_NAME[name].index]
+        m = min(c, h * w)
+        per_region = 2 * (3 * NEWTON_SCHULZ_STEPS * m * m + 2 * c * h * w) if style_loss == "w2" else 0
+        total += max(regions, 1) * per_region + regions * c * h * w
+    return FLOAT * total
+
+
 def optimizer_vectors(optimizer: str, epochs: int) -> int:
     """Image-sized vectors an optimizer keeps, with the image and its gradient."""
     if optimizer == "lbfgs":
@@ -99,8 +123,9 @@ class Prediction:
 
 
 def predict(backend: str, device: str, shape: Tuple[int, int], layers: Sequence[str], optimizer: str,
-            epochs: int) -> Prediction:
-    """Peak memory of a run whose final (largest) scale is ``shape`` and runs ``epochs`` epochs there."""
+            epochs: int, style_loss: int = 0) -> Prediction:
+    """Peak memory of a run whose final (largest) scale is ``shape`` and runs ``epochs`` epochs there;
+    ``style_loss``: the bytes its style loss keeps beyond Gram's (:func:`style_loss_bytes`)."""
     last = max(LAYER_BY_NAME[name].index for name in layers)
     model = host_model(backend)
     weights = weight_bytes(last)
@@ -110,11 +135,15 @@ def predict(backend: str, device: str, shape: Tuple[int, int], layers: Sequence[
     if device == "cpu":
         parts = {"framework": int(model.base), "weights": int(model.weights * weights),
                  "activations": int(model.activations * activations), "optimizer and images": state}
+        if style_loss:
+            parts["style loss"] = style_loss
         return Prediction(host=sum(parts.values()), device=None, parts=parts)
     parts = {"framework": int(model.base), "weights": int(DEVICE.weights * weights),
              "activations": int(DEVICE.activations * activations), "optimizer and images": state}
+    if style_loss:
+        parts["style loss"] = style_loss
     host = int(model.base + model.weights * weights + 4 * image)
-    return Prediction(host=host, device=parts["weights"] + parts["activations"] + state, parts=parts)
+    return Prediction(host=host, device=parts["weights"] + parts["activations"] + state + style_loss, parts=parts)
 
 
 def predict_training(backend: str, device: str, size: int, batch: int, width: int, layers: Sequence[str]) -> Prediction:

@@ -13,9 +13,9 @@ import numpy as np
 from . import images
 from .backend import Backend
 from .errors import MultistyleError
-from .losses import content_loss, style_statistics, style_target, style_term, tv_loss
+from .losses import content_loss, masked_style_term, style_statistics, style_target, style_term, tv_loss
 from .settings import ResolvedSettings, blend_mismatch
-from .vgg import LAYER_BY_NAME, Weights, deepest_index
+from .vgg import LAYER_BY_NAME, LAYERS, Weights, deepest_index
 
 
 class FeatureExtractor:
@@ -57,11 +57,16 @@ class StyleLoss:
     image or a list: each style layer's target is the blend of their Gram
     matrices (``settings.style_blend``, equal by default).  A layer whose
     weight is 0 is left out, as if it had not been named.
+
+    ``masks`` (spatial control, Gatys et al. 2017): one ``(H, W)`` array in [0, 1] per style, at the content's
+    size.  Each style is then not blended but matched in its own region: the style term is the sum over the
+    styles of its loss between the picture's statistics over the positions its mask weights (the mask taken
+    to each layer's size as the network's pooling takes the picture: :func:`layer_masks`) and the style's own.
     """
 
     def __init__(self, backend: Backend, weights: Weights, settings: ResolvedSettings,
                  content_x: np.ndarray, style_x: Union[np.ndarray, Sequence[np.ndarray]],
-                 extract: Optional[FeatureExtractor] = None) -> None:
+                 extract: Optional[FeatureExtractor] = None, masks: Optional[Sequence[np.ndarray]] = None) -> None:
         self.B = backend
         self.settings = settings
         self.pixel = settings.pixel_domain
@@ -82,15 +87,26 @@ class StyleLoss:
         if len(blend) != len(styles):
             raise MultistyleError(blend_mismatch(len(blend), len(styles)))
         used = [(image, share) for image, share in zip(styles, blend) if share != 0]
+        self.regions: Optional[List[List[np.ndarray]]] = None
+        if masks is not None:
+            if len(masks) != len(styles):
+                raise MultistyleError(masks_mismatch(len(masks), len(styles)))
+            used = [(image, 1.0) for image in styles]
+            self.regions = [layer_masks(mask, [name for name, _ in self.style]) for mask in masks]
         # One call, one program where the backend compiles it: the content's features and every style's Grams.
         self.content_targets, per_style = backend.compile_forward(self._targets)(
             backend.asarray(content_x), *(backend.asarray(image) for image, _ in used))
+        if self.regions is not None:  # each style its own targets, in its own region: nothing blends
+            self.region_targets = [[style_target(backend, settings.style_loss, tuple(layer)) for layer in statistics]
+                                   for statistics in per_style]
+            per_style, self.style_targets = [], []
         blended: List[Any] = [None] * len(self.style)
         for statistics, (_, share) in zip(per_style, used):
             for k, layer in enumerate(statistics):
                 terms = [value if share == 1 else share * value for value in layer]
                 blended[k] = terms if blended[k] is None else [a + b for a, b in zip(blended[k], terms)]
-        self.style_targets = [style_target(backend, settings.style_loss, tuple(layer)) for layer in blended]
+        if self.regions is None:
+            self.style_targets = [style_target(backend, settings.style_loss, tuple(layer)) for layer in blended]
 
     @staticmethod
     def network(backend: Backend, weights: Weights, settings: ResolvedSettings) -> FeatureExtractor:
@@ -130,13 +146,49 @@ class StyleLoss:
         features = self.features(x)
         content = sum_terms([_scaled(weight, content_loss(B, features[name], target))
                              for (name, weight), target in zip(self.content, self.content_targets)])
-        style = sum_terms([_scaled(weight, style_term(B, settings.style_loss, features[name], target,
-                                                      B.features_channels_last))
-                           for (name, weight), target in zip(self.style, self.style_targets)])
+        if self.regions is None:
+            style = sum_terms([_scaled(weight, style_term(B, settings.style_loss, features[name], target,
+                                                          B.features_channels_last))
+                               for (name, weight), target in zip(self.style, self.style_targets)])
+        else:
+            style = sum_terms([_scaled(weight, masked_style_term(B, settings.style_loss, features[name], target, p,
+                                                                 B.features_channels_last))
+                               for weights, targets in zip(self.regions, self.region_targets)
+                               for (name, weight), target, p in zip(self.style, targets, weights)])
         out = {"content": settings.content_weight * content, "style": settings.style_weight * style,
                "tv": settings.tv_weight * tv_loss(B, x, smoothing) if settings.tv_weight else None}
         out["total"] = out["content"] + out["style"] if out["tv"] is None else out["content"] + out["style"] + out["tv"]
         return out
+
+
+def masks_mismatch(masks: int, styles: int) -> str:
+    return (f"--content-masks: {masks} mask{'s' if masks != 1 else ''} for {styles} style image"
+            f"{'s' if styles != 1 else ''}; give one mask per style, in the same order")
+
+
+def layer_masks(mask: np.ndarray, layers: Sequence[str]) -> List[np.ndarray]:
+    """A mask at the content's size taken to each layer's size, as position weights that sum to 1 (NumPy,
+    ``h·w`` positions in row order).
+
+    Gatys et al. (2017) offer two ways to carry a guidance channel down the network: "simple", resized to each
+    layer's size, and "inside", eroded so that only the positions whose receptive field lies inside the region
+    count.  This is "simple", with each 2x2 pooling of the network averaging the mask alike (and its odd last
+    row or column dropped alike), so that a soft mask stays a share.  "inside" would leave a region narrower
+    than a layer's receptive field (about 200 pixels at conv5_1) empty at that layer, and the seam between
+    two regions matched by neither style."""
+    out = []
+    for name in layers:
+        weights = np.asarray(mask, np.float64)
+        for layer in LAYERS[:LAYER_BY_NAME[name].index]:
+            if layer.kind == "pool":
+                h, w = weights.shape[0] // 2, weights.shape[1] // 2
+                weights = weights[:2 * h, :2 * w].reshape(h, 2, w, 2).mean(axis=(1, 3))
+        total = weights.sum()
+        if not total > 0:
+            raise MultistyleError(f"--content-masks: a mask covers nothing at {name} ({weights.shape[0]}x"
+                                  f"{weights.shape[1]}); make its white region larger")
+        out.append((weights / total).reshape(-1).astype(np.float32))
+    return out
 
 
 def _layer_names(settings: ResolvedSettings) -> List[str]:

@@ -130,6 +130,7 @@ class ResolvedSettings:
     preserve_color: str
     pooling: str
     style_loss: str
+    content_masks: Optional[Tuple[str, ...]]
     content_layer_weights: Tuple[float, ...]
     style_layer_weights: Tuple[float, ...]
 
@@ -178,6 +179,7 @@ class Settings:
     preserve_color: str = "none"
     pooling: str = "max"
     style_loss: Optional[str] = None
+    content_masks: Optional[Sequence[str]] = None
     content_layer_weights: Optional[Sequence[float]] = None
     style_layer_weights: Optional[Sequence[float]] = None
 
@@ -206,6 +208,8 @@ class Settings:
                 preset[f"{kind}_layers"] if given is None else given, values[f"{kind}_layer_weights"],
                 f"--{kind}-layers")
         values["style_blend"] = _blend(self.style_blend)
+        if values["content_masks"] is not None:
+            values["content_masks"] = tuple(os.fspath(path) for path in values["content_masks"])
         out = ResolvedSettings(**values)
         _check(out)
         return out
@@ -213,6 +217,9 @@ class Settings:
 
 def _check(out: ResolvedSettings) -> None:
     """Raise a one-line error for the first value of ``out`` that is out of range."""
+    if out.content_masks is not None and out.style_blend is not None:
+        raise MultistyleError("--content-masks and --style-blend: a mask says where each style applies, so the "
+                              "styles are not blended; leave out --style-blend")
     _positive("--epochs", out.epochs, integer=True)
     _positive("--lr", out.lr)
     _positive("--lr-decay", out.lr_decay)

@@ -21,7 +21,7 @@ from . import animation, color, images, interrupts, memory
 from .backend import Backend, get_backend, parse_device
 from .errors import MultistyleError
 from .loop import Callback, Scale, optimise, plan_memory, scale_plan
-from .objective import StyleLoss
+from .objective import StyleLoss, masks_mismatch
 from .progress import ProgressBar
 from .settings import DEFAULT_SIZE, INITS, PRESETS, ResolvedSettings, Settings, blend_mismatch
 from .vgg import CONV_INDICES, deepest_index
@@ -159,6 +159,7 @@ class _Job(NamedTuple):
     styles: List[Image.Image]
     init: Optional[Image.Image]
     shape: Tuple[int, int]
+    masks: Optional[List[Image.Image]] = None
 
 
 def _read_job(settings: ResolvedSettings, content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]],
@@ -168,7 +169,22 @@ def _read_job(settings: ResolvedSettings, content: ImageInput, style: Union[Imag
     if settings.style_blend is not None and len(settings.style_blend) != len(style_images):
         raise MultistyleError(blend_mismatch(len(settings.style_blend), len(style_images)))
     init_image = None if settings.init in INITS else images.load_image(os.fspath(settings.init), "--init", max_pixels)
-    return _Job(settings, content_image, style_images, init_image, target_size(content_image, size))
+    masks = read_masks(settings, len(style_images), max_pixels)
+    return _Job(settings, content_image, style_images, init_image, target_size(content_image, size), masks)
+
+
+def read_masks(settings: ResolvedSettings, styles: int, max_pixels: int) -> Optional[List[Image.Image]]:
+    """The ``--content-masks`` as greyscale images, checked: one per style, readable, each white somewhere."""
+    if settings.content_masks is None:
+        return None
+    if len(settings.content_masks) != styles:
+        raise MultistyleError(masks_mismatch(len(settings.content_masks), styles))
+    masks = [images.load_image(path, "--content-masks", max_pixels).convert("L") for path in settings.content_masks]
+    for path, mask in zip(settings.content_masks, masks):
+        if mask.getextrema()[1] == 0:
+            raise MultistyleError(f"--content-masks: {path!r} is black everywhere, so its style applies nowhere; "
+                                  "white marks where it applies")
+    return masks
 
 
 def _run(job: _Job, plan: List[Tuple[Tuple[int, int], int]], backend: Union[str, Backend], device: str,
@@ -190,6 +206,7 @@ def _run(job: _Job, plan: List[Tuple[Tuple[int, int], int]], backend: Union[str,
     extract = StyleLoss.network(B, vgg_weights, settings)
     for number, (scale_shape, epochs) in enumerate(plan):
         content_pixels, content_x, style_xs = _inputs(settings, job.content, job.styles, scale_shape)
+        masks = _masks(job.masks, scale_shape)
         if start is None:  # the first scale starts as the settings say
             start = initial_image(settings, content_x, job.styles[0], job.init, content_pixels, pixel)
         elif settings.scale_start == "content-detail":  # the content here, plus the last scale's change to it
@@ -197,7 +214,7 @@ def _run(job: _Job, plan: List[Tuple[Tuple[int, int], int]], backend: Union[str,
         else:  # each later one from the previous result, upsampled
             start = images.resize_array(start, scale_shape)
         previous_content = content_x
-        objective = StyleLoss(B, vgg_weights, settings, content_x, style_xs, extract)
+        objective = StyleLoss(B, vgg_weights, settings, content_x, style_xs, extract, masks)
         optimizer = B.optimizer(settings.optimizer, start, settings.lr, settings.lr_decay,
                                 settings.lr_decay_every, line_search=settings.line_search)
         scale = Scale(number if len(plan) > 1 else None, final=number == len(plan) - 1)
@@ -242,6 +259,13 @@ def _inputs(settings: ResolvedSettings, content_image: Image.Image, style_images
     return content_pixels, content_x, style_xs
 
 
+def _masks(masks: Optional[List[Image.Image]], shape: Tuple[int, int]) -> Optional[List[np.ndarray]]:
+    """The masks at ``shape`` (bilinear), as ``(H, W)`` arrays in [0, 1]."""
+    if masks is None:
+        return None
+    return [np.asarray(mask.resize((shape[1], shape[0]), Image.BILINEAR), np.float32) / 255.0 for mask in masks]
+
+
 def first_gradient(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]], *, backend: str,
                    device: str, weights: str, size: Size,
                    settings: Union[Settings, ResolvedSettings]) -> Tuple[float, np.ndarray, np.ndarray]:
@@ -252,7 +276,7 @@ def first_gradient(content: ImageInput, style: Union[ImageInput, Sequence[ImageI
     content_pixels, content_x, style_xs = _inputs(job.settings, job.content, job.styles, job.shape)
     start = initial_image(job.settings, content_x, job.styles[0], job.init, content_pixels, job.settings.pixel_domain)
     arrays = load_weights(weights, B, deepest_index(job.settings.layers)).arrays
-    objective = StyleLoss(B, arrays, job.settings, content_x, style_xs)
+    objective = StyleLoss(B, arrays, job.settings, content_x, style_xs, masks=_masks(job.masks, job.shape))
     loss, grad = B.value_and_grad(lambda x: objective.terms(x)["total"], start)
     return loss, grad, start
 

@@ -17,7 +17,7 @@ from ..batch.jobs import BatchJob
 from ..errors import MultistyleError
 from ..optim import OPTIMIZERS
 from ..settings import DEFAULT_SIZE, ResolvedSettings, settings_dict
-from ..transfer import target_size
+from ..transfer import read_masks, target_size
 from ..vgg import parse_weights_spec
 from .common import backend_list, command_line
 from .options import settings_from
@@ -54,6 +54,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     content = images.load_image(args.content, "--content", args.max_pixels)
     for path in args.style:
         images.load_image(path, "--style", args.max_pixels)
+    read_masks(settings, len(args.style), args.max_pixels)
     size = target_size(content, args.size)
     variants = None
     if args.optimizers:

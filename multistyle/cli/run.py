@@ -17,7 +17,7 @@ from ..errors import MultistyleError
 from ..loop import plan_memory, scale_plan, write_log
 from ..progress import ProgressBar
 from ..settings import DEFAULT_SIZE, ResolvedSettings, blend_mismatch, settings_dict
-from ..transfer import UntrainedWeightsWarning, target_size, transfer
+from ..transfer import UntrainedWeightsWarning, read_masks, target_size, transfer
 from ..vgg import LAYERS, deepest_index, parse_weights_spec
 from .common import Interrupted
 from .options import settings_from
@@ -69,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from(args).resolved()
     if settings.style_blend is not None and len(settings.style_blend) != len(args.style):
         raise MultistyleError(blend_mismatch(len(settings.style_blend), len(args.style)))
+    read_masks(settings, len(args.style), args.max_pixels)
     limit = None if args.max_memory is None else memory.parse_bytes(args.max_memory)
     if args.plan:
         return _print_plan(args, settings, limit)

@@ -51,7 +51,8 @@ $('run').addEventListener('click', async () => {
   const body = {
     content: page.choice.content, style: page.choice.style, backends,
     size: Number($('size').value), epochs: Number($('epochs').value),
-    preset: $('preset').value, optimizer: $('optimizer').value, parallel: $('parallel').checked,
+    preset: $('preset').value, optimizer: $('optimizer').value, style_loss: $('style-loss').value,
+    parallel: $('parallel').checked,
     network: $('network') ? $('network').checked : false,
   };
   try {

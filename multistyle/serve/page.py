@@ -3,7 +3,7 @@
 :mod:`multistyle.explain`, as ``explain`` writes them.
 
 Stable element ids, for the tests and for anyone scripting the page: ``content-file``, ``style-file``,
-``backend-NAME`` (check boxes), ``size``, ``epochs``, ``preset``, ``optimizer``, ``parallel``, ``run``,
+``backend-NAME`` (check boxes), ``size``, ``epochs``, ``preset``, ``optimizer``, ``style-loss``, ``parallel``, ``run``,
 ``stop``, ``status``, ``pane-NAME`` (each with an ``img``, a ``.pane-status``, a ``.losses``, a ``.speed``
 and a ``download-NAME`` link), ``chart-epochs`` and ``chart-seconds``.
 """
@@ -15,6 +15,7 @@ from typing import Any, Dict
 
 from .. import explain, pages
 from ..errors import MultistyleError
+from ..losses import STYLE_LOSSES
 from ..optim import OPTIMIZERS
 from ..settings import PRESETS, Settings
 from .server import EPOCH_RANGE, SIZE_RANGE
@@ -63,6 +64,7 @@ def render(backends: Dict[str, Dict[str, Any]], weights: str, network: str = "")
                      "</section>")
     presets = "".join(f"<option{' selected' if p == Settings.preset else ''}>{e(p)}</option>" for p in PRESETS)
     optimizers = "<option value=''>the preset's</option>" + "".join(f"<option>{e(o)}</option>" for o in OPTIMIZERS)
+    style_losses = "<option value=''>the preset's</option>" + "".join(f"<option>{e(o)}</option>" for o in STYLE_LOSSES)
     picks = "".join(
         f"<div class='pick'><b>{kind}</b><img id='{kind}-preview' src='/api/example/{kind}' alt='{kind} image'>"
         f"<input type='file' id='{kind}-file' accept='image/png,image/jpeg,image/webp,image/tiff,image/bmp,"
@@ -80,6 +82,7 @@ def render(backends: Dict[str, Dict[str, Any]], weights: str, network: str = "")
         f"max='{EPOCH_RANGE[1]}'></label>"
         f"<label>preset <select id='preset'>{presets}</select></label>"
         f"<label>optimizer <select id='optimizer'>{optimizers}</select></label>"
+        f"<label>style loss <select id='style-loss'>{style_losses}</select></label>"
         "<label><input type='checkbox' id='parallel'> all backends at once (their s/it then share the CPU)"
         "</label></fieldset>"
         "<div><button type='button' id='run'>Run</button><button type='button' id='stop' disabled>Stop</button>"

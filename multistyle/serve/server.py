@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from .. import images
 from ..errors import MultistyleError
+from ..losses import STYLE_LOSSES
 from ..optim import OPTIMIZERS
 from ..settings import PRESETS, Settings
 from .live import Busy, Live, frame_every
@@ -134,7 +135,10 @@ class App:
             raise Request(400, f"preset: choose one of {', '.join(PRESETS)}")
         if optimizer is not None and optimizer not in OPTIMIZERS:
             raise Request(400, f"optimizer: choose one of {', '.join(OPTIMIZERS)}, or the preset's")
-        settings = {"preset": preset, "epochs": epochs, "optimizer": optimizer}
+        style_loss = body.get("style_loss") or None
+        if style_loss is not None and style_loss not in STYLE_LOSSES:
+            raise Request(400, f"style_loss: choose one of {', '.join(STYLE_LOSSES)}, or the preset's")
+        settings = {"preset": preset, "epochs": epochs, "optimizer": optimizer, "style_loss": style_loss}
         Settings(**settings).resolved()
         content, style = self.image_path(body.get("content"), "content"), self.image_path(body.get("style"), "style")
         common = {"content": content, "style": [style], "device": self.device, "weights": self.weights,

@@ -715,3 +715,45 @@ def test_w2_of_a_low_rank_map_matches_the_oracle(backend):
     got = backend.item(losses.w2_loss(backend, backend.asarray(x.astype(np.float32)),
                                       losses.W2Target(backend, mean, second)))
     assert got == pytest.approx(want, rel=1e-3)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("kind", ["gram", "mean-std", "w2"])
+def test_each_style_loss_over_a_masked_region_matches_the_oracle(backend, kind, channels_last):
+    """--content-masks: the picture's statistics over the positions a soft mask weights (zeros included)."""
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((1, 5, 4, 6)).astype(np.float32)
+    y = rng.standard_normal((1, 5, 7, 3)) * 1.3 + 0.2
+    mask = rng.uniform(0, 1, (4, 6)) * (rng.uniform(0, 1, (4, 6)) > 0.3)
+    p = (mask / mask.sum()).reshape(-1).astype(np.float32)
+    mean, second = oracle.channel_moments(y)
+    target, reference = {
+        "gram": (backend.asarray((second / 5).astype(np.float32)),
+                 lambda v: oracle.masked_style_loss(v, second / 5, mask)),
+        "mean-std": ((backend.asarray(mean.reshape(1, -1).astype(np.float32)),
+                      backend.asarray(np.diag(second).reshape(1, -1).astype(np.float32))),
+                     lambda v: oracle.mean_std_loss(v, mean, np.diag(second), p=mask)),
+        "w2": (losses.W2Target(backend, mean, second), lambda v: oracle.w2_loss(v, mean, second, p=mask)),
+    }[kind]
+    x = np.ascontiguousarray(X.transpose(0, 2, 3, 1)) if channels_last else X
+    loss, grad = backend.loss_and_grad(
+        lambda t: losses.masked_style_term(backend, kind, t, target, p, channels_last), backend.asarray(x))
+    assert backend.item(loss) == pytest.approx(reference(X), rel=1e-4)
+    want = oracle.numeric_gradient(reference, X)
+    got = backend.to_numpy(grad)
+    got = got.transpose(0, 3, 1, 2) if channels_last else got
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+    assert np.abs(got[..., mask == 0]).max() < 1e-6 * np.abs(got).max()  # an unmasked position has no say
+
+
+def test_w2_over_a_one_position_region_has_a_finite_gradient(backend):
+    """A mask whose region is one position at a deep layer: the region's covariance is 0, where the square
+    root's norm has the gradient 0/0 (a run's image became NaN after its first step)."""
+    rng = np.random.default_rng(14)
+    y = rng.standard_normal((1, 6, 3, 4))
+    p = np.zeros(2, np.float32)
+    p[0] = 1.0
+    target = losses.W2Target(backend, *oracle.channel_moments(y))
+    x = backend.asarray(rng.standard_normal((1, 6, 1, 2)).astype(np.float32))
+    loss, grad = backend.loss_and_grad(lambda t: losses.masked_style_term(backend, "w2", t, target, p), x)
+    assert np.isfinite(backend.item(loss)) and np.isfinite(backend.to_numpy(grad)).all()

@@ -17,6 +17,7 @@ import itertools
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from multistyle import get_backend, images
 from multistyle.backend import BUILTIN_BACKENDS
@@ -240,15 +241,27 @@ CONTROLS = {
     "style-loss-w2": {"style_loss": "w2"},
     "style-loss-w2-blend": {"style": "two", "style_loss": "w2", "style_blend": [0.7, 0.3]},
 }
-SIGN_NOISE = {"style-loss-w2", "style-loss-w2-blend"}
+SIGN_NOISE = {"style-loss-w2", "style-loss-w2-blend", "content-masks-w2"}
+#: Controls whose run takes two styles and two complementary masks (the left and right halves).
+MASKED = {"content-masks": {}, "content-masks-w2": {"style_loss": "w2"}}
 
 
 @pytest.fixture(scope="module")
-def control_runs(image_files, npz_weights):
+def control_runs(image_files, npz_weights, tmp_path_factory):
     """For each backend: the first step of a run with each control."""
+    folder = tmp_path_factory.mktemp("masks")
+    left = np.zeros((24, 32), np.uint8)
+    left[:, :13] = 255
+    masks = [str(folder / "left.png"), str(folder / "right.png")]
+    Image.fromarray(left).save(masks[0])
+    Image.fromarray(255 - left).save(masks[1])
+
     def run(name):
         B = get_backend(name, "cpu")
         out = {}
+        for control, overrides in MASKED.items():
+            out[control] = transfer(image_files["content"], [image_files["style"], image_files["content"]], backend=B,
+                                    weights=npz_weights, size=(24, 32), epochs=1, content_masks=masks, **overrides)
         for control, overrides in CONTROLS.items():
             overrides = dict(overrides)
             two = overrides.pop("style", None) == "two"
@@ -259,7 +272,7 @@ def control_runs(image_files, npz_weights):
     return functools.lru_cache(maxsize=None)(run)
 
 
-@pytest.mark.parametrize("control", list(CONTROLS))
+@pytest.mark.parametrize("control", list(CONTROLS) + list(MASKED))
 def test_each_control_agrees_after_the_first_step(pair, control_runs, control):
     a, b = (control_runs(name)[control] for name in pair)
     scale = abs(a.history[0]["total"])  # a term that starts at 0 (content, from the content image) is ~1e-12

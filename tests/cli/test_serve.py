@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import multistyle
 from multistyle.backend import BUILTIN_BACKENDS
 from support import REPOSITORY, browser
 from support.cli import one_error_line
@@ -168,11 +169,24 @@ def test_uploads_live_in_the_servers_folder_and_are_deleted_when_it_stops(tmp_pa
 
 
 # -- runs -------------------------------------------------------------------------------------------------------
-def _run(server, backends, epochs, parallel=False, size=32):
+def _run(server, backends, epochs, parallel=False, size=32, **more):
     status, body = server.json("POST", "/api/run", {"backends": backends, "size": size, "epochs": epochs,
-                                                    "preset": "d2l", "parallel": parallel})
+                                                    "preset": "d2l", "parallel": parallel, **more})
     assert status == 202, body
     return body["run"]
+
+
+def test_the_style_loss_chosen_on_the_page_is_the_runs(server):
+    name, = usable(1)
+    status, body = server.json("POST", "/api/run", {"backends": [name], "size": 32, "epochs": 2, "style_loss": "l1"})
+    assert status == 400 and body["error"].startswith("style_loss: choose one of gram, mean-std, w2"), body
+    _run(server, [name], 2, style_loss="w2")
+    state = server.wait(lambda s: s["run"]["status"] != "running", 120, "the run to end")
+    pane = state["run"]["panes"][name]
+    assert pane["status"] == "done", pane
+    want = multistyle.transfer(EXAMPLES["content"], EXAMPLES["style"], backend=name, weights=WEIGHTS, size=32,
+                               epochs=2, preset="d2l", style_loss="w2").history
+    assert [r["style"] for r in pane["history"]] == pytest.approx([r["style"] for r in want], rel=1e-4)
 
 
 def test_a_second_run_is_refused_and_stop_ends_the_workers(server):

@@ -36,6 +36,18 @@ def test_presets():
     assert Settings(preset="viblo", optimizer="lbfgs", lr=0.5).resolved().lr == 0.5
 
 
+@pytest.mark.parametrize("preset", ["d2l", "pytorch-tutorial"])
+def test_a_style_loss_other_than_the_presets_takes_its_own_weight_unless_one_is_given(preset):
+    own = Settings(preset=preset).resolved()
+    assert own.style_loss == "gram" and own.style_weight == PRESETS[preset]["style_weight"]
+    for loss in ("mean-std", "w2"):
+        resolved = Settings(preset=preset, style_loss=loss).resolved()
+        assert (resolved.style_loss, resolved.style_weight) == (loss, 10.0)
+        assert Settings(preset=preset, style_loss=loss, style_weight=3.0).resolved().style_weight == 3.0
+        # everything else is the preset's
+        assert resolved.content_weight == own.content_weight and resolved.style_layers == own.style_layers
+
+
 def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_objective():
     fast, d2l = PRESETS["fast"], PRESETS["d2l"]
     for key in ("style_layers", "content_layers", "content_weight", "style_weight", "tv_weight", "domain", "clamp"):
@@ -77,6 +89,7 @@ def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_obje
     ("final_share", 1.0, "--final-share: expected a share of the epochs between 0 and 1"),
     ("final_share", 0, "--final-share"),
     ("scale_start", "nearest", "--scale-start: expected one of upsampled, content-detail"),
+    ("style_loss", "mrf2", "--style-loss: expected one of gram, mean-std, w2"),
 ])
 def test_bad_settings_are_refused(field, value, message):
     with pytest.raises(MultistyleError, match=message):

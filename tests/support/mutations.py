@@ -40,6 +40,7 @@ T_INT = "tests/core/test_interrupts.py"
 T_RELEASE = "tests/docs/test_release.py"
 T_NET = "tests/nets/test_style_network_backends.py::test_the_forward_pass_matches_numpy_at_an_odd_size[torch]"
 T_TRAIN = "tests/nets/test_train_cli.py"
+T_MASKS = "tests/core/test_masks.py"
 T_LOSSES = "tests/backends/test_conformance.py::test_mean_std_and_w2_losses_match_the_float64_oracle_in_value_and_gradient"
 
 _KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
@@ -324,6 +325,14 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("w2-square-root-unshifted", "W2's square root cannot diverge in float32",
              "multistyle/losses.py", "y, z = a / norm + shift * identity, identity", "y, z = a / norm, identity",
              ("tests/backends/test_conformance.py::test_w2_of_a_low_rank_map_matches_the_oracle[torch]",)),
+    Mutation("mask-not-applied-to-the-picture", "each style applies where its mask is white",
+             "multistyle/objective.py", "for (name, weight), target, p in zip(self.style, targets, weights)])",
+             "for (name, weight), target, p in zip(self.style, targets, [np.full_like(w, 1 / w.size) for w in weights])])",
+             (f"{T_MASKS}::test_two_complementary_masks_give_each_half_its_own_styles_character",)),
+    Mutation("mask-not-pooled-with-the-picture", "masks reach each layer as the network pools the picture",
+             "multistyle/objective.py", "weights = weights[:2 * h, :2 * w].reshape(h, 2, w, 2).mean(axis=(1, 3))",
+             "weights = weights[::2, ::2]",
+             (f"{T_MASKS}::test_a_mask_reaches_each_layer_as_the_network_pools_the_picture",)),
     # -- style networks -----------------------------------------------------------------------------------------
     Mutation("style-network-without-its-residuals", "the network is Johnson et al.'s, as PyTorch's examples ship it",
              "multistyle/nets/transformer.py", "            x = x + saved.pop()", "            x = saved.pop()",

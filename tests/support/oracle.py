@@ -70,16 +70,30 @@ def style_loss(y_hat: np.ndarray, gram_y: np.ndarray) -> float:
     return float(np.mean((gram(y_hat) - gram_y) ** 2))
 
 
-def channel_moments(x: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
-    """The per-channel means ``(c,)`` and the raw second moment ``X Xᵀ / n`` ``(c, c)`` of an NCHW map."""
+def _positions(x: np.ndarray, p: "np.ndarray | None") -> np.ndarray:
+    """Position weights summing to 1: ``p`` (a mask at the map's size, normalised), or ``1/n`` each."""
+    n = x.shape[2] * x.shape[3]
+    return np.full(n, 1.0 / n) if p is None else np.asarray(p, np.float64).reshape(-1) / np.sum(p)
+
+
+def channel_moments(x: np.ndarray, p: "np.ndarray | None" = None) -> "tuple[np.ndarray, np.ndarray]":
+    """The per-channel means ``(c,)`` and the raw second moment ``X diag(p) Xᵀ`` ``(c, c)`` of an NCHW map, each
+    position weighted by ``p`` (default ``1/n``)."""
     f = x.astype(np.float64).reshape(x.shape[1], -1)
-    return f.mean(axis=1), f @ f.T / f.shape[1]
+    weights = _positions(x, p)
+    return f @ weights, (f * weights) @ f.T
 
 
-def mean_std_loss(y_hat: np.ndarray, mean: np.ndarray, second: np.ndarray, eps: float = 1e-5) -> float:
+def masked_style_loss(y_hat: np.ndarray, gram_y: np.ndarray, p: np.ndarray) -> float:
+    """Gram's style loss over the positions ``p`` weights: ``X diag(p) Xᵀ / c`` against the target."""
+    return float(np.mean((channel_moments(y_hat, p)[1] / y_hat.shape[1] - gram_y) ** 2))
+
+
+def mean_std_loss(y_hat: np.ndarray, mean: np.ndarray, second: np.ndarray, eps: float = 1e-5,
+                  p: "np.ndarray | None" = None) -> float:
     """MSE of the per-channel means plus MSE of the standard deviations; the target as means and the diagonal
     of the raw second moment (``second``: the ``(c,)`` diagonal)."""
-    m, s = channel_moments(y_hat)
+    m, s = channel_moments(y_hat, p)
     std = np.sqrt(np.maximum(np.diag(s) - m * m, 0) + eps)
     target_std = np.sqrt(np.maximum(second - mean * mean, 0) + eps)
     return float(np.mean((m - mean) ** 2) + np.mean((std - target_std) ** 2))
@@ -90,23 +104,25 @@ def sqrtm_psd(a: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
 
-def w2_loss(y_hat: np.ndarray, mean: np.ndarray, second: np.ndarray, shift: float = 1e-6) -> float:
+def w2_loss(y_hat: np.ndarray, mean: np.ndarray, second: np.ndarray, shift: float = 1e-6,
+            p: "np.ndarray | None" = None) -> float:
     """Squared Wasserstein-2 distance between the Gaussian fits, over the channels, with multistyle's root:
     each eigenvalue ``λ`` of ``Σ_s^½ Σ Σ_s^½`` counts ``√(λ + ε)``, ``ε = shift · ‖Σ_s^½ Σ Σ_s^½‖_F``
     (``shift=0``: the exact distance).  The eigenvalues are the squared singular values of ``Σ_s^½ X_c / √n``
     (``Σ = X_c X_cᵀ / n``): smooth where the matrix is singular, where the square roots of eigenvalues that
     rounding leaves at ±1e-16 would add 1e-8 of noise."""
-    m, s = channel_moments(y_hat)
+    m, s = channel_moments(y_hat, p)
+    weights = _positions(y_hat, p)
     f = y_hat.astype(np.float64).reshape(y_hat.shape[1], -1)
     centred = f - m[:, None]
     target_sigma = second - np.outer(mean, mean)
     root = sqrtm_psd(target_sigma)
-    singular = np.linalg.svd(root @ centred / np.sqrt(f.shape[1]), compute_uv=False)
+    singular = np.linalg.svd(root @ (centred * np.sqrt(weights)), compute_uv=False)
     epsilon = shift * np.sqrt(np.sum(singular ** 4))
     size = min(f.shape)  # the eigenvalues of the smaller of the c x c and n x n forms, the zero ones included
     padded = np.concatenate([singular, np.zeros(size - len(singular))])
     cross = np.sum(np.sqrt(padded ** 2 + epsilon))
-    trace_sigma = np.sum(centred ** 2) / f.shape[1]
+    trace_sigma = np.sum(centred ** 2 * weights)
     return float((np.sum((m - mean) ** 2) + trace_sigma + np.trace(target_sigma) - 2 * cross) / len(m))
 
 
