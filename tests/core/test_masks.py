@@ -14,7 +14,7 @@ from multistyle.errors import MultistyleError
 from multistyle.objective import layer_masks
 from multistyle.settings import Settings
 from multistyle.transfer import UntrainedWeightsWarning, first_gradient, transfer
-from support.needs import INSTALLED
+from support.needs import INSTALLED, needs_a_backend
 
 BACKEND = "torch" if "torch" in INSTALLED else (INSTALLED[0] if INSTALLED else "torch")
 SIZE = (24, 32)
@@ -58,7 +58,7 @@ def test_a_mask_reaches_each_layer_as_the_network_pools_the_picture():
         layer_masks(last_row, ["conv1_1", "conv2_1"])
 
 
-@pytest.mark.any_backend
+@needs_a_backend
 @pytest.mark.parametrize("loss", ["gram", "mean-std", "w2"])
 def test_one_all_white_mask_is_the_unmasked_objective(image_files, masks, loss):
     """The first loss and its gradient: after a step, Adam's sign-like first step turns float32 noise in
@@ -80,7 +80,7 @@ def _redness(result):
     return [float(np.mean(part[..., 0] - part[..., 2])) for part in (pixels[:, :half], pixels[:, half:])]
 
 
-@pytest.mark.any_backend
+@needs_a_backend
 def test_two_complementary_masks_give_each_half_its_own_styles_character(image_files, masks, tmp_path):
     rng = np.random.default_rng(4)
     red = np.clip(rng.normal(0, 40, (48, 64, 3)) + [220, 40, 40], 0, 255)  # red noise
