@@ -261,7 +261,7 @@ MUTATIONS: Tuple[Mutation, ...] = (
              "backends/torch_backend.py", "torch.backends.cudnn.deterministic = True",
              "torch.backends.cudnn.deterministic = False", (T_GPU,)),
     Mutation("gpu-plan-without-device-figure", "run --plan --device gpu predicts the GPU's memory",
-             "multistyle/memory.py", 'device=parts["weights"] + parts["activations"] + state, parts=parts)',
+             "multistyle/memory.py", 'device=parts["weights"] + parts["activations"] + state + style_loss, parts=parts)',
              "device=None, parts=parts)", (T_GPU,)),
     # -- the live page (multistyle serve) ----------------------------------------------------------------------
     Mutation("serve-stop-leaves-workers", "Stop ends the run's worker processes",
