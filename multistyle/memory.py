@@ -79,8 +79,8 @@ def style_loss_bytes(shape: Tuple[int, int], style_layers: Sequence[str], style_
     ``w2``: per style layer, the Newton–Schulz iteration's three ``m × m`` matrices a step (``m`` the smaller of
     the channels and the positions) and two feature-sized matrices (the centred features and their product
     with the target's root), twice: the backward pass holds a gradient of each beside it.  Measured against
-    Gram's peak in fresh runs (``benchmarks/style_losses.py --memory``, 150x225 and 300x450), the eager
-    backends' extra came within 0.7 to 1.6 of this; JAX's compiled program keeps less (the count is 2 to 3
+    Gram's peak in fresh runs (``benchmarks/style_losses.py --memory``, 150x225 and 300x450), this count came
+    within 0.74 to 1.47 times the eager backends' extra; JAX's compiled program keeps less (the count is 2 to 3.2
     times its extra).  ``regions`` (``--content-masks``): one weighted copy of each style layer's features per
     region, and the loss's own matrices per region.  ``mean-std`` keeps vectors only."""
     if style_loss != "w2" and not regions:
