@@ -331,6 +331,10 @@ class JaxBackend(HeldImages, Backend):
             return fn
         return _jit_per_shape(fn)
 
+    def argmax_one_hot(self, scores: Any) -> jax.Array:
+        scores = lax.stop_gradient(_value(scores))
+        return jax.nn.one_hot(jnp.argmax(scores, axis=0), scores.shape[0], dtype=scores.dtype, axis=0)
+
     def conv2d(self, x: Any, weight: Any, bias: Any, stride: int = 1, reflect: int = 0) -> jax.Array:
         x = _value(x)
         if reflect:

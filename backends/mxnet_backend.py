@@ -175,6 +175,10 @@ class MXNetBackend(Backend):
         loss.backward()
         return loss.detach(), x.grad
 
+    def argmax_one_hot(self, scores: nd.NDArray) -> nd.NDArray:
+        scores = scores.detach()
+        return nd.one_hot(nd.argmax(scores, axis=0), depth=scores.shape[0], dtype=scores.dtype).T
+
     def conv2d(self, x: nd.NDArray, weight: nd.NDArray, bias: nd.NDArray, stride: int = 1,
                reflect: int = 0) -> nd.NDArray:
         if reflect:

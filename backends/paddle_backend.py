@@ -233,6 +233,10 @@ class PaddleBackend(Backend):
         (grad,) = _interruptible(lambda: paddle.grad(loss, x))
         return loss.detach(), grad
 
+    def argmax_one_hot(self, scores: paddle.Tensor) -> paddle.Tensor:
+        scores = scores.detach()
+        return F.one_hot(paddle.argmax(scores, axis=0), scores.shape[0]).astype(scores.dtype).T
+
     def conv2d(self, x: paddle.Tensor, weight: paddle.Tensor, bias: paddle.Tensor, stride: int = 1,
                reflect: int = 0) -> paddle.Tensor:
         if reflect:

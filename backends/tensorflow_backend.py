@@ -274,6 +274,10 @@ class TensorFlowBackend(HeldImages, Backend):
             return {key: found.get(key) for key in keys}
         return compiled
 
+    def argmax_one_hot(self, scores: Any) -> tf.Tensor:
+        scores = tf.stop_gradient(_value(scores))
+        return tf.one_hot(tf.argmax(scores, axis=0), tf.shape(scores)[0], axis=0, dtype=scores.dtype)
+
     def conv2d(self, x: Any, weight: Any, bias: Any, stride: int = 1, reflect: int = 0) -> tf.Tensor:
         x = _value(x)
         if reflect:

@@ -180,6 +180,10 @@ class TorchBackend(Backend):
         (grad,) = torch.autograd.grad(loss, x)
         return loss.detach(), grad
 
+    def argmax_one_hot(self, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.detach()
+        return torch.zeros_like(scores).scatter_(0, scores.argmax(dim=0, keepdim=True), 1.0)
+
     def conv2d(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int = 1,
                reflect: int = 0) -> torch.Tensor:
         if reflect:

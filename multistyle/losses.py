@@ -15,21 +15,26 @@ Feature maps are NCHW with a batch of one (NHWC where a backend's losses read th
   - ``w2``: the squared Wasserstein-2 distance between Gaussian fits of the features,
     ``|μ − μ_s|² + tr(Σ + Σ_s − 2 (Σ_s^½ Σ Σ_s^½)^½)``, over the number of channels, from the mean and the
     raw second moment ``X Xᵀ / (h·w)`` (``Σ = M − μ μᵀ``); the square root by Newton–Schulz iterations,
-    shifted so that float32 cannot make it diverge (:func:`sqrtm`).
+    shifted so that float32 cannot make it diverge (:func:`sqrtm`);
+  - ``mrf``: Li & Wand's (2016) Markov random field loss: each 3x3 patch of the picture's features (stride 2,
+    as their CNNMRF code) is pulled toward its nearest 3x3 patch of the style's features by normalised
+    cross-correlation; the mean squared distance to it (:class:`MRFTarget`, :func:`mrf_term`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 Tensor = Any
 
-STYLE_LOSSES = ("gram", "mean-std", "w2")
+STYLE_LOSSES = ("gram", "mean-std", "w2", "mrf")
 NEWTON_SCHULZ_STEPS = 20  # iterations of the matrix square root (see :func:`sqrtm`)
 SQRTM_SHIFT = 1e-6  # the square root's shift, relative to the matrix's Frobenius norm (see :func:`sqrtm`)
 STD_EPSILON = 1e-5  # added to the variance before its square root: a constant channel's std has a gradient
+MRF_PATCH = 3  # the side of an MRF patch, in feature positions (Li & Wand 2016)
+MRF_STRIDE = 2  # the step between two MRF patches, the picture's and the style's (CNNMRF's code; the paper's is 1)
 
 
 def content_loss(B: Any, y_hat: Tensor, y: Tensor) -> Tensor:
@@ -174,15 +179,19 @@ def style_statistics(B: Any, kind: str, x: Tensor, channels_last: bool = False) 
         return (gram(B, x, channels_last),)
     if kind == "mean-std":
         return mean_std_statistics(B, x, channels_last)
+    if kind == "mrf":  # the map itself: its patches are taken on the host (:class:`MRFTarget`)
+        return (x,)
     return w2_statistics(B, x, channels_last)
 
 
-def style_target(B: Any, kind: str, statistics: Tuple[Tensor, ...]) -> Any:
+def style_target(B: Any, kind: str, statistics: Tuple[Tensor, ...], channels_last: bool = False) -> Any:
     """The target of one layer from blended statistics, in the form :func:`style_term` reads."""
     if kind == "gram":
         return statistics[0]
     if kind == "mean-std":
         return statistics
+    if kind == "mrf":
+        return MRFTarget(B, [B.to_numpy(statistics[0])], channels_last=channels_last)
     return W2Target(B, B.to_numpy(statistics[0]), B.to_numpy(statistics[1]))
 
 
@@ -192,6 +201,8 @@ def style_term(B: Any, kind: str, y_hat: Tensor, target: Any, channels_last: boo
         return style_loss(B, y_hat, target, channels_last)
     if kind == "mean-std":
         return mean_std_loss(B, y_hat, target, channels_last)
+    if kind == "mrf":
+        return mrf_term(B, y_hat, target, None, channels_last)
     return w2_loss(B, y_hat, target, channels_last)
 
 
@@ -238,6 +249,8 @@ def masked_statistics(B: Any, kind: str, x: Tensor, p: np.ndarray, channels_last
 def masked_style_term(B: Any, kind: str, y_hat: Tensor, target: Any, p: np.ndarray,
                       channels_last: bool = False) -> Tensor:
     """:func:`style_term` of the positions ``p`` weights: the region's statistics against the target."""
+    if kind == "mrf":
+        return mrf_term(B, y_hat, target, p, channels_last)
     if kind == "gram":
         return B.mean(B.square(masked_statistics(B, kind, y_hat, p, channels_last)[0] - target))
     if kind == "mean-std":
@@ -259,3 +272,107 @@ def masked_style_term(B: Any, kind: str, y_hat: Tensor, target: Any, p: np.ndarr
     distance = (B.sum(B.square(mean - target.mean)) + B.sum(B.square(centred) * p_column) + target.trace
                 - 2.0 * trace(B, sqrtm(B, inner, identity), identity))
     return distance / channels
+
+
+# -- MRF (Li & Wand 2016): each patch of the picture against its nearest patch of the style -----------------------
+#
+# With ``Ψ_i`` the picture's patches (``MRF_PATCH`` x ``MRF_PATCH`` positions of all channels, every ``MRF_STRIDE``
+# positions) and ``S_j`` the style's, the nearest style patch of ``Ψ_i`` is ``j* = argmax_j <Ψ_i, S_j> / |S_j|``
+# (normalised cross-correlation: ``|Ψ_i|`` does not change which ``j`` wins), and the term is
+# ``Σ_i q_i |Ψ_i − S_j*|² / (c·k²)``, ``q_i = 1/P`` for ``P`` patches (a mask's share of each patch, with
+# --content-masks).  Written as ``Σ_i q_i (|Ψ_i|² − 2 <Ψ_i, S_j*> + |S_j*|²)``, every ``<Ψ_i, S_j>`` is one
+# convolution of the picture's features with the style's patches as filters, ``|Ψ_i|²`` sums the squared features
+# weighted by how much of each patch covers each position, and ``j*`` is :meth:`Backend.argmax_one_hot` of the
+# correlations, a constant of the step: no patch matrix is built and the gradient is the convolution's own.
+
+
+def feature_patches(features: np.ndarray, channels_last: bool = False) -> np.ndarray:
+    """The ``MRF_PATCH`` x ``MRF_PATCH`` patches of one feature map (NumPy, batch of one), every ``MRF_STRIDE``
+    positions, as ``(patches, c, k, k)`` filters in row order of their top-left corners."""
+    maps = np.asarray(features)[0]
+    if channels_last:
+        maps = np.transpose(maps, (2, 0, 1))
+    windows = np.lib.stride_tricks.sliding_window_view(maps, (MRF_PATCH, MRF_PATCH), axis=(1, 2))
+    windows = windows[:, ::MRF_STRIDE, ::MRF_STRIDE]  # (c, rows, cols, k, k)
+    return np.ascontiguousarray(np.transpose(windows, (1, 2, 0, 3, 4)).reshape(-1, maps.shape[0], MRF_PATCH,
+                                                                              MRF_PATCH))
+
+
+def patch_grid(h: int, w: int) -> Tuple[int, int]:
+    """How many patches fit down and across a ``h`` x ``w`` map."""
+    return max(0, (h - MRF_PATCH) // MRF_STRIDE + 1), max(0, (w - MRF_PATCH) // MRF_STRIDE + 1)
+
+
+def patch_shares(p: Optional[np.ndarray], h: int, w: int) -> np.ndarray:
+    """Each patch's weight ``q`` (``rows x cols``, summing to 1): equal, or the mask's ``p`` (``h·w`` position
+    weights) summed over the patch, so that a patch half in the region counts half."""
+    rows, cols = patch_grid(h, w)
+    if p is None:
+        return np.full((rows, cols), 1.0 / (rows * cols))
+    windows = np.lib.stride_tricks.sliding_window_view(np.asarray(p, np.float64).reshape(h, w),
+                                                       (MRF_PATCH, MRF_PATCH))[::MRF_STRIDE, ::MRF_STRIDE]
+    shares = windows.sum(axis=(2, 3))
+    total = shares.sum()
+    return shares / total if total > 0 else shares
+
+
+def _coverage(q: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``Σ_i q_i`` over the patches ``i`` that cover each position of a ``h`` x ``w`` map."""
+    cover = np.zeros((h, w))
+    for dy in range(MRF_PATCH):
+        for dx in range(MRF_PATCH):
+            cover[dy:dy + MRF_STRIDE * q.shape[0]:MRF_STRIDE, dx:dx + MRF_STRIDE * q.shape[1]:MRF_STRIDE] += q
+    return cover
+
+
+class MRFTarget:
+    """An ``mrf`` style target: the style's patches as convolution filters, with their norms.
+
+    ``maps``: one feature map of the layer per style (NumPy, the losses' layout).  Blended styles pool their
+    patches: with ``shares``, each style keeps a share of the pool in proportion to its weight (the style with
+    the most patches per weight keeps all of its own, the others an evenly spaced subset), so that a weight
+    says how much of the style the picture can draw on."""
+
+    def __init__(self, B: Any, maps: Sequence[np.ndarray], shares: Optional[Sequence[float]] = None,
+                 channels_last: bool = False) -> None:
+        sets = [feature_patches(m, channels_last) for m in maps]
+        if shares is not None and len(sets) > 1:
+            scale = min(len(s) / share for s, share in zip(sets, shares) if share > 0)
+            sets = [s[np.unique(np.linspace(0, len(s) - 1, max(1, round(scale * share))).round().astype(int))]
+                    for s, share in zip(sets, shares) if share > 0]
+        patches = np.concatenate(sets).astype(np.float64)
+        norms = np.sqrt(np.square(patches).reshape(len(patches), -1).sum(axis=1))
+        self.count = len(patches)
+        self.filters = B.asarray(patches.astype(np.float32))
+        self.bias = B.asarray(np.zeros(self.count, np.float32))
+        self.inverse_norms = B.asarray((1.0 / np.maximum(norms, 1e-8)).reshape(-1, 1).astype(np.float32))
+        self.squared_norms = B.asarray(np.square(norms).reshape(-1, 1).astype(np.float32))
+        self._constants: Dict[Any, Tuple[Any, Any, Any]] = {}
+
+    def constants(self, B: Any, p: Optional[np.ndarray], h: int, w: int, channels_last: bool) -> Tuple[Any, Any]:
+        """The patches' weights ``q`` as a ``(1, P)`` row and their coverage of the map in its layout, native,
+        made once per map size and mask."""
+        key = (h, w, None if p is None else id(p))
+        if key not in self._constants:
+            q = patch_shares(p, h, w)
+            cover = _coverage(q, h, w).astype(np.float32)
+            self._constants[key] = (B.asarray(q.reshape(1, -1).astype(np.float32)),
+                                    B.asarray(cover.reshape((1, h, w, 1) if channels_last else (1, 1, h, w))),
+                                    p)  # p kept alive: its id stays its own
+        return self._constants[key][:2]
+
+
+def mrf_term(B: Any, y_hat: Tensor, target: MRFTarget, p: Optional[np.ndarray] = None,
+             channels_last: bool = False) -> Tensor:
+    """Li & Wand's MRF loss of one layer: ``Σ_i q_i |Ψ_i − S_j*|² / (c·k²)`` (see above), ``q_i = 1/P`` or, with a
+    mask's position weights ``p``, each patch's share of them (:func:`patch_shares`)."""
+    shape = B.shape(y_hat)
+    h, w, channels = (shape[1], shape[2], shape[3]) if channels_last else (shape[2], shape[3], shape[1])
+    q_row, cover = target.constants(B, p, h, w, channels_last)
+    layers = y_hat if channels_last else B.into_layers(y_hat)  # the convolution takes the layers' layout
+    correlations = B.reshape(B.out_of_layers(B.conv2d(layers, target.filters, target.bias, stride=MRF_STRIDE)),
+                             (target.count, -1))  # <Ψ_i, S_j>: one row per style patch, one column per patch
+    nearest = B.argmax_one_hot(B.stop_gradient(correlations) * target.inverse_norms)
+    distance = (B.sum(B.square(y_hat) * cover) - 2.0 * B.sum(nearest * correlations * q_row)
+                + B.sum(nearest * target.squared_norms * q_row))
+    return distance / (channels * MRF_PATCH * MRF_PATCH)

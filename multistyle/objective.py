@@ -13,7 +13,8 @@ import numpy as np
 from . import images
 from .backend import Backend
 from .errors import MultistyleError
-from .losses import content_loss, masked_style_term, style_statistics, style_target, style_term, tv_loss
+from .losses import (MRFTarget, content_loss, masked_style_term, patch_shares, style_statistics, style_target,
+                     style_term, tv_loss)
 from .settings import ResolvedSettings, blend_mismatch
 from .vgg import LAYER_BY_NAME, LAYERS, Weights, deepest_index
 
@@ -92,21 +93,29 @@ class StyleLoss:
             if len(masks) != len(styles):
                 raise MultistyleError(masks_mismatch(len(masks), len(styles)))
             used = [(image, 1.0) for image in styles]
-            self.regions = [layer_masks(mask, [name for name, _ in self.style]) for mask in masks]
+            self.regions = [layer_masks(mask, [name for name, _ in self.style], settings.style_loss == "mrf")
+                            for mask in masks]
         # One call, one program where the backend compiles it: the content's features and every style's Grams.
         self.content_targets, per_style = backend.compile_forward(self._targets)(
             backend.asarray(content_x), *(backend.asarray(image) for image, _ in used))
         if self.regions is not None:  # each style its own targets, in its own region: nothing blends
-            self.region_targets = [[style_target(backend, settings.style_loss, tuple(layer)) for layer in statistics]
+            self.region_targets = [[style_target(backend, settings.style_loss, tuple(layer),
+                                                 backend.features_channels_last) for layer in statistics]
                                    for statistics in per_style]
             per_style, self.style_targets = [], []
+        elif settings.style_loss == "mrf":  # the styles' patches pooled, each style's share of the pool its weight
+            self.style_targets = [MRFTarget(backend, [backend.to_numpy(statistics[k][0]) for statistics in per_style],
+                                            [share for _, share in used], backend.features_channels_last)
+                                  for k in range(len(self.style))]
+            per_style = []
         blended: List[Any] = [None] * len(self.style)
         for statistics, (_, share) in zip(per_style, used):
             for k, layer in enumerate(statistics):
                 terms = [value if share == 1 else share * value for value in layer]
                 blended[k] = terms if blended[k] is None else [a + b for a, b in zip(blended[k], terms)]
-        if self.regions is None:
-            self.style_targets = [style_target(backend, settings.style_loss, tuple(layer)) for layer in blended]
+        if per_style:
+            self.style_targets = [style_target(backend, settings.style_loss, tuple(layer),
+                                               backend.features_channels_last) for layer in blended]
 
     @staticmethod
     def network(backend: Backend, weights: Weights, settings: ResolvedSettings) -> FeatureExtractor:
@@ -166,7 +175,7 @@ def masks_mismatch(masks: int, styles: int) -> str:
             f"{'s' if styles != 1 else ''}; give one mask per style, in the same order")
 
 
-def layer_masks(mask: np.ndarray, layers: Sequence[str]) -> List[np.ndarray]:
+def layer_masks(mask: np.ndarray, layers: Sequence[str], patches: bool = False) -> List[np.ndarray]:
     """A mask at the content's size taken to each layer's size, as position weights that sum to 1 (NumPy,
     ``h·w`` positions in row order).
 
@@ -175,7 +184,8 @@ def layer_masks(mask: np.ndarray, layers: Sequence[str]) -> List[np.ndarray]:
     count.  This is "simple", with each 2x2 pooling of the network averaging the mask alike (and its odd last
     row or column dropped alike), so that a soft mask stays a share.  "inside" would leave a region narrower
     than a layer's receptive field (about 200 pixels at conv5_1) empty at that layer, and the seam between
-    two regions matched by neither style."""
+    two regions matched by neither style.  ``patches`` (the ``mrf`` loss): the region must also reach one of
+    the layer's patches (:func:`~multistyle.losses.patch_shares`)."""
     out = []
     for name in layers:
         weights = np.asarray(mask, np.float64)
@@ -187,6 +197,9 @@ def layer_masks(mask: np.ndarray, layers: Sequence[str]) -> List[np.ndarray]:
         if not total > 0:
             raise MultistyleError(f"--content-masks: a mask covers nothing at {name} ({weights.shape[0]}x"
                                   f"{weights.shape[1]}); make its white region larger")
+        if patches and not patch_shares(weights.reshape(-1), *weights.shape).sum() > 0:
+            raise MultistyleError(f"--content-masks: a mask covers no patch of the mrf loss at {name} "
+                                  f"({weights.shape[0]}x{weights.shape[1]}); make its white region larger")
         out.append((weights / total).reshape(-1).astype(np.float32))
     return out
 

@@ -83,7 +83,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 #: covariances are diagonal it equals ``mean-std`` (the squared distance of the means plus that of the
 #: standard deviations, over the channels), so the two are on one scale.  ``gram`` on a preset of another
 #: loss takes the chapter's 1e4.
-STYLE_WEIGHTS = {"mean-std": 10.0, "w2": 10.0}
+#: ``mrf`` takes 10 too: CNNMRF (Li & Wand's code) weighs its content loss 20 as a mean over the features, and
+#: its MRF loss 1e-4 as a sum over the patches' elements, about 2e6 to 4e6 of them at each of its two layers at
+#: its 384 pixels: 180 to 380 as a mean (this loss is one), 9 to 19 times the content's.
+STYLE_WEIGHTS = {"mean-std": 10.0, "w2": 10.0, "mrf": 10.0}
+#: The style layers of ``mrf`` on a preset of another loss (``--style-layers`` not given): Li & Wand's.  A patch
+#: loss is quadratic in the positions (each patch of the picture against each of the style), so the chapter's
+#: conv1_1 at 300x450 would compare 3e4 patches with 3e4.
+MRF_STYLE_LAYERS = ("relu3_1", "relu4_1")
 
 #: Starting images (or an image file's path).
 INITS = ("content", "content-in-style-colors", "noise", "style")
@@ -202,6 +209,8 @@ class Settings:
             raise MultistyleError(f"--optimizer: expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         if self.lr is None:
             values["lr"] = float(preset["adam_lr"] if optimizer == "adam" else DEFAULT_LR[optimizer])
+        if values["style_layers"] is None and values["style_loss"] == "mrf" != preset.get("style_loss", "gram"):
+            values["style_layers"] = MRF_STYLE_LAYERS
         for kind in ("content", "style"):
             given = values[f"{kind}_layers"]
             values[f"{kind}_layers"], values[f"{kind}_layer_weights"] = _layer_weights(

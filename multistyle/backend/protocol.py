@@ -303,6 +303,19 @@ class Backend(abc.ABC):
         """``tensor``'s values, seen by the gradients as a constant (out of place)."""
         return tensor.detach()
 
+    def argmax_one_hot(self, scores: Tensor) -> Tensor:
+        """A constant of ``scores``' shape (a 2-D tensor) that is 1 where a column has its largest value (one of
+        them on a tie, as each framework picks it) and 0 elsewhere: the MRF loss's nearest patches.  No gradient
+        flows through it.
+
+        This default reads the scores back to the host, which an eager backend can afford; a backend that
+        compiles its step (JAX, TensorFlow) must override it with its framework's argmax, which the compiled
+        program can hold."""
+        values = np.asarray(self.to_numpy(scores))
+        one_hot = np.zeros(values.shape, np.float32)
+        one_hot[values.argmax(axis=0), np.arange(values.shape[1])] = 1.0
+        return self.asarray(one_hot)
+
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         """Matrix product of two 2-D tensors."""
         return a @ b

@@ -224,9 +224,10 @@ OPTIONS: Tuple[Option, ...] = (
               "(default: %(default)s)"),
     _opt("--style-loss", _ALGO, ALL | TRAINS, default=Settings.style_loss, choices=list(STYLE_LOSSES),
          help="what the style matches per layer: gram (Gram matrices, the chapter's), mean-std (per-channel means "
-              "and standard deviations, AdaIN's statistics) or w2 (the Wasserstein-2 distance between Gaussian "
-              "fits of the features) (default: the preset's, gram; a loss other than the preset's has its own "
-              "default --style-weight: 10 for mean-std and w2)"),
+              "and standard deviations, AdaIN's statistics), w2 (the Wasserstein-2 distance between Gaussian "
+              "fits of the features) or mrf (each 3x3 patch of features against its nearest patch of the style's, "
+              "Li & Wand's) (default: the preset's, gram; a loss other than the preset's has its own default "
+              "--style-weight, 10, and mrf its own --style-layers, relu3_1,relu4_1)"),
     _opt("--pooling", _ALGO, ALL | TRAINS, default=Settings.pooling, choices=list(POOLINGS),
          help="VGG-19's pooling layers: max (its own) or avg, often smoother (default: %(default)s)"),
     _opt("--init", _ALGO, default=None, metavar="|".join(INITS) + "|FILE",

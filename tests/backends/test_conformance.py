@@ -757,3 +757,67 @@ def test_w2_over_a_one_position_region_has_a_finite_gradient(backend):
     x = backend.asarray(rng.standard_normal((1, 6, 1, 2)).astype(np.float32))
     loss, grad = backend.loss_and_grad(lambda t: losses.masked_style_term(backend, "w2", t, target, p), x)
     assert np.isfinite(backend.item(loss)) and np.isfinite(backend.to_numpy(grad)).all()
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("masked", [False, True], ids=["every-patch", "masked"])
+def test_the_mrf_loss_matches_the_float64_oracle_in_value_and_gradient(backend, channels_last, masked):
+    """Li & Wand's loss: 3x3 patches every 2 positions, each against the style patch of largest normalised
+    cross-correlation; with a soft mask (zeros included), each patch weighted by its share of the mask.  The
+    map is 7x10 (3x4 patches, its last column covered by none) and the style 8x6 (3x2 patches)."""
+    if channels_last and not backend.features_channels_last:
+        pytest.skip("the mrf loss reads channels-last maps only in the layers' own layout")
+    rng = np.random.default_rng(15)
+    X = rng.standard_normal((1, 5, 7, 10)).astype(np.float32)
+    style = (rng.standard_normal((1, 5, 8, 6)) * 1.3 + 0.2).astype(np.float32)
+    mask = rng.uniform(0, 1, (7, 10)) * (rng.uniform(0, 1, (7, 10)) > 0.3) if masked else None
+    p = None if mask is None else (mask / mask.sum()).reshape(-1).astype(np.float32)
+
+    def layout(a):
+        return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if channels_last else a
+    target = losses.MRFTarget(backend, [layout(style)], channels_last=channels_last)
+    loss, grad = backend.loss_and_grad(lambda t: losses.mrf_term(backend, t, target, p, channels_last),
+                                       backend.asarray(layout(X)))
+
+    def reference(v):
+        return oracle.mrf_loss(v, style, mask)
+    assert backend.item(loss) == pytest.approx(reference(X), rel=1e-4)
+    want = oracle.numeric_gradient(reference, X)
+    got = backend.to_numpy(grad)
+    got = got.transpose(0, 3, 1, 2) if channels_last else got
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+    assert np.abs(got[..., :, 9]).max() == 0  # no patch covers the last column
+
+
+def test_the_mrf_loss_of_a_map_against_its_own_patches_is_about_0(backend):
+    """Each patch's nearest by normalised cross-correlation is itself (Cauchy-Schwarz), so the loss is only
+    float32's rounding of ``|Ψ|² − 2 <Ψ, Ψ> + |Ψ|²``."""
+    rng = np.random.default_rng(16)
+    X = rng.standard_normal((1, 6, 9, 11)).astype(np.float32)
+    loss = backend.item(losses.mrf_term(backend, backend.asarray(X), losses.MRFTarget(backend, [X])))
+    assert abs(loss) < 1e-5 * float(np.mean(X ** 2))
+    shifted = backend.item(losses.mrf_term(backend, backend.asarray(X + 0.1), losses.MRFTarget(backend, [X])))
+    assert shifted > 1e-3  # and it measures something
+
+
+def test_argmax_one_hot_marks_each_columns_largest_value_and_passes_no_gradient(backend):
+    scores = np.array([[0.1, 2.0, -1.0], [0.3, 1.0, -3.0], [0.2, 1.5, -2.0]], np.float32)
+    want = np.array([[0, 1, 1], [1, 0, 0], [0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(backend.to_numpy(backend.argmax_one_hot(backend.asarray(scores))), want)
+    # d/ds sum(one_hot(s) * s) is the one-hot itself: nothing flows back through the argmax
+    _, grad = backend.loss_and_grad(lambda s: backend.sum(backend.argmax_one_hot(s) * s), backend.asarray(scores))
+    np.testing.assert_allclose(backend.to_numpy(grad), want, atol=1e-7)
+
+
+def test_mrf_blends_pool_each_styles_patches_in_proportion_to_its_weight(backend):
+    rng = np.random.default_rng(17)
+    a = rng.standard_normal((1, 4, 11, 11)).astype(np.float32)  # 5x5 = 25 patches
+    b = rng.standard_normal((1, 4, 7, 9)).astype(np.float32)  # 3x4 = 12 patches
+    patches_a, patches_b = losses.feature_patches(a), losses.feature_patches(b)
+    for shares, counts in (((0.5, 0.5), (12, 12)), ((0.8, 0.2), (25, 6)), ((0.2, 0.8), (3, 12))):
+        target = losses.MRFTarget(backend, [a, b], shares)
+        pool = backend.to_numpy(target.filters)
+        assert len(pool) == sum(counts), shares
+        from_a = [any(np.array_equal(patch, other) for other in patches_a) for patch in pool]
+        from_b = [any(np.array_equal(patch, other) for other in patches_b) for patch in pool]
+        assert (sum(from_a), sum(from_b)) == counts, shares

@@ -126,6 +126,28 @@ def w2_loss(y_hat: np.ndarray, mean: np.ndarray, second: np.ndarray, shift: floa
     return float((np.sum((m - mean) ** 2) + trace_sigma + np.trace(target_sigma) - 2 * cross) / len(m))
 
 
+def patches(x: np.ndarray, size: int = 3, stride: int = 2) -> np.ndarray:
+    """Every ``size`` x ``size`` patch of an NCHW map (batch of one) whose top-left corner is on the ``stride``
+    grid, flattened, one per row, in row order."""
+    _, _, h, w = x.shape
+    return np.array([x[0, :, r:r + size, c:c + size].ravel() for r in range(0, h - size + 1, stride)
+                     for c in range(0, w - size + 1, stride)], np.float64)
+
+
+def mrf_loss(y_hat: np.ndarray, style: np.ndarray, p: "np.ndarray | None" = None, size: int = 3,
+             stride: int = 2) -> float:
+    """Li & Wand's MRF loss: each patch of ``y_hat`` against the style patch of largest normalised
+    cross-correlation, the squared distance over the patch's elements, averaged over the patches (weighted by
+    the share of the ``(h, w)`` mask ``p`` each patch covers)."""
+    mine, theirs = patches(y_hat.astype(np.float64), size, stride), patches(style.astype(np.float64), size, stride)
+    nearest = np.argmax(mine @ (theirs / np.linalg.norm(theirs, axis=1, keepdims=True)).T, axis=1)
+    distance = np.sum((mine - theirs[nearest]) ** 2, axis=1) / mine.shape[1]
+    if p is None:
+        return float(distance.mean())
+    shares = patches(np.asarray(p, np.float64)[None, None], size, stride).sum(axis=1)
+    return float(np.sum(distance * shares) / shares.sum())
+
+
 def numeric_gradient(fn, x: np.ndarray, step: float = 1e-5) -> np.ndarray:
     """Central differences of a float64 function of an array."""
     x = x.astype(np.float64)
