@@ -240,10 +240,16 @@ CONTROLS = {
     "style-loss-mean-std": {"style_loss": "mean-std"},
     "style-loss-w2": {"style_loss": "w2"},
     "style-loss-w2-blend": {"style": "two", "style_loss": "w2", "style_blend": [0.7, 0.3]},
+    # MRF's nearest patches are an argmax inside each framework's (compiled) step; its blend pools the patches.
+    # Started from noise: started from the content, which is one of the two styles, each patch of the picture
+    # has an exact match, whose gradient is 0 but for float32's rounding, which Adam's first step makes a step
+    # (4 % of the values moved apart, in the content's flat square, where the total variation's gradient is 0).
+    "style-loss-mrf": {"style_loss": "mrf"},
+    "style-loss-mrf-blend": {"style": "two", "style_loss": "mrf", "style_blend": [0.7, 0.3], "init": "noise"},
 }
 SIGN_NOISE = {"style-loss-w2", "style-loss-w2-blend", "content-masks-w2"}
 #: Controls whose run takes two styles and two complementary masks (the left and right halves).
-MASKED = {"content-masks": {}, "content-masks-w2": {"style_loss": "w2"}}
+MASKED = {"content-masks": {}, "content-masks-w2": {"style_loss": "w2"}, "content-masks-mrf": {"style_loss": "mrf"}}
 
 
 @pytest.fixture(scope="module")

@@ -56,10 +56,15 @@ def test_a_mask_reaches_each_layer_as_the_network_pools_the_picture():
     last_row[12] = 1.0  # the row pool1 drops
     with pytest.raises(MultistyleError, match="a mask covers nothing at conv2_1 \\(6x11\\)"):
         layer_masks(last_row, ["conv1_1", "conv2_1"])
+    last_column = np.zeros((13, 24))
+    last_column[:, 20:] = 1.0  # at relu3_1 (3x6), the column no 3x3 patch every 2 positions reaches
+    layer_masks(last_column, ["relu3_1"])
+    with pytest.raises(MultistyleError, match="a mask covers no patch of the mrf loss at relu3_1 \\(3x6\\)"):
+        layer_masks(last_column, ["relu3_1"], patches=True)
 
 
 @needs_a_backend
-@pytest.mark.parametrize("loss", ["gram", "mean-std", "w2"])
+@pytest.mark.parametrize("loss", ["gram", "mean-std", "w2", "mrf"])
 def test_one_all_white_mask_is_the_unmasked_objective(image_files, masks, loss):
     """The first loss and its gradient: after a step, Adam's sign-like first step turns float32 noise in
     the tiny gradients into whole steps (tests/backends/test_parity.py says more)."""

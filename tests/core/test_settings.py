@@ -6,7 +6,7 @@ import pytest
 
 from multistyle.errors import MultistyleError
 from multistyle.loop import scale_epochs
-from multistyle.settings import PRESETS, Settings
+from multistyle.settings import MRF_STYLE_LAYERS, PRESETS, Settings
 
 
 def test_presets():
@@ -40,12 +40,15 @@ def test_presets():
 def test_a_style_loss_other_than_the_presets_takes_its_own_weight_unless_one_is_given(preset):
     own = Settings(preset=preset).resolved()
     assert own.style_loss == "gram" and own.style_weight == PRESETS[preset]["style_weight"]
-    for loss in ("mean-std", "w2"):
+    for loss in ("mean-std", "w2", "mrf"):
         resolved = Settings(preset=preset, style_loss=loss).resolved()
         assert (resolved.style_loss, resolved.style_weight) == (loss, 10.0)
         assert Settings(preset=preset, style_loss=loss, style_weight=3.0).resolved().style_weight == 3.0
-        # everything else is the preset's
-        assert resolved.content_weight == own.content_weight and resolved.style_layers == own.style_layers
+        # everything else is the preset's, but mrf's layers: Li & Wand's, unless given
+        assert resolved.content_weight == own.content_weight
+        assert resolved.style_layers == (MRF_STYLE_LAYERS if loss == "mrf" else own.style_layers)
+    given = Settings(preset=preset, style_loss="mrf", style_layers=["relu2_1", "relu5_1"]).resolved()
+    assert given.style_layers == ("relu2_1", "relu5_1")
 
 
 def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_objective():

@@ -42,6 +42,7 @@ T_NET = "tests/nets/test_style_network_backends.py::test_the_forward_pass_matche
 T_TRAIN = "tests/nets/test_train_cli.py"
 T_MASKS = "tests/core/test_masks.py"
 T_LOSSES = "tests/backends/test_conformance.py::test_mean_std_and_w2_losses_match_the_float64_oracle_in_value_and_gradient"
+T_MRF = "tests/backends/test_conformance.py::test_the_mrf_loss_matches_the_float64_oracle_in_value_and_gradient"
 
 _KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
              '                    "settings": settings_dict(job.settings.resolved()), "version": 1}')
@@ -333,6 +334,18 @@ MUTATIONS: Tuple[Mutation, ...] = (
              "multistyle/objective.py", "weights = weights[:2 * h, :2 * w].reshape(h, 2, w, 2).mean(axis=(1, 3))",
              "weights = weights[::2, ::2]",
              (f"{T_MASKS}::test_a_mask_reaches_each_layer_as_the_network_pools_the_picture",)),
+    Mutation("mrf-style-patches-a-stride-off", "each style loss matches its paper's definition",
+             "multistyle/losses.py", "windows = windows[:, ::MRF_STRIDE, ::MRF_STRIDE]",
+             "windows = windows[:, ::MRF_STRIDE - 1, ::MRF_STRIDE - 1]", (f"{T_MRF}[torch-every-patch-nchw]",)),
+    Mutation("mrf-not-over-the-patch-size", "each style loss is normalised as its docs say",
+             "multistyle/losses.py", "return distance / (channels * MRF_PATCH * MRF_PATCH)", "return distance / channels",
+             (f"{T_MRF}[torch-every-patch-nchw]",)),
+    Mutation("mrf-nearest-by-raw-correlation", "each style loss matches its paper's definition",
+             "multistyle/losses.py", "B.stop_gradient(correlations) * target.inverse_norms",
+             "B.stop_gradient(correlations)", (f"{T_MRF}[torch-every-patch-nchw]",)),
+    Mutation("mrf-mask-ignored", "each style applies where its mask is white",
+             "multistyle/losses.py", "    if p is None:\n        return np.full((rows, cols), 1.0 / (rows * cols))",
+             "    if True:\n        return np.full((rows, cols), 1.0 / (rows * cols))", (f"{T_MRF}[torch-masked-nchw]",)),
     # -- style networks -----------------------------------------------------------------------------------------
     Mutation("style-network-without-its-residuals", "the network is Johnson et al.'s, as PyTorch's examples ship it",
              "multistyle/nets/transformer.py", "            x = x + saved.pop()", "            x = saved.pop()",
