@@ -5,7 +5,9 @@ alike); each run's step time is the median of its epoch-to-epoch times after the
 backend compiles there).  The ratio is each loss's median over Gram's, measured in the same run.  With
 ``--fresh``, the same again as wall-clock seconds of a fresh ``multistyle run`` process per loss (start-up,
 weights and compilation included), as a user meets them.  With ``--memory``, each loss's peak resident memory
-in a fresh process against Gram's, beside what ``--plan`` predicts it adds (``memory.style_loss_bytes``).
+in a fresh process against Gram's on the same style layers (``mrf`` reads its own), beside what ``--plan``
+predicts it adds (``memory.style_loss_bytes``), and the whole peak ``--plan`` predicts against the measured one.
+``--losses`` picks some of the losses (Gram's always runs: it is the baseline).
 
     python benchmarks/style_losses.py --sizes 150x225,300x450 --epochs 8 --rounds 2
 """
@@ -77,46 +79,52 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="also time fresh `multistyle run` processes")
     parser.add_argument("--memory", action="store_true", help="also measure each loss's peak memory")
+    parser.add_argument("--losses", default=",".join(STYLE_LOSSES), help="the losses to measure, with gram")
     args = parser.parse_args()
+    losses = ["gram"] + [loss for loss in args.losses.split(",") if loss in STYLE_LOSSES and loss != "gram"]
     sizes = [tuple(int(v) for v in text.split("x")) for text in args.sizes.split(",")]
     backends = floor.installed(args.backends)
     print(f"# {cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print("| backend | size | " + " | ".join(f"{loss} s/step" for loss in STYLE_LOSSES) + " | "
-          + " | ".join(f"{loss} / gram" for loss in STYLE_LOSSES[1:]) + " |")
-    print("|---" * (2 + 2 * len(STYLE_LOSSES) - 1) + "|")
+    print("| backend | size | " + " | ".join(f"{loss} s/step" for loss in losses) + " | "
+          + " | ".join(f"{loss} / gram" for loss in losses[1:]) + " |")
+    print("|---" * (2 + 2 * len(losses) - 1) + "|")
     for backend in backends:
         for size in sizes:
-            times: Dict[str, List[float]] = {loss: [] for loss in STYLE_LOSSES}
+            times: Dict[str, List[float]] = {loss: [] for loss in losses}
             for _ in range(args.rounds):
-                for loss in STYLE_LOSSES:
+                for loss in losses:
                     times[loss].append(step_seconds(backend, size, loss, args.epochs))
             median = {loss: statistics.median(values) for loss, values in times.items()}
-            print(f"| {backend} | {size[0]}x{size[1]} | " + " | ".join(f"{median[l]:.3f}" for l in STYLE_LOSSES)
-                  + " | " + " | ".join(f"{median[l] / median['gram']:.2f}" for l in STYLE_LOSSES[1:]) + " |",
+            print(f"| {backend} | {size[0]}x{size[1]} | " + " | ".join(f"{median[l]:.3f}" for l in losses)
+                  + " | " + " | ".join(f"{median[l] / median['gram']:.2f}" for l in losses[1:]) + " |",
                   flush=True)
             if args.fresh:
-                wall: Dict[str, List[float]] = {loss: [] for loss in STYLE_LOSSES}
+                wall: Dict[str, List[float]] = {loss: [] for loss in losses}
                 for _ in range(args.rounds):
-                    for loss in STYLE_LOSSES:
+                    for loss in losses:
                         wall[loss].append(fresh_seconds(backend, size, loss, args.epochs))
                 median = {loss: statistics.median(values) for loss, values in wall.items()}
                 print(f"| {backend} (fresh run, s) | {size[0]}x{size[1]} | "
-                      + " | ".join(f"{median[l]:.2f}" for l in STYLE_LOSSES) + " | "
-                      + " | ".join(f"{median[l] / median['gram']:.2f}" for l in STYLE_LOSSES[1:]) + " |", flush=True)
+                      + " | ".join(f"{median[l]:.2f}" for l in losses) + " | "
+                      + " | ".join(f"{median[l] / median['gram']:.2f}" for l in losses[1:]) + " |", flush=True)
     if args.memory:
-        print("\n| backend | size | loss | peak RSS | measured - gram's | predicted - gram's | predicted / measured |")
-        print("|---|---|---|---|---|---|---|")
+        print("\n| backend | size | loss | peak RSS | measured - gram's | predicted - gram's | predicted / measured "
+              "| whole peak predicted / measured |")
+        print("|---" * 8 + "|")
         for backend in backends:
             for size in sizes:
-                peak = {loss: memory_report.measure(backend, size, "adam", 3, ["--style-loss", loss])
-                        for loss in STYLE_LOSSES}
-                plan = {loss: plan_memory(backend, "cpu", size, Settings(style_loss=loss).resolved()).host
-                        for loss in STYLE_LOSSES}
-                for loss in STYLE_LOSSES:
-                    measured, predicted = peak[loss] - peak["gram"], plan[loss] - plan["gram"]
-                    ratio = f"{predicted / measured:.2f}" if loss != "gram" and measured > 0 else "-"
-                    print(f"| {backend} | {size[0]}x{size[1]} | {loss} | {format_bytes(peak[loss])} | "
-                          f"{measured / 2 ** 20:+.0f} MiB | {predicted / 2 ** 20:+.0f} MiB | {ratio} |", flush=True)
+                for loss in losses[1:]:
+                    settings = Settings(style_loss=loss).resolved()
+                    layers = ["--style-layers", ",".join(settings.style_layers)]
+                    gram = memory_report.measure(backend, size, "adam", 3, ["--style-loss", "gram", *layers])
+                    peak = memory_report.measure(backend, size, "adam", 3, ["--style-loss", loss])
+                    baseline = Settings(style_layers=list(settings.style_layers)).resolved()
+                    plan = plan_memory(backend, "cpu", size, settings).host
+                    measured, predicted = peak - gram, plan - plan_memory(backend, "cpu", size, baseline).host
+                    ratio = f"{predicted / measured:.2f}" if measured > 0 else "-"
+                    print(f"| {backend} | {size[0]}x{size[1]} | {loss} | {format_bytes(peak)} | "
+                          f"{measured / 2 ** 20:+.0f} MiB | {predicted / 2 ** 20:+.0f} MiB | {ratio} | "
+                          f"{plan / peak:.2f} |", flush=True)
     return 0
 
 

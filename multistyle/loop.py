@@ -33,7 +33,9 @@ def plan_memory(backend: str, device: str, shape: Tuple[int, int], settings: Res
     """Predicted peak memory of a job whose full size is ``shape``."""
     final_epochs = scale_epochs(settings.scales, settings.epochs, settings.final_share)[-1]
     regions = len(settings.content_masks) if settings.content_masks else 0
-    extra = memory.style_loss_bytes(shape, settings.style_layers, settings.style_loss, regions)
+    styles = len(settings.style_blend) if settings.style_blend else 1
+    extra = memory.style_loss_bytes(shape, settings.style_layers, settings.style_loss, regions, styles,
+                                    settings.style_scale)
     return memory.predict(backend, device, shape, list(settings.layers), settings.optimizer, final_epochs, extra)
 
 

@@ -347,19 +347,19 @@ class MRFTarget:
         self.bias = B.asarray(np.zeros(self.count, np.float32))
         self.inverse_norms = B.asarray((1.0 / np.maximum(norms, 1e-8)).reshape(-1, 1).astype(np.float32))
         self.squared_norms = B.asarray(np.square(norms).reshape(-1, 1).astype(np.float32))
-        self._constants: Dict[Any, Tuple[Any, Any, Any]] = {}
+        self._constants: Dict[Any, Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = {}
 
     def constants(self, B: Any, p: Optional[np.ndarray], h: int, w: int, channels_last: bool) -> Tuple[Any, Any]:
-        """The patches' weights ``q`` as a ``(1, P)`` row and their coverage of the map in its layout, native,
-        made once per map size and mask."""
+        """The patches' weights ``q`` as a ``(1, P)`` row and their coverage of the map in its layout: computed
+        once per map size and mask, made native at each call (a compiled program's constants belong to it)."""
         key = (h, w, None if p is None else id(p))
         if key not in self._constants:
             q = patch_shares(p, h, w)
-            cover = _coverage(q, h, w).astype(np.float32)
-            self._constants[key] = (B.asarray(q.reshape(1, -1).astype(np.float32)),
-                                    B.asarray(cover.reshape((1, h, w, 1) if channels_last else (1, 1, h, w))),
-                                    p)  # p kept alive: its id stays its own
-        return self._constants[key][:2]
+            cover = _coverage(q, h, w).reshape((1, h, w, 1) if channels_last else (1, 1, h, w))
+            self._constants[key] = (q.reshape(1, -1).astype(np.float32), cover.astype(np.float32),
+                                    p)  # p kept alive, so that its id stays its own
+        q_row, cover, _ = self._constants[key]
+        return B.asarray(q_row), B.asarray(cover)
 
 
 def mrf_term(B: Any, y_hat: Tensor, target: MRFTarget, p: Optional[np.ndarray] = None,

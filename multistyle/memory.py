@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .backend import BUILTIN_BACKENDS, MemoryModel, spec_of
 from .errors import MultistyleError
-from .losses import NEWTON_SCHULZ_STEPS
+from .losses import MRF_PATCH, NEWTON_SCHULZ_STEPS, patch_grid
 from .vgg import LAYERS, LAYER_BY_NAME
 
 FLOAT = 4  # bytes per float32
@@ -73,7 +73,7 @@ def weight_bytes(last: int) -> int:
 
 
 def style_loss_bytes(shape: Tuple[int, int], style_layers: Sequence[str], style_loss: str = "gram",
-                     regions: int = 0) -> int:
+                     regions: int = 0, styles: int = 1, style_scale: Optional[float] = None) -> int:
     """Bytes a style loss keeps beyond Gram's (which the fitted models include), for the backward pass.
 
     ``w2``: per style layer, the Newton–Schulz iteration's three ``m × m`` matrices a step (``m`` the smaller of
@@ -82,7 +82,16 @@ def style_loss_bytes(shape: Tuple[int, int], style_layers: Sequence[str], style_
     Gram's peak in fresh runs (``benchmarks/style_losses.py --memory``, 150x225 and 300x450), this count came
     within 0.74 to 1.47 times the eager backends' extra; JAX's compiled program keeps less (the count is 2 to 3.2
     times its extra).  ``regions`` (``--content-masks``): one weighted copy of each style layer's features per
-    region, and the loss's own matrices per region.  ``mean-std`` keeps vectors only."""
+    region, and the loss's own matrices per region.  ``mean-std`` keeps vectors only.
+
+    ``mrf``: per style layer, :data:`MRF_MATRICES` matrices of the picture's patches by the style's (the
+    correlations, their scores, the nearest as a one-hot, their products and gradients), and
+    :data:`MRF_PATCH_COPIES` copies of the style's patches as filters and of the picture's unfolded by the
+    convolution.  ``styles`` blended pool their patches; ``style_scale`` sizes the style (its aspect taken as the
+    content's).  Both constants are fitted to torch's peak at 300x450 and 600x900 against Gram's on the same
+    layers (``benchmarks/style_losses.py --memory``)."""
+    if style_loss == "mrf":
+        return _mrf_bytes(shape, style_layers, max(regions, 1) * (1 if regions else styles), style_scale)
     if style_loss != "w2" and not regions:
         return 0
     spatial = _spatial(shape, max(LAYER_BY_NAME[name].index for name in style_layers))
@@ -93,6 +102,32 @@ def style_loss_bytes(shape: Tuple[int, int], style_layers: Sequence[str], style_
         per_region = 2 * (3 * NEWTON_SCHULZ_STEPS * m * m + 2 * c * h * w) if style_loss == "w2" else 0
         total += max(regions, 1) * per_region + regions * c * h * w
     return FLOAT * total
+
+
+#: What the ``mrf`` loss keeps per style layer, in patch-by-patch matrices and in patch-sized copies
+#: (:func:`style_loss_bytes`).
+MRF_MATRICES = 6.5
+MRF_PATCH_COPIES = 1.4
+
+
+def _mrf_bytes(shape: Tuple[int, int], style_layers: Sequence[str], styles: int,
+               style_scale: Optional[float]) -> int:
+    style_shape = shape if style_scale is None else (max(1, round(shape[0] * style_scale)),
+                                                     max(1, round(shape[1] * style_scale)))
+    last = max(LAYER_BY_NAME[name].index for name in style_layers)
+    spatial, style_spatial = _spatial(shape, last), _spatial(style_shape, last)
+    total = 0.0
+    for name in style_layers:
+        c, h, w = spatial[LAYER_BY_NAME[name].index]
+        _, hs, ws = style_spatial[LAYER_BY_NAME[name].index]
+        mine = _count(patch_grid(h, w))
+        theirs = styles * _count(patch_grid(hs, ws))
+        total += MRF_MATRICES * mine * theirs + MRF_PATCH_COPIES * c * MRF_PATCH * MRF_PATCH * (mine + theirs)
+    return int(FLOAT * total)
+
+
+def _count(grid: Tuple[int, int]) -> int:
+    return grid[0] * grid[1]
 
 
 def optimizer_vectors(optimizer: str, epochs: int) -> int:

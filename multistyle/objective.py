@@ -13,8 +13,8 @@ import numpy as np
 from . import images
 from .backend import Backend
 from .errors import MultistyleError
-from .losses import (MRFTarget, content_loss, masked_style_term, patch_shares, style_statistics, style_target,
-                     style_term, tv_loss)
+from .losses import (MRF_PATCH, MRFTarget, content_loss, masked_style_term, patch_grid, patch_shares,
+                     style_statistics, style_target, style_term, tv_loss)
 from .settings import ResolvedSettings, blend_mismatch
 from .vgg import LAYER_BY_NAME, LAYERS, Weights, deepest_index
 
@@ -88,6 +88,9 @@ class StyleLoss:
         if len(blend) != len(styles):
             raise MultistyleError(blend_mismatch(len(blend), len(styles)))
         used = [(image, share) for image, share in zip(styles, blend) if share != 0]
+        check_mrf_sizes(settings, np.shape(content_x)[2:], "picture")
+        for image in styles:
+            check_mrf_sizes(settings, np.shape(image)[2:], "style image")
         self.regions: Optional[List[List[np.ndarray]]] = None
         if masks is not None:
             if len(masks) != len(styles):
@@ -202,6 +205,29 @@ def layer_masks(mask: np.ndarray, layers: Sequence[str], patches: bool = False) 
                                   f"({weights.shape[0]}x{weights.shape[1]}); make its white region larger")
         out.append((weights / total).reshape(-1).astype(np.float32))
     return out
+
+
+def layer_shape(shape: Sequence[int], name: str) -> Tuple[int, int]:
+    """The ``(h, w)`` of layer ``name``'s output for an image of ``shape``: each 2x2 pooling before it halves
+    them, an odd last row or column dropped."""
+    h, w = int(shape[0]), int(shape[1])
+    for layer in LAYERS[:LAYER_BY_NAME[name].index]:
+        if layer.kind == "pool":
+            h, w = h // 2, w // 2
+    return h, w
+
+
+def check_mrf_sizes(settings: ResolvedSettings, shape: Sequence[int], what: str = "picture") -> None:
+    """Refuse an image (``shape``: its ``(H, W)``) whose map at a style layer is too small for one of the ``mrf``
+    loss's patches; nothing to check for another loss."""
+    if settings.style_loss != "mrf":
+        return
+    for name, weight in zip(settings.style_layers, settings.style_layer_weights):
+        h, w = layer_shape(shape, name)
+        if weight and min(patch_grid(h, w)) == 0:
+            raise MultistyleError(f"--style-loss mrf: the {what} is {h}x{w} at {name}, too small for a "
+                                  f"{MRF_PATCH}x{MRF_PATCH} patch; give a larger --size (or --style-scale), or "
+                                  f"shallower --style-layers")
 
 
 def _layer_names(settings: ResolvedSettings) -> List[str]:

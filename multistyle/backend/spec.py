@@ -106,12 +106,16 @@ BUILTIN_BACKENDS: Dict[str, BackendSpec] = {
         explain=_explain("PaddleBackend", "PaddleOptimizer", ["_step_decay", "PaddleLBFGS.epoch_end"])),
     "jax": BackendSpec(
         "jax", "multistyle.backends.jax_backend:JaxBackend", ("jax", "jaxlib"), "jax",
-        memory=MemoryModel(base=206e6, weights=2.0, activations=1.58, train_base=574e6, train_activations=0.49),
+        # refitted 2026-12-05 (benchmarks/memory_report.py --fit, AMD EPYC, jax 0.4.30): the 2026-11-24 constants
+        # predicted 1.07x, 1.45x and 1.86x the measured peaks at 150x225, 300x450 and 600x900
+        memory=MemoryModel(base=245e6, weights=2.0, activations=0.686, train_base=574e6, train_activations=0.49),
         explain=_explain_held("JaxBackend")),
     "tensorflow": BackendSpec(
         "tensorflow", "multistyle.backends.tensorflow_backend:TensorFlowBackend", ("tensorflow",), "tensorflow",
         weight_suffixes=(".h5", ".keras"),
-        memory=MemoryModel(base=609e6, weights=2.0, activations=3.71, train_base=843e6, train_activations=0.80),
+        # refitted 2026-12-05 (benchmarks/memory_report.py --fit, AMD EPYC, TensorFlow 2.15.1): the 2026-11-24
+        # constants predicted 1.35x, 1.91x and 2.71x the measured peaks at 150x225, 300x450 and 600x900
+        memory=MemoryModel(base=563e6, weights=2.0, activations=1.04, train_base=843e6, train_activations=0.80),
         explain=_explain_held("TensorFlowBackend")),
 }
 

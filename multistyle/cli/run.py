@@ -15,6 +15,7 @@ from .. import animation, images, memory
 from ..backend import backend_names, parse_device
 from ..errors import MultistyleError
 from ..loop import plan_memory, scale_plan, write_log
+from ..objective import check_mrf_sizes
 from ..progress import ProgressBar
 from ..settings import DEFAULT_SIZE, ResolvedSettings, blend_mismatch, settings_dict
 from ..transfer import UntrainedWeightsWarning, read_masks, target_size, transfer
@@ -70,6 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.style_blend is not None and len(settings.style_blend) != len(args.style):
         raise MultistyleError(blend_mismatch(len(settings.style_blend), len(args.style)))
     read_masks(settings, len(args.style), args.max_pixels)
+    if settings.style_loss == "mrf":  # the coarsest scale's picture must hold a patch at each style layer
+        content = images.load_image(args.content, "--content", args.max_pixels)
+        check_mrf_sizes(settings, scale_plan(target_size(content, args.size), settings.scales, settings.epochs,
+                                             settings.final_share)[0][0])
     limit = None if args.max_memory is None else memory.parse_bytes(args.max_memory)
     if args.plan:
         return _print_plan(args, settings, limit)

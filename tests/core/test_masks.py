@@ -124,3 +124,15 @@ def test_bad_masks_are_one_line_errors_and_write_nothing(image_files, masks, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert list(output.iterdir()) == []
+
+
+def test_an_mrf_layer_too_small_for_a_patch_is_a_one_line_error(image_files, tmp_path, monkeypatch, capsys):
+    """At 16x24, relu4_1 is 2x3: no 3x3 patch fits."""
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "--content", image_files["content"], "--style", image_files["style"], "--output", "out.png",
+            "--weights", "random:0", "--size", "16x24", "--epochs", "1", "--style-loss", "mrf"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the picture is 2x3 at relu4_1, too small for a 3x3 patch" in err[0], err
+    assert not (tmp_path / "out.png").exists()
+    assert main(args[:-6] + ["--size", "24x32", "--epochs", "1", "--style-loss", "mrf"]) == 0  # 3x4: one patch

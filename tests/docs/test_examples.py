@@ -19,10 +19,10 @@ from support.needs import CHECKS, require
 
 MARK = re.compile(r"<!-- runnable -->\n```sh\n(.*?)```", re.S)
 #: What each command gets appended, so that it runs in seconds.
-TINY = {"run": ["--size", "16x24", "--epochs", "2", "--weights", "random:1"],
-        "compare": ["--size", "16x24", "--epochs", "2", "--weights", "random:1", "--no-maths"],
-        "batch": ["--size", "16x24", "--epochs", "2", "--weights", "random:1"],
-        "bench": ["--sizes", "16x24", "--epochs", "2"], "weights": []}
+TINY = {"run": ["--size", "24x32", "--epochs", "2", "--weights", "random:1"],
+        "compare": ["--size", "24x32", "--epochs", "2", "--weights", "random:1", "--no-maths"],
+        "batch": ["--size", "24x32", "--epochs", "2", "--weights", "random:1"],
+        "bench": ["--sizes", "24x32", "--epochs", "2"], "weights": []}
 
 
 def examples():
