@@ -330,7 +330,7 @@ class MRFTarget:
 
     ``maps``: one feature map of the layer per style (NumPy, the losses' layout).  Blended styles pool their
     patches: with ``shares``, each style keeps a share of the pool in proportion to its weight (the style with
-    the most patches per weight keeps all of its own, the others an evenly spaced subset), so that a weight
+    the fewest patches per unit of weight keeps all of its own, the others an evenly spaced subset), so that a weight
     says how much of the style the picture can draw on."""
 
     def __init__(self, B: Any, maps: Sequence[np.ndarray], shares: Optional[Sequence[float]] = None,

@@ -13,7 +13,8 @@ defaults to 1e4 and the reported style loss is the term that enters the total.
 
 Two more recipes are presets: ``pytorch-tutorial`` (the PyTorch tutorial
 "Neural Transfer Using PyTorch": L-BFGS in pixel space) and ``viblo`` (the
-same objective with RMSprop).  In pixel space the image lives in [0, 1] and
+same objective with RMSprop); ``crowsonkb`` is crowsonkb's style-transfer-pytorch
+as far as multistyle's losses and schedule reach (W2, Adam on pixels, three scales).  In pixel space the image lives in [0, 1] and
 the ImageNet normalisation is the first operation of the objective
 (``ResolvedSettings.pixel_domain``); in the d2l presets the image is optimised
 already normalised.  A preset fixes every default (layers, loss weights,
@@ -75,6 +76,13 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # smoothed (README: Time to a finished image).
     "fast": dict(_D2L, scales=2, epochs=500, final_share=0.88, lr_decay_every=30, tv_smoothing=0.02,
                  scale_start="content-detail", init="content-in-style-colors"),
+    # crowsonkb's style-transfer-pytorch as far as multistyle's pieces reach (docs: Style losses and masks): W2
+    # on relu1_1..relu5_1 weighted 256:64:16:4:1 (normalised), content relu4_2 at 0.015, total variation 2,
+    # Adam at 0.02 on pixels clamped after each step, 1000 epochs at the coarsest scale and 500 at each other.
+    "crowsonkb": dict(_TUTORIAL, style_loss="w2",
+                      style_layers=tuple(f"relu{k}_1:{w / 341:.6g}" for k, w in zip(range(1, 6), (256, 64, 16, 4, 1))),
+                      content_layers=("relu4_2",), content_weight=0.015, style_weight=1.0, tv_weight=2.0,
+                      optimizer="adam", adam_lr=0.02, clamp="step", epochs=2000, scales=3, final_share=0.25),
 }
 
 #: The style weight of a loss that is not the preset's own (``--style-loss`` given, ``--style-weight`` not):

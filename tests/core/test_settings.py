@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from multistyle.errors import MultistyleError
@@ -20,7 +21,7 @@ def test_presets():
     assert torch_variant.content_layers == ("relu4_4",)
     assert Settings(preset="d2l-mxnet").resolved().lr == 0.9
     assert Settings(preset="d2l-mxnet", lr=0.1).resolved().lr == 0.1
-    assert set(PRESETS) == {"d2l", "d2l-pytorch", "d2l-mxnet", "pytorch-tutorial", "viblo", "fast"}
+    assert set(PRESETS) == {"d2l", "d2l-pytorch", "d2l-mxnet", "pytorch-tutorial", "viblo", "fast", "crowsonkb"}
     assert d2l.scales == 1
     assert (d2l.optimizer, d2l.clamp) == ("adam", "none")
     tutorial = Settings(preset="pytorch-tutorial").resolved()
@@ -97,3 +98,15 @@ def test_the_fast_preset_changes_how_the_d2l_objective_is_optimised_not_the_obje
 def test_bad_settings_are_refused(field, value, message):
     with pytest.raises(MultistyleError, match=message):
         Settings(**{field: value}).resolved()
+
+
+def test_the_crowsonkb_preset_is_its_recipe_as_far_as_multistyle_reaches():
+    from multistyle.loop import scale_plan
+
+    r = Settings(preset="crowsonkb").resolved()
+    assert (r.style_loss, r.style_weight, r.content_layers, r.content_weight, r.tv_weight) == (
+        "w2", 1.0, ("relu4_2",), 0.015, 2.0)
+    assert r.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    np.testing.assert_allclose(np.array(r.style_layer_weights) * 341, [256, 64, 16, 4, 1], rtol=1e-5)
+    assert (r.optimizer, r.lr, r.pixel_domain, r.clamp, r.init) == ("adam", 0.02, True, "step", "content")
+    assert [epochs for _, epochs in scale_plan((300, 450), r.scales, r.epochs, r.final_share)] == [1000, 500, 500]
