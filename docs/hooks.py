@@ -58,7 +58,7 @@ def on_files(files, config):
 
 def _maths() -> str:
     """The "same name, different maths" rows, from the table that compare, explain and serve render."""
-    from multistyle.explain import MATHS
+    from multistyle.maths import MATHS
 
     rows = ["| what | the chapter's code | multistyle |", "|---|---|---|"]
     for _, title, chapter, ours in MATHS:
@@ -70,7 +70,7 @@ def on_page_markdown(markdown, page, config, files):
     if "<!-- multistyle:maths -->" in markdown:
         markdown = markdown.replace("<!-- multistyle:maths -->", _maths())
     if "<!-- multistyle:why-pixels-drift -->" in markdown:
-        from multistyle.explain import WHY_PIXELS_DRIFT
+        from multistyle.maths import WHY_PIXELS_DRIFT
 
         markdown = markdown.replace("<!-- multistyle:why-pixels-drift -->", WHY_PIXELS_DRIFT)
     if "<!-- multistyle:presets -->" in markdown:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import explain, images, pages
+from . import explain, images, maths, pages
 from .errors import MultistyleError
 from .measure import call_isolated, median_step, run_isolated, usable_backends
 from .settings import Settings
@@ -131,10 +131,10 @@ def render_html(data: Dict[str, Any]) -> str:
         parts.append(f"<figure><img src='{name}' alt='plot {key}'></figure>")
     parts.append("</div>")
     if data["pairs"]:
-        parts.append("<p>" + explain.WHY_PIXELS_DRIFT + "</p>")
+        parts.append("<p>" + maths.WHY_PIXELS_DRIFT + "</p>")
     parts += _runs_table(data)
     parts.append(code)
-    parts.append(explain.maths_section(meta.get("maths")))
+    parts.append(maths.maths_section(meta.get("maths")))
     parts.append(f"<h2>Reproduce</h2><pre>{e(meta['command'])}</pre><pre>{e(json.dumps(meta['settings'], indent=2))}</pre>")
     parts.append("<p>All figures are also in <a href='report.json'>report.json</a>.</p>")
     return pages.page("multistyle compare", parts, css)
@@ -202,7 +202,7 @@ def compare(backends: Sequence[str], folder: str, job: Dict[str, Any], command: 
     ``variants`` maps optimizer names to settings (each with that optimizer's
     own rate unless one was given): every backend then runs each, labelled
     ``backend_optimizer``.  ``explain_maths`` measures the "same name,
-    different maths" table on the job (:func:`multistyle.explain.measure`).
+    different maths" table on the job (:func:`multistyle.maths.measure`).
     """
     try:
         import matplotlib  # noqa: F401
@@ -236,13 +236,13 @@ def compare(backends: Sequence[str], folder: str, job: Dict[str, Any], command: 
     style = images.load_image(first_style, "--style", job.get("max_pixels", images.DEFAULT_MAX_PIXELS))
     size = tuple(first["size"])
     inputs = {name: images.postprocess(images.preprocess(image, size)) for name, image in (("content", content), ("style", style))}
-    maths = None
+    measured = None
     if explain_maths:
         print("compare: measuring where the frameworks' maths differ ...", file=sys.stderr, flush=True)
         style_list = list(job["style"]) if isinstance(job["style"], (list, tuple)) else [job["style"]]
-        maths = explain.measure(dict(job, size=list(size), style=style_list), usable, call_isolated)
+        measured = maths.measure(dict(job, size=list(size), style=style_list), usable, call_isolated)
     meta = {"command": command, "settings": job["settings"], "size": list(size), "weights": job["weights"],
             "optimizers": {optimizer: settings for optimizer, settings in variants.items()},
             "untrained": first["untrained"], "zoo_weights": job["weights"] == "imagenet" and len(ok) > 1,
-            "backends_requested": list(backends), "explained_backends": usable, "maths": maths}
+            "backends_requested": list(backends), "explained_backends": usable, "maths": measured}
     return build_report(folder, results, unusable, meta, inputs)

@@ -270,7 +270,7 @@ def first_gradient(content: ImageInput, style: Union[ImageInput, Sequence[ImageI
                    device: str, weights: str, size: Size,
                    settings: Union[Settings, ResolvedSettings]) -> Tuple[float, np.ndarray, np.ndarray]:
     """``(total loss, its gradient, the start image)`` of a job at its full size, before any step: what the
-    first optimizer step sees (``multistyle explain`` measures optimizer formulas with it)."""
+    first optimizer step sees (:mod:`multistyle.maths` measures optimizer formulas with it)."""
     job = _read_job(settings.resolved(), content, style, size, images.DEFAULT_MAX_PIXELS)
     B = get_backend(backend, device)
     content_pixels, content_x, style_xs = _inputs(job.settings, job.content, job.styles, job.shape)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 from typing import Any, Dict
 
-from .. import explain, pages
+from .. import explain, maths, pages
 from ..errors import MultistyleError
 from ..losses import STYLE_LOSSES
 from ..optim import OPTIMIZERS
@@ -95,5 +95,5 @@ def render(backends: Dict[str, Dict[str, Any]], weights: str, network: str = "")
     except MultistyleError as exc:  # Pygments missing: the page works, without the code
         code, css = f"<p class='note'>The code side by side needs Pygments: {e(str(exc))}</p>", ""
     parts = [controls, "<h2>Backends</h2><div id='panes'>" + "".join(panes) + "</div>", charts,
-             "<p>" + explain.WHY_PIXELS_DRIFT + "</p>", code, explain.maths_section(None)]
+             "<p>" + maths.WHY_PIXELS_DRIFT + "</p>", code, maths.maths_section(None)]
     return pages.page("multistyle serve", parts, CSS + css, scripts=["/app.js"])

@@ -18,7 +18,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from multistyle import explain
+from multistyle import explain, maths
 from multistyle.backend import BUILTIN_BACKENDS, load_backend_class
 from multistyle.cli import main
 from multistyle.errors import BackendUnavailable
@@ -74,7 +74,7 @@ def test_explain_page_imports_no_framework(explain_page):
     assert page.count("class=\"hl\"") == sum(len(s) for n in BUILTIN_BACKENDS for s in explain.backend_code(n).values())
     assert "".join(f"<th>{n}</th>" for n in BUILTIN_BACKENDS) in page  # a column each, five in all
     assert len(BUILTIN_BACKENDS) == 5
-    for key, title, _, _ in explain.MATHS:
+    for key, title, _, _ in maths.MATHS:
         assert title in page
 
 
@@ -98,12 +98,12 @@ def test_explain_command(tmp_path, capsys):
 
 def test_first_step_formulas_by_hand():
     g = np.array([1.0, 1e-7, -1e-9, 0.0])
-    ours, gluon = explain.adam_first_steps(g, lr=0.3)
+    ours, gluon = maths.adam_first_steps(g, lr=0.3)
     np.testing.assert_allclose(ours, 0.3 * g / (np.abs(g) + 1e-8))
     np.testing.assert_allclose(gluon, 0.3 * g / (np.abs(g) + 1e-8 / np.sqrt(0.001)))
     assert ours[0] == pytest.approx(gluon[0], rel=1e-6)  # large gradients: the same step
     assert ours[1] == pytest.approx(0.3 / 1.1, rel=1e-6) and gluon[1] < ours[1] / 3  # tiny ones: not
-    outside, inside = explain.rmsprop_first_steps(g, lr=0.01)
+    outside, inside = maths.rmsprop_first_steps(g, lr=0.01)
     np.testing.assert_allclose(outside, 0.01 * g / (np.sqrt(0.01) * np.abs(g) + 1e-8))
     np.testing.assert_allclose(inside, 0.01 * g / np.sqrt(0.01 * g * g + 1e-8))
 
@@ -128,13 +128,13 @@ def test_gluon_adam_formula_is_what_gluon_computes():
         loss = (param.data() * nd.array(g)).sum()
     loss.backward()
     trainer.step(1)
-    _, gluon_step = explain.adam_first_steps(g.astype(np.float64), lr=0.3)
+    _, gluon_step = maths.adam_first_steps(g.astype(np.float64), lr=0.3)
     np.testing.assert_allclose(-param.data().asnumpy(), gluon_step, rtol=1e-4)
 
 
 def test_rmsprop_formulas_are_what_torch_and_paddle_compute():
     g = _gradient()
-    outside, inside = explain.rmsprop_first_steps(g.astype(np.float64), lr=0.01)
+    outside, inside = maths.rmsprop_first_steps(g.astype(np.float64), lr=0.01)
     checked = 0
     try:
         load_backend_class("torch")
@@ -187,4 +187,4 @@ def test_the_kink_gradient_is_what_jnp_abs_adds():
     ours = B.value_and_grad(lambda y: 5.0 * losses.tv_loss(B, y), x)[1]
     plain = np.asarray(jax.grad(tv)(jnp.asarray(x)))
     assert np.abs(plain - ours).max() > 0
-    np.testing.assert_allclose(plain - ours, explain.tv_kink_gradient(x, 5.0), atol=1e-6)
+    np.testing.assert_allclose(plain - ours, maths.tv_kink_gradient(x, 5.0), atol=1e-6)

@@ -64,7 +64,7 @@ def test_generated_pages_follow_the_code(site):
     for name in ("run", "compare", "batch", "bench", "serve", "explain", "weights", "presets", "backends"):
         assert f"multistyle {name}" in cli
     assert "--max-upload-mb" in cli and build_parser().prog == "multistyle"
-    from multistyle.explain import MATHS, WHY_PIXELS_DRIFT
+    from multistyle.maths import MATHS, WHY_PIXELS_DRIFT
 
     concepts = (folder / "concepts" / "agreement" / "index.html").read_text()
     for _, title, _, _ in MATHS:  # one copy of the prose: the table compare, explain and serve render

@@ -222,7 +222,7 @@ MUTATIONS: Tuple[Mutation, ...] = (
              ("tests/core/test_loop.py::test_each_larger_scale_starts_as_scale_start_says",)),
     # -- assertions that replaced vacuous ones: each is shown to fail on the bug it guards against -------------
     Mutation("report-gluon-epsilon-unmeasured", "the report measures Gluon's epsilon on the job's own gradient",
-             "multistyle/explain.py", 'diff = _levels(ours - gluon, g["pixel"])', 'diff = _levels(ours - ours, g["pixel"])',
+             "multistyle/maths.py", 'diff = _levels(ours - gluon, g["pixel"])', 'diff = _levels(ours - ours, g["pixel"])',
              ("tests/cli/test_compare.py::test_report_explains_the_code_and_measures_where_the_maths_differs",)),
     Mutation("optimizer-declared-not-run", "backends list, for each optimizer, whose code computes it",
              "backends/torch_backend.py",

@@ -1,0 +1,276 @@
+"""Same name, different maths: where the d2l chapter's code and a framework's defaults differ from what their
+names suggest, each with what the chapter does, what multistyle does, and the size of the difference measured on
+a job (:func:`measure`; the compare report measures its own job in child processes, so no framework is imported
+here).  :mod:`multistyle.explain` puts the table on its page; ``compare`` and ``serve`` render it too.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import images
+from .errors import first_line
+from .measure import cli_seconds
+
+
+#: The rows: key, title, what the chapter's code does, what multistyle does.
+MATHS: List[Tuple[str, str, str, str]] = [
+    ("gluon_adam_epsilon", "Adam's epsilon in Gluon",
+     "MXNet: <code>gluon.Trainer(..., 'adam')</code>. Gluon folds the bias correction into the rate "
+     "(lr·√(1−β₂ᵗ)/(1−β₁ᵗ)) and adds epsilon to √v <i>before</i> it, so its 1e-8 acts as 1e-8/√(1−β₂ᵗ): "
+     "3.2e-7 at the first step, against 1e-8 in PyTorch and Paddle.",
+     "Sets Gluon's epsilon to 1e-8·√(1−β₂ᵗ) before every step, which is exactly torch's formula, so the "
+     "three backends take the same steps."),
+    ("keras_adam_epsilon", "Adam's epsilon in Keras",
+     "Not in the chapter (it has no TensorFlow variant). TensorFlow: <code>tf.keras.optimizers.Adam</code> "
+     "computes, as Gluon does, lr·√(1−β₂ᵗ)/(1−β₁ᵗ)·m/(√v + ε): Kingma &amp; Ba's ε̂, added before the bias "
+     "correction, and 1e-7 by default, so it acts as 1e-7/√(1−β₂ᵗ): 3.2e-6 at the first step, 316 times "
+     "torch's 1e-8.",
+     "TensorFlow runs <code>multistyle.optim.Adam</code>, torch's formula written once over the protocol, "
+     "so its steps are the other backends'."),
+    ("kink_gradients", "Gradients at kinks in JAX and TensorFlow",
+     "Not in the chapter. JAX: <code>jax.grad(jnp.abs)(0.)</code> is 1 and the ReLU "
+     "<code>jnp.maximum(x, 0)</code> has derivative 0.5 at 0; TensorFlow's <code>tf.maximum(x, 0)</code> 1. "
+     "Torch, MXNet, Paddle, <code>tf.abs</code> and <code>tf.nn.relu</code> give 0. The total-variation "
+     "loss takes |x| of neighbour differences, which are exactly 0 wherever neighbouring pixels are equal.",
+     "JAX's |x| has a custom derivative, sign(x) (0 at 0), and its ReLU is <code>jax.nn.relu</code>; "
+     "TensorFlow uses <code>tf.abs</code> and <code>tf.nn.relu</code>: every backend's derivative is 0 at 0, "
+     "tested on each."),
+    ("rmsprop_epsilon", "RMSprop's epsilon",
+     "Not used by the chapter (it uses Adam); the viblo recipe's RMSprop is torch's <code>lr·g/(√v + ε)</code>. "
+     "<code>paddle.optimizer.RMSProp</code> and MXNet's <code>RMSProp</code> compute <code>lr·g/√(v + ε)</code>: "
+     "epsilon inside the root, which no option moves.",
+     "Paddle and MXNet run <code>multistyle.optim.RMSprop</code>, torch's formula written once over the "
+     "protocol; torch runs <code>torch.optim.RMSprop</code>."),
+    ("inplace_relu", "torchvision's in-place ReLU",
+     "PyTorch: features are taken after the conv layers of torchvision's <code>vgg19().features</code>, whose "
+     "ReLUs are <code>inplace=True</code>: the stored conv output is overwritten by the ReLU that follows, so "
+     "the loss is on ReLU outputs. The MXNet and Paddle versions take the conv outputs.",
+     "No ReLU runs in place. <code>--preset d2l</code> takes conv outputs (the MXNet/Paddle chapter); "
+     "<code>--preset d2l-pytorch</code> takes the ReLU outputs, what the PyTorch chapter really computes."),
+    ("mxnet_lbfgs", "L-BFGS on MXNet",
+     "Not used by the chapter (Adam); the PyTorch tutorial's L-BFGS has no MXNet counterpart: MXNet ships "
+     "no L-BFGS.",
+     "<code>multistyle.optim.LBFGS</code>: the algorithm of <code>torch.optim.LBFGS</code> (which Paddle's "
+     "port follows line for line), written once over the protocol, used on MXNet."),
+    ("paddle_numel", "<code>numel()</code> in Paddle 3",
+     "Paddle: <code>gram</code> computes <code>n = X.numel() // c</code>. In Paddle 3 <code>numel()</code> "
+     "returns an int64 Tensor, not an int, and dividing the float32 Gram matrix by it is refused.",
+     "Sizes come from <code>shape</code>, Python ints, on every backend."),
+    ("paddle_threads", "Importing Paddle sets OMP_NUM_THREADS=1",
+     "Paddle: <code>import paddle</code> sets <code>OMP_NUM_THREADS=1</code> when it is unset "
+     "(paddle/base/__init__.py), so the chapter's Paddle loop runs on one core.",
+     "Sets <code>OMP_NUM_THREADS</code> to the usable cores before importing Paddle, unless you set it."),
+]
+
+#: The backends each row's measurement runs on (a row not listed: the first usable backend, torch by preference).
+MEASURED_WITH: Dict[str, Tuple[str, ...]] = {"mxnet_lbfgs": ("torch", "mxnet"), "paddle_numel": ("paddle",),
+                                             "paddle_threads": ("paddle",)}
+
+
+def _levels(step: np.ndarray, pixel: bool) -> np.ndarray:
+    """A step of the image in the preset's domain, in 0..255 levels per pixel and channel."""
+    scale = 255.0 if pixel else images.RGB_STD.reshape(1, 3, 1, 1) * 255.0
+    return np.abs(step) * scale
+
+
+def _describe_levels(diff: np.ndarray) -> str:
+    moved = float((diff >= 0.5).mean() * 100)
+    return (f"first step: max {float(diff.max()):.3g}, mean {float(diff.mean()):.3g} levels of 255; "
+            f"{moved:.1f} % of pixel values differ by half a level or more")
+
+
+def adam_first_steps(g: np.ndarray, lr: float, eps: float = 1e-8, beta2: float = 0.999
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """The first Adam step (torch's formula, Gluon's with its own epsilon) for the gradient ``g``."""
+    torch_step = lr * g / (np.abs(g) + eps)
+    gluon_step = lr * g / (np.abs(g) + eps / np.sqrt(1.0 - beta2))
+    return torch_step, gluon_step
+
+
+def tv_kink_gradient(x: np.ndarray, tv_weight: float, at_zero: float = 1.0) -> np.ndarray:
+    """What a derivative of ``at_zero`` for |0| (JAX's ``jnp.abs``: 1) adds to the gradient of
+    ``tv_weight`` · :func:`multistyle.losses.tv_loss` at the image ``x`` (NCHW), against a derivative of 0."""
+    extra = np.zeros(x.shape, dtype=np.float64)
+    for axis in (2, 3):
+        d = np.diff(x.astype(np.float64), axis=axis)
+        push = (d == 0) * (0.5 * tv_weight * at_zero / d.size)
+        ahead = [slice(None)] * 4
+        ahead[axis] = slice(1, None)
+        behind = [slice(None)] * 4
+        behind[axis] = slice(None, -1)
+        extra[tuple(ahead)] += push
+        extra[tuple(behind)] -= push
+    return extra
+
+
+def rmsprop_first_steps(g: np.ndarray, lr: float, alpha: float = 0.99, eps: float = 1e-8
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    """The first RMSprop step, epsilon outside the root (torch) and inside it (Paddle, MXNet)."""
+    v = (1.0 - alpha) * g * g
+    return lr * g / (np.sqrt(v) + eps), lr * g / np.sqrt(v + eps)
+
+
+def _child_gradient(job: Dict[str, Any]) -> Dict[str, Any]:
+    from .settings import Settings
+    from .transfer import first_gradient
+
+    settings = Settings(**job["settings"]).resolved()
+    loss, grad, start = first_gradient(job["content"], job["style"], backend=job["backend"], device="cpu",
+                                       weights=job["weights"], size=tuple(job["size"]), settings=settings)
+    return {"grad": grad, "pixel": settings.pixel_domain, "lr": settings.lr, "start": start,
+            "tv_weight": settings.tv_weight}
+
+
+def _child_run(job: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    import warnings
+
+    from .settings import Settings
+    from .transfer import UntrainedWeightsWarning, transfer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedWeightsWarning)
+        result = transfer(job["content"], job["style"], backend=job["backend"], device="cpu", weights=job["weights"],
+                          size=tuple(job["size"]), settings=Settings(**job["settings"]), **overrides)
+    return {"image": result.image, "history": result.history}
+
+
+class _Measurements:
+    """Each :data:`MATHS` row's measurement on one job; ``isolated(fn, *args)`` runs ``fn`` in a fresh child
+    process.  Each method returns ``(effect, figures)``."""
+
+    def __init__(self, job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., Any]) -> None:
+        self.job, self.isolated = job, isolated
+        self.first = "torch" if "torch" in usable else (usable[0] if usable else None)
+        self._gradient: Dict[str, Any] = {}
+
+    def gradient(self) -> Dict[str, Any]:
+        if not self._gradient:
+            self._gradient.update(self.isolated(_child_gradient, dict(self.job, backend=self.first)))
+        return self._gradient
+
+    def adam(self) -> Tuple[str, Dict[str, Any]]:
+        g = self.gradient()
+        lr = g["lr"] if self.job["settings"]["optimizer"] == "adam" else 0.3
+        ours, gluon = adam_first_steps(g["grad"], lr)
+        diff = _levels(ours - gluon, g["pixel"])
+        return _describe_levels(diff) + f" (the job's gradient, lr {lr:g})", {"max": float(diff.max()),
+                                                                                "mean": float(diff.mean())}
+
+    def keras_adam(self) -> Tuple[str, Dict[str, Any]]:
+        g = self.gradient()
+        lr = g["lr"] if self.job["settings"]["optimizer"] == "adam" else 0.3
+        ours, _ = adam_first_steps(g["grad"], lr)
+        _, keras = adam_first_steps(g["grad"], lr, eps=1e-7)  # Keras's default epsilon, in Gluon's place
+        diff = _levels(ours - keras, g["pixel"])
+        return _describe_levels(diff) + f" (the job's gradient, lr {lr:g}, Keras's epsilon 1e-7)", \
+            {"max": float(diff.max()), "mean": float(diff.mean())}
+
+    def kinks(self) -> Tuple[str, Dict[str, Any]]:
+        g = self.gradient()
+        lr = g["lr"] if self.job["settings"]["optimizer"] == "adam" else 0.3
+        start = np.asarray(g["start"])
+        equal = float(np.mean([(np.diff(start, axis=axis) == 0).mean() for axis in (2, 3)]) * 100)
+        ours, _ = adam_first_steps(g["grad"], lr)
+        jax_abs, _ = adam_first_steps(g["grad"] + tv_kink_gradient(start, g["tv_weight"]), lr)
+        diff = _levels(ours - jax_abs, g["pixel"])
+        return (f"{equal:.1f} % of neighbour differences are exactly 0 at the start; with jnp.abs's derivative, "
+                + _describe_levels(diff) + f" (lr {lr:g})"), {"equal_neighbours_percent": equal,
+                                                               "max": float(diff.max()), "mean": float(diff.mean())}
+
+    def rmsprop(self) -> Tuple[str, Dict[str, Any]]:
+        g = self.gradient()
+        ours, inside = rmsprop_first_steps(g["grad"], 0.01)
+        diff = _levels(ours - inside, g["pixel"])
+        return _describe_levels(diff) + " (the job's gradient, lr 0.01, alpha 0.99, eps 1e-8)", \
+            {"max": float(diff.max()), "mean": float(diff.mean())}
+
+    def relu(self) -> Tuple[str, Dict[str, Any]]:
+        runs = [self.isolated(_child_run, dict(self.job, backend=self.first),
+                              {"preset": preset, "epochs": 1, "lr": None, "content_layers": None, "style_layers": None})
+                for preset in ("d2l", "d2l-pytorch")]
+        diff = np.abs(runs[0]["image"].astype(int) - runs[1]["image"].astype(int))
+        losses = [run["history"][0]["style"] for run in runs]
+        return (f"style loss at the start: {losses[0]:.4g} (conv outputs) vs {losses[1]:.4g} (ReLU outputs); "
+                f"after one step the images differ by max {diff.max()}, mean {diff.mean():.3g} levels; "
+                f"{(diff > 0).mean() * 100:.1f} % of pixel values differ"), \
+            {"style_loss": losses, "max": int(diff.max()), "mean": float(diff.mean())}
+
+    def lbfgs(self) -> Tuple[str, Dict[str, Any]]:
+        overrides = {"optimizer": "lbfgs", "lr": 1.0, "epochs": 3}
+        runs = {name: self.isolated(_child_run, dict(self.job, backend=name), overrides) for name in ("torch", "mxnet")}
+        a, b = (runs[name]["history"][-1]["total"] for name in ("torch", "mxnet"))
+        diff = np.abs(runs["torch"]["image"].astype(int) - runs["mxnet"]["image"].astype(int))
+        return (f"3 iterations, lr 1: loss {a:.6g} (torch.optim.LBFGS) vs {b:.6g} (multistyle on MXNet), "
+                f"relative difference {abs(a - b) / abs(a):.1e}; images differ by max {diff.max()} levels"), \
+            {"relative_difference": abs(a - b) / abs(a), "max": int(diff.max())}
+
+    def numel(self) -> Tuple[str, Dict[str, Any]]:
+        from .references import d2l_chapter  # the chapter's own Paddle code, beside its loop
+
+        found = self.isolated(d2l_chapter.paddle_gram_effect, self.job)
+        if "error" in found:
+            return f"numel() returns {found['numel_type']}; the chapter's gram raises {found['error']}", found
+        return (f"numel() returns {found['numel_type']}; the chapter's gram agrees with multistyle's to "
+                f"{found['max_relative_difference']:.1e}"), found
+
+    def threads(self) -> Tuple[str, Dict[str, Any]]:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        one, every = (cli_seconds(dict(self.job, backend="paddle"), threads) for threads in ("1", None))
+        return (f"a fresh multistyle run on Paddle: {one:.3f} s/it on one thread (the chapter's), {every:.3f} "
+                f"s/it on {cores} cores: {one / every:.2f}x"), {"one_thread": one, "all_cores": every,
+                                                               "cores": cores}
+
+
+def measure(job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., Any]) -> List[Dict[str, Any]]:
+    """The effect of each :data:`MATHS` row on ``job`` (content, style, size, weights, settings), measured with
+    the ``usable`` backends; ``isolated(fn, *args)`` runs ``fn`` in a fresh child process.  A row that
+    cannot be measured here says why."""
+    effects: Dict[str, str] = {}
+    figures: Dict[str, Any] = {}
+    m = _Measurements(job, usable, isolated)
+    first = (m.first or "torch",)
+    works = {"gluon_adam_epsilon": m.adam, "keras_adam_epsilon": m.keras_adam, "kink_gradients": m.kinks,
+             "rmsprop_epsilon": m.rmsprop, "inplace_relu": m.relu,
+             "mxnet_lbfgs": m.lbfgs, "paddle_numel": m.numel, "paddle_threads": m.threads}
+    for key, work in works.items():
+        missing = [name for name in MEASURED_WITH.get(key, first) if name not in usable]
+        if missing:
+            effects[key] = f"not measured: needs the {' and '.join(missing)} backend{'s' if len(missing) > 1 else ''}"
+            continue
+        try:
+            effects[key], figures[key] = work()
+        except Exception as exc:  # a measurement that failed does not take the report down
+            effects[key] = f"not measured: {type(exc).__name__}: {first_line(exc)}"
+    return [{"key": key, "title": title, "chapter": chapter, "multistyle": ours, "effect": effects[key],
+             "figures": figures.get(key, {})} for key, title, chapter, ours in MATHS]
+
+
+def maths_section(rows: Optional[List[Dict[str, Any]]]) -> str:
+    """The "same name, different maths" table; without measurements, the effect column says how to get them."""
+    e = html.escape
+    parts = ["<h2 id='maths'>Same name, different maths</h2>",
+             "<p>Where the same name hides different arithmetic. Effects are measured on "
+             + ("this report's own job." if rows else "a job by <code>multistyle compare</code>; this page "
+                "shows the code only.") + "</p>",
+             "<table class='maths'><tr><th>what</th><th>the chapter's code</th><th>multistyle</th>"
+             "<th>effect</th></tr>"]
+    effects = {row["key"]: row["effect"] for row in rows or []}
+    for key, title, chapter, ours in MATHS:
+        parts.append(f"<tr><th>{title}</th><td>{chapter}</td><td>{ours}</td>"
+                     f"<td>{e(effects.get(key, 'measured in the compare report'))}</td></tr>")
+    parts.append("</table>")
+    return "\n".join(parts)
+
+
+#: Why long runs differ in pixels while their losses agree: the prose of ``compare`` and ``explain``.
+WHY_PIXELS_DRIFT = ("Why pixels drift apart while losses agree: the frameworks compute the same losses and "
+                    "gradients up to float32 rounding, but ReLU, max-pooling and |x| have kinks, and Adam moves "
+                    "every pixel by about the learning rate at every step whatever the size of its gradient. A "
+                    "rounding difference in a tiny gradient can flip the direction of a whole step, so after a "
+                    "few steps the images differ visibly, while each one is an equally good minimiser of the same "
+                    "loss: the curves above stay together.")
