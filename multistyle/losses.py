@@ -137,7 +137,7 @@ def trace(B: Any, a: Tensor, identity: Tensor) -> Tensor:
 
 
 def sqrtm(B: Any, a: Tensor, identity: Tensor, steps: int = NEWTON_SCHULZ_STEPS,
-          shift: float = SQRTM_SHIFT) -> Tensor:
+          shift: Optional[float] = None) -> Tensor:
     """``(a + ε I)^½`` for a symmetric positive semi-definite matrix ``a``, ``ε = shift · ‖a‖_F``, by the coupled
     Newton–Schulz iteration (Higham, "Functions of Matrices", 2008, eq. 6.35): matrix products only, so every
     backend differentiates it as it does the rest.  Each eigenvalue ``λ`` becomes ``√(λ + ε)``: within
@@ -153,6 +153,7 @@ def sqrtm(B: Any, a: Tensor, identity: Tensor, steps: int = NEWTON_SCHULZ_STEPS,
     # 1e-12 under the root: a zero matrix (a one-position region of a mask at a deep layer) keeps a finite
     # gradient, where the norm's own is 0/0
     norm = B.sqrt(B.sum(B.square(a)) + 1e-12)
+    shift = SQRTM_SHIFT if shift is None else shift  # read at each call: maths.py measures it at 0
     y, z = a / norm + shift * identity, identity
     for _ in range(steps):
         t = (3.0 * identity - B.matmul(z, y)) * 0.5
@@ -362,6 +363,15 @@ class MRFTarget:
         return B.asarray(q_row), B.asarray(cover)
 
 
+def mrf_scores(B: Any, y_hat: Tensor, target: MRFTarget, channels_last: bool = False) -> Tuple[Tensor, Tensor]:
+    """``<Ψ_i, S_j>`` (one row per style patch, one column per patch of ``y_hat``) and, without a gradient, the
+    normalised cross-correlations ``<Ψ_i, S_j> / |S_j|`` whose largest in each column is the nearest patch."""
+    layers = y_hat if channels_last else B.into_layers(y_hat)  # the convolution takes the layers' layout
+    correlations = B.reshape(B.out_of_layers(B.conv2d(layers, target.filters, target.bias, stride=MRF_STRIDE)),
+                             (target.count, -1))
+    return correlations, B.stop_gradient(correlations) * target.inverse_norms
+
+
 def mrf_term(B: Any, y_hat: Tensor, target: MRFTarget, p: Optional[np.ndarray] = None,
              channels_last: bool = False) -> Tensor:
     """Li & Wand's MRF loss of one layer: ``Σ_i q_i |Ψ_i − S_j*|² / (c·k²)`` (see above), ``q_i = 1/P`` or, with a
@@ -369,10 +379,8 @@ def mrf_term(B: Any, y_hat: Tensor, target: MRFTarget, p: Optional[np.ndarray] =
     shape = B.shape(y_hat)
     h, w, channels = (shape[1], shape[2], shape[3]) if channels_last else (shape[2], shape[3], shape[1])
     q_row, cover = target.constants(B, p, h, w, channels_last)
-    layers = y_hat if channels_last else B.into_layers(y_hat)  # the convolution takes the layers' layout
-    correlations = B.reshape(B.out_of_layers(B.conv2d(layers, target.filters, target.bias, stride=MRF_STRIDE)),
-                             (target.count, -1))  # <Ψ_i, S_j>: one row per style patch, one column per patch
-    nearest = B.argmax_one_hot(B.stop_gradient(correlations) * target.inverse_norms)
+    correlations, scores = mrf_scores(B, y_hat, target, channels_last)
+    nearest = B.argmax_one_hot(scores)
     distance = (B.sum(B.square(y_hat) * cover) - 2.0 * B.sum(nearest * correlations * q_row)
                 + B.sum(nearest * target.squared_norms * q_row))
     return distance / (channels * MRF_PATCH * MRF_PATCH)

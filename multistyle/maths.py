@@ -65,6 +65,23 @@ MATHS: List[Tuple[str, str, str, str]] = [
      "Paddle: <code>import paddle</code> sets <code>OMP_NUM_THREADS=1</code> when it is unset "
      "(paddle/base/__init__.py), so the chapter's Paddle loop runs on one core.",
      "Sets <code>OMP_NUM_THREADS</code> to the usable cores before importing Paddle, unless you set it."),
+    ("w2_square_root", "W2's matrix square root in float32",
+     "Not in the chapter (Gram matrices only). crowsonkb's style-transfer-pytorch takes "
+     "(Σ_s^½ Σ Σ_s^½)^½ by 12 Newton–Schulz steps with 1e-4·I added to each covariance. The iteration "
+     "multiplies an eigenvalue that float32 rounding left slightly below 0 by 2.25 a step, and VGG layers are "
+     "far from full rank: unshifted, it diverges, differently on each framework.",
+     "<code>--style-loss w2</code>: 20 steps on the matrix over its norm plus 1e-6·I, so that every eigenvalue "
+     "counts √(λ + ε), above the rounding; the five backends agree on a run's first losses to about 1e-4. The "
+     "price: where a layer is far from full rank (conv1_1's 64 channels are made from 27 numbers), the zero "
+     "eigenvalues' √ε add up, and the term comes out a few per cent under the exact distance."),
+    ("mrf_argmax", "MRF's nearest patch: an argmax of float32 sums",
+     "Not in the chapter. Li &amp; Wand's MRF loss (<code>--style-loss mrf</code>) matches each 3×3 patch of "
+     "the picture's features with the style patch of largest normalised cross-correlation. Each framework's "
+     "convolution sums a <code>relu3_1</code> patch's 2304 products in its own order, so two candidates "
+     "within rounding of each other can swap.",
+     "The argmax is a protocol operation (<code>Backend.argmax_one_hot</code>), native in each framework so "
+     "that a compiled step holds it, and the nearest patches are constants of the step. The parity tests "
+     "compare runs where no near-tie decides."),
 ]
 
 #: The backends each row's measurement runs on (a row not listed: the first usable backend, torch by preference).
@@ -137,6 +154,71 @@ def _child_run(job: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]
         result = transfer(job["content"], job["style"], backend=job["backend"], device="cpu", weights=job["weights"],
                           size=tuple(job["size"]), settings=Settings(**job["settings"]), **overrides)
     return {"image": result.image, "history": result.history}
+
+
+def _child_w2_root(job: Dict[str, Any]) -> Dict[str, Any]:
+    """The first W2 term of each style layer at the job's start: as multistyle computes it, with the square
+    root unshifted, and in float64 by an eigendecomposition."""
+    from . import losses
+    from .settings import Settings
+    from .transfer import objective_at_start
+
+    settings = Settings(**dict(job["settings"], style_loss="w2")).resolved()
+    B, objective, start = objective_at_start(job["content"], job["style"], backend=job["backend"], device="cpu",
+                                             weights=job["weights"], size=tuple(job["size"]), settings=settings)
+    features = objective.features(B.asarray(start))
+    last = B.features_channels_last
+    out: Dict[str, Any] = {"layers": [], "shifted": [], "unshifted": [], "float64": []}
+    for (name, _), target in zip(objective.style, objective.style_targets):
+        out["layers"].append(name)
+        out["shifted"].append(B.item(losses.style_term(B, "w2", features[name], target, last)))
+        shift, losses.SQRTM_SHIFT = losses.SQRTM_SHIFT, 0.0
+        try:
+            out["unshifted"].append(B.item(losses.style_term(B, "w2", features[name], target, last)))
+        finally:
+            losses.SQRTM_SHIFT = shift
+        out["float64"].append(_w2_float64(B.to_numpy(features[name]), target, B, last))
+    return out
+
+
+def _w2_float64(features: np.ndarray, target: Any, B: Any, channels_last: bool) -> float:
+    """W2 over the channels, in float64, the picture's root by an eigendecomposition."""
+    x = np.asarray(features, np.float64)[0]
+    matrix = x.reshape(-1, x.shape[-1]).T if channels_last else x.reshape(x.shape[0], -1)
+    mean = matrix.mean(axis=1)
+    centred = matrix - mean[:, None]
+    root = np.asarray(B.to_numpy(target.root), np.float64)
+    inner = root @ (centred @ centred.T / matrix.shape[1]) @ root
+    values = np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)
+    distance = (np.sum((mean - np.asarray(B.to_numpy(target.mean), np.float64).reshape(-1)) ** 2)
+                + np.sum(centred ** 2) / matrix.shape[1] + target.trace - 2 * np.sum(np.sqrt(values)))
+    return float(distance / matrix.shape[0])
+
+
+def _child_mrf_ties(job: Dict[str, Any]) -> Dict[str, Any]:
+    """For each style layer of an ``mrf`` job at its start: how many of the picture's patches have a runner-up
+    style patch whose normalised cross-correlation is within 1e-5 (relative) of their nearest's."""
+    from .losses import mrf_scores
+    from .settings import Settings
+    from .transfer import objective_at_start
+
+    settings = Settings(**dict(job["settings"], style_loss="mrf", style_layers=None, style_layer_weights=None,
+                               style_weight=None)).resolved()  # Li & Wand's layers, whatever the job's
+    B, objective, start = objective_at_start(job["content"], job["style"], backend=job["backend"], device="cpu",
+                                             weights=job["weights"], size=tuple(job["size"]), settings=settings)
+    features = objective.features(B.asarray(start))
+    out: Dict[str, Any] = {"layers": [], "patches": [], "near_ties": []}
+    for (name, _), target in zip(objective.style, objective.style_targets):
+        scores = np.asarray(B.to_numpy(mrf_scores(B, features[name], target, B.features_channels_last)[1]),
+                            np.float64)
+        ranked = np.sort(scores, axis=0)
+        best = ranked[-1]
+        runner_up = ranked[-2] if len(ranked) > 1 else np.full_like(best, -np.inf)
+        gap = (best - runner_up) / np.maximum(np.abs(best), 1e-30)
+        out["layers"].append(name)
+        out["patches"].append(int(scores.shape[1]))
+        out["near_ties"].append(int(np.sum(gap < 1e-5)))
+    return out
 
 
 class _Measurements:
@@ -218,6 +300,23 @@ class _Measurements:
         return (f"numel() returns {found['numel_type']}; the chapter's gram agrees with multistyle's to "
                 f"{found['max_relative_difference']:.1e}"), found
 
+    def w2_root(self) -> Tuple[str, Dict[str, Any]]:
+        found = self.isolated(_child_w2_root, dict(self.job, backend=self.first))
+        errors = {kind: max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(found[kind], found["float64"]))
+                  for kind in ("shifted", "unshifted")}
+        found.update({f"{kind}_error": value for kind, value in errors.items()})
+        layers = "; ".join(f"{name} {exact:.4g} / {ours:.4g} / {plain:.4g}" for name, exact, ours, plain
+                           in zip(found["layers"], found["float64"], found["shifted"], found["unshifted"]))
+        return (f"the first W2 term of each style layer on {self.first} (float64 / shifted / unshifted): {layers}; "
+                f"largest relative error: shifted {errors['shifted']:.1e}, unshifted {errors['unshifted']:.1e}"), found
+
+    def mrf_ties(self) -> Tuple[str, Dict[str, Any]]:
+        found = self.isolated(_child_mrf_ties, dict(self.job, backend=self.first))
+        layers = ", ".join(f"{name} {ties} of {patches}" for name, ties, patches
+                           in zip(found["layers"], found["near_ties"], found["patches"]))
+        return (f"patches whose runner-up is within 1e-5 of their nearest style patch at the start, on "
+                f"{self.first}: {layers}"), found
+
     def threads(self) -> Tuple[str, Dict[str, Any]]:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         one, every = (cli_seconds(dict(self.job, backend="paddle"), threads) for threads in ("1", None))
@@ -236,7 +335,8 @@ def measure(job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., 
     first = (m.first or "torch",)
     works = {"gluon_adam_epsilon": m.adam, "keras_adam_epsilon": m.keras_adam, "kink_gradients": m.kinks,
              "rmsprop_epsilon": m.rmsprop, "inplace_relu": m.relu,
-             "mxnet_lbfgs": m.lbfgs, "paddle_numel": m.numel, "paddle_threads": m.threads}
+             "mxnet_lbfgs": m.lbfgs, "paddle_numel": m.numel, "paddle_threads": m.threads,
+             "w2_square_root": m.w2_root, "mrf_argmax": m.mrf_ties}
     for key, work in works.items():
         missing = [name for name in MEASURED_WITH.get(key, first) if name not in usable]
         if missing:

@@ -271,14 +271,22 @@ def first_gradient(content: ImageInput, style: Union[ImageInput, Sequence[ImageI
                    settings: Union[Settings, ResolvedSettings]) -> Tuple[float, np.ndarray, np.ndarray]:
     """``(total loss, its gradient, the start image)`` of a job at its full size, before any step: what the
     first optimizer step sees (:mod:`multistyle.maths` measures optimizer formulas with it)."""
+    B, objective, start = objective_at_start(content, style, backend=backend, device=device, weights=weights,
+                                             size=size, settings=settings)
+    loss, grad = B.value_and_grad(lambda x: objective.terms(x)["total"], start)
+    return loss, grad, start
+
+
+def objective_at_start(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]], *, backend: str,
+                       device: str, weights: str, size: Size, settings: Union[Settings, ResolvedSettings]
+                       ) -> Tuple[Backend, StyleLoss, np.ndarray]:
+    """The backend, the objective and the start image of a job at its full size: what its first step reads."""
     job = _read_job(settings.resolved(), content, style, size, images.DEFAULT_MAX_PIXELS)
     B = get_backend(backend, device)
     content_pixels, content_x, style_xs = _inputs(job.settings, job.content, job.styles, job.shape)
     start = initial_image(job.settings, content_x, job.styles[0], job.init, content_pixels, job.settings.pixel_domain)
     arrays = load_weights(weights, B, deepest_index(job.settings.layers)).arrays
-    objective = StyleLoss(B, arrays, job.settings, content_x, style_xs, masks=_masks(job.masks, job.shape))
-    loss, grad = B.value_and_grad(lambda x: objective.terms(x)["total"], start)
-    return loss, grad, start
+    return B, StyleLoss(B, arrays, job.settings, content_x, style_xs, masks=_masks(job.masks, job.shape)), start
 
 
 def initial_image(settings: ResolvedSettings, content_x: np.ndarray, style: Optional[Image.Image] = None,

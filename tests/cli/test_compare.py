@@ -97,12 +97,22 @@ def test_report_explains_the_code_and_measures_where_the_maths_differs(report):
         assert f"multistyle/backends/{name}_backend.py:" in page
     rows = {row["key"]: row for row in data["meta"]["maths"]}
     assert list(rows) == ["gluon_adam_epsilon", "keras_adam_epsilon", "kink_gradients", "rmsprop_epsilon",
-                          "inplace_relu", "mxnet_lbfgs", "paddle_numel", "paddle_threads"]
+                          "inplace_relu", "mxnet_lbfgs", "paddle_numel", "paddle_threads", "w2_square_root",
+                          "mrf_argmax"]
     for key, row in rows.items():
         assert row["effect"] in page.replace("&#x27;", "'") or html.escape(row["effect"]) in page
     # Measured on this job with the first installed backend (torch where it is).
-    for key in ("gluon_adam_epsilon", "keras_adam_epsilon", "kink_gradients", "rmsprop_epsilon", "inplace_relu"):
+    for key in ("gluon_adam_epsilon", "keras_adam_epsilon", "kink_gradients", "rmsprop_epsilon", "inplace_relu",
+                "w2_square_root", "mrf_argmax"):
         assert not rows[key]["effect"].startswith("not measured"), rows[key]
+    # W2's shifted root counts each eigenvalue as √(λ + ε) ≥ √λ: the term is at most the exact one, and near it
+    w2 = rows["w2_square_root"]["figures"]
+    assert len(w2["layers"]) == 5 and all(a <= b * (1 + 1e-4) for a, b in zip(w2["shifted"], w2["float64"]))
+    assert w2["shifted_error"] < 0.1
+    # MRF at 24x32: relu3_1 is 6x8 (2x3 patches), relu4_1 3x4 (one patch)
+    mrf = rows["mrf_argmax"]["figures"]
+    assert (mrf["layers"], mrf["patches"]) == (["relu3_1", "relu4_1"], [6, 1])
+    assert all(0 <= ties <= patches for ties, patches in zip(mrf["near_ties"], mrf["patches"]))
     # Gluon's epsilon (3.2e-7 at the first step, torch's 1e-8) changes every step a little: the difference is
     # there, and no larger than one Adam step (at most lr per value: lr x std x 255 levels per channel).
     adam = rows["gluon_adam_epsilon"]["figures"]
