@@ -60,6 +60,11 @@ def _weights_identity(spec: str) -> str:
     return spec if kind == "imagenet" else f"random:{value}"
 
 
+#: Settings that 0.1.0 did not have, each with the value at which a job computes what 0.1.0 computed: left out of
+#: the key at that value, so that a batch run by 0.1.0 skips what it finished after an upgrade.
+NEWER_SETTINGS = {"style_loss": "gram", "content_masks": None}
+
+
 def job_key(job: BatchJob) -> str:
     """What the job computes, hashed: its inputs' bytes, backend, weights, size and (resolved) settings.
 
@@ -71,9 +76,13 @@ def job_key(job: BatchJob) -> str:
         identity = {"content": file_sha256(job.content), "model": file_sha256(job.style[0]), "backend": job.backend,
                     "size": "content" if job.size is None else _size_text(job.size), "version": 1}
     else:
+        settings = settings_dict(job.settings.resolved())
+        for name, before in NEWER_SETTINGS.items():
+            if settings[name] == before:
+                del settings[name]
         identity = {"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],
                     "backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),
-                    "settings": settings_dict(job.settings.resolved()), "version": 1}
+                    "settings": settings, "version": 1}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
 
 

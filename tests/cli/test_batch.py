@@ -241,13 +241,25 @@ def _changed(job, folder, what):
 @pytest.mark.parametrize("what", ["content bytes", "style bytes", "a second style", "weights bytes",
                                   "random weights", "size", "backend", "lr=0.2", "epochs=4", 'preset="fast"',
                                   'pooling="avg"', "seed=1", 'init="noise"', "style_weight=1.0",
-                                  "tv_smoothing=0.02", "final_share=0.5"])
+                                  "tv_smoothing=0.02", "final_share=0.5", 'style_loss="w2"'])
 def test_job_key_changes_with_each_thing_the_job_computes(key_job, what):
     job, folder = key_job
     before = batch.job_key(job)
     after = batch.job_key(_changed(job, folder, what))
     assert after != before, f"{what}: the job key did not change"
     assert batch.output_name(job, after) != batch.output_name(job, before)  # the name carries the key
+
+
+def test_a_job_keeps_the_key_0_1_0_gave_it(tmp_path):
+    """Settings added since 0.1.0 (--style-loss, --content-masks) leave the key alone at the values that compute
+    what 0.1.0 did, so that an upgrade does not rerun a finished batch.  The key is what 0.1.0's job_key gives
+    for these bytes and settings."""
+    (tmp_path / "a.png").write_bytes(b"content bytes")
+    (tmp_path / "b.jpg").write_bytes(b"style bytes")
+    job = batch.BatchJob(content=str(tmp_path / "a.png"), style=[str(tmp_path / "b.jpg")], backend="torch",
+                         weights="random:0", size=(24, 32), settings=Settings(epochs=3))
+    assert batch.job_key(job) == "76e50b8d3eaf8ac808b9bfa3a0df0cb61a6b25c3579d77c8129022e9d894fbc1"
+    assert batch.job_key(dataclasses.replace(job, settings=Settings(epochs=3, style_loss="gram"))) == batch.job_key(job)
 
 
 def test_job_key_ignores_the_device_and_a_moved_folder(key_job, tmp_path):
