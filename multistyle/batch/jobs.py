@@ -155,7 +155,14 @@ def _job_row(source: str, row: Dict[str, Any], folder: str) -> Dict[str, Any]:
         raise MultistyleError(f"{source}: 'content' must be an image path")
     row["content"] = os.path.join(folder, row["content"])
     row["style"] = [os.path.join(folder, s) for s in style]
-    # Other files a job may name are relative to the jobs file too: a start image, a weights file.
+    # Other files a job may name are relative to the jobs file too: masks, a start image, a weights file.
+    masks = row.get("content_masks")
+    if isinstance(masks, str):
+        masks = [masks] if os.path.exists(os.path.join(folder, masks)) else [part.strip() for part in masks.split(",")]
+    if masks is not None:
+        if not isinstance(masks, list) or not all(isinstance(m, str) and m for m in masks):
+            raise MultistyleError(f"{source}: 'content_masks' must be an image path or a list of paths")
+        row["content_masks"] = [os.path.join(folder, m) for m in masks]
     if isinstance(row.get("init"), str) and row["init"] not in INITS:
         row["init"] = os.path.join(folder, row["init"])
     weights = row.get("weights")

@@ -80,6 +80,8 @@ def job_key(job: BatchJob) -> str:
         for name, before in NEWER_SETTINGS.items():
             if settings[name] == before:
                 del settings[name]
+        if settings.get("content_masks"):  # the masks' bytes, not where they are
+            settings["content_masks"] = [file_sha256(path) for path in settings["content_masks"]]
         identity = {"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],
                     "backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),
                     "settings": settings, "version": 1}

@@ -11,6 +11,7 @@ from .. import images
 from ..backend import backend_names, parse_device
 from ..errors import MultistyleError
 from ..settings import DEFAULT_SIZE, blend_mismatch
+from ..transfer import read_masks
 from ..vgg import parse_weights_spec
 from .common import Interrupted, backend_list, command_line
 from .options import job_options, override, settings_from
@@ -34,6 +35,7 @@ def _batch_job(args: argparse.Namespace, content: str, style: List[str], backend
         settings = settings_from(args).resolved()
         if settings.style_blend is not None and len(settings.style_blend) != len(style):
             raise MultistyleError(blend_mismatch(len(settings.style_blend), len(style)))
+        read_masks(settings, len(style), args.max_pixels)  # each job's masks checked before any job runs
     except MultistyleError as exc:
         raise MultistyleError(prefix + str(exc)) from None
     model = bool(getattr(args, "model", None))

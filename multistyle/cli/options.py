@@ -103,7 +103,7 @@ OPTIONS: Tuple[Option, ...] = (
         TRAIN: {"help": "the style image the network learns, or several, comma-separated, blended by --style-blend"}},
          required=True, metavar="FILE[,FILE...]", type=_image_list,
          help="style image, or several, comma-separated, blended by --style-blend"),
-    _opt("--content-masks", _IMAGES, {RUN, COMPARE}, default=None, metavar="FILE[,FILE...]", type=_image_list,
+    _opt("--content-masks", _IMAGES, {RUN, COMPARE, BATCH}, default=None, metavar="FILE[,FILE...]", type=_image_list,
          help="one mask per --style, in the same order: white where that style applies, black where not, grey "
               "for a share (any size: resized to the content's); the styles are then not blended "
               "(docs: Style losses and masks)"),

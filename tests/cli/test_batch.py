@@ -387,6 +387,33 @@ def test_jobs_file_backend_grid_has_backends_as_gallery_columns(inputs, npz_weig
     assert headers == (INSTALLED if len(INSTALLED) > 1 else ["wave"])
 
 
+@needs_a_backend
+def test_jobs_file_with_content_masks(inputs, npz_weights, tmp_path):
+    """Each job its own masks, relative to the jobs file; the masks' bytes are part of the job's key."""
+    left = np.zeros((24, 32), np.uint8)
+    left[:, :16] = 255
+    Image.fromarray(left).save(tmp_path / "left.png")
+    Image.fromarray(255 - left).save(tmp_path / "right.png")
+    contents, styles = os.path.relpath(inputs / "contents", tmp_path), os.path.relpath(inputs / "styles", tmp_path)
+    pair = f"{styles}/wave.jpg,{styles}/dots.jpg"
+    jobs = write_jobs(tmp_path, "content,style,content_masks,epochs\n"
+                                f"{contents}/ann.png,\"{pair}\",\"left.png,right.png\",2\n"
+                                f"{contents}/ann.png,\"{pair}\",\"right.png,left.png\",2\n")
+    output = tmp_path / "out"
+    assert main(["batch", jobs, "--output", str(output), "--weights", npz_weights, *JOB_ARGS]) == 0
+    rows = results(output)["jobs"]
+    assert [row["status"] for row in rows] == ["done", "done"] and rows[0]["key"] != rows[1]["key"]
+    first, second = (json.loads((output / row["sidecar"]).read_text()) for row in rows)
+    assert first["job"]["settings"]["content_masks"] == [str(tmp_path / "left.png"), str(tmp_path / "right.png")]
+    assert first["history"][0]["style"] != pytest.approx(second["history"][0]["style"], rel=1e-4)  # swapped halves
+    # a mask's bytes changed (its path the same): both jobs read it, so both run again
+    Image.fromarray(np.roll(left, 4, axis=1)).save(tmp_path / "left.png")
+    assert main(["batch", jobs, "--output", str(output), "--weights", npz_weights, *JOB_ARGS]) == 0
+    assert [row["status"] for row in results(output)["jobs"]] == ["done", "done"]
+    assert main(["batch", jobs, "--output", str(output), "--weights", npz_weights, *JOB_ARGS]) == 0
+    assert [row["status"] for row in results(output)["jobs"]] == ["skipped", "skipped"]
+
+
 def write_jobs(tmp_path, text, name="jobs.csv"):
     path = tmp_path / name
     path.write_text(text)
@@ -405,6 +432,8 @@ def write_jobs(tmp_path, text, name="jobs.csv"):
     ('{"jobs": 3}', "jobs.json", "jobs.json: expected a list of job objects"),
     ("[{", "jobs.json", "jobs.json: not valid JSON"),
     ("content,style\n", "jobs.csv", "jobs.csv: no jobs in the file"),
+    ("content,style,content_masks\na.png,b.png,\"m.png,n.png\"\n", "jobs.csv",
+     "jobs.csv row 2: --content-masks: 2 masks for 1 style image"),
 ])
 def test_jobs_file_mistakes_are_one_line_errors_before_any_work(tmp_path, capsys, text, name, message):
     output = tmp_path / "out"
