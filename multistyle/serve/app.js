@@ -4,7 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#17becf'];
-const page = { run: null, choice: { content: 'example', style: 'example' }, drawPending: false };
+const page = { run: null, choice: { content: 'example', style: 'example', mask: 'none' }, drawPending: false };
 
 function say(text, error) {
   $('status').textContent = text;
@@ -20,7 +20,7 @@ async function post(url, body, headers) {
 }
 
 // -- pictures ------------------------------------------------------------------------------------------
-for (const kind of ['content', 'style']) {
+for (const kind of ['content', 'style', 'mask']) {
   $(`${kind}-file`).addEventListener('change', async (event) => {
     const file = event.target.files[0];
     if (!file) return;
@@ -44,6 +44,13 @@ for (const kind of ['content', 'style']) {
   });
 }
 
+$('mask-none').addEventListener('click', () => {
+  page.choice.mask = 'none';
+  $('mask-file').value = '';
+  $('mask-preview').removeAttribute('src');
+  $('mask-name').textContent = 'none';
+});
+
 // -- run and stop --------------------------------------------------------------------------------------
 $('run').addEventListener('click', async () => {
   const backends = [...document.querySelectorAll("input[id^='backend-']")]
@@ -52,6 +59,7 @@ $('run').addEventListener('click', async () => {
     content: page.choice.content, style: page.choice.style, backends,
     size: Number($('size').value), epochs: Number($('epochs').value),
     preset: $('preset').value, optimizer: $('optimizer').value, style_loss: $('style-loss').value,
+    mask: page.choice.mask,
     parallel: $('parallel').checked,
     network: $('network') ? $('network').checked : false,
   };

@@ -3,6 +3,7 @@
 :mod:`multistyle.explain`, as ``explain`` writes them.
 
 Stable element ids, for the tests and for anyone scripting the page: ``content-file``, ``style-file``,
+``mask-file``, ``mask-example`` and ``mask-none`` (the style's region, optional),
 ``backend-NAME`` (check boxes), ``size``, ``epochs``, ``preset``, ``optimizer``, ``style-loss``, ``parallel``, ``run``,
 ``stop``, ``status``, ``pane-NAME`` (each with an ``img``, a ``.pane-status``, a ``.losses``, a ``.speed``
 and a ``download-NAME`` link), ``chart-epochs`` and ``chart-seconds``.
@@ -70,6 +71,11 @@ def render(backends: Dict[str, Dict[str, Any]], weights: str, network: str = "")
         f"<input type='file' id='{kind}-file' accept='image/png,image/jpeg,image/webp,image/tiff,image/bmp,"
         f"image/gif'><br><button type='button' id='{kind}-example'>bundled example</button> "
         f"<span id='{kind}-name' class='reason'>example</span></div>" for kind in ("content", "style"))
+    picks += ("<div class='pick'><b>mask</b> <span class='reason'>optional: white where the style applies</span>"
+              "<img id='mask-preview' alt='mask image'><input type='file' id='mask-file' accept='image/png,"
+              "image/jpeg,image/webp,image/tiff,image/bmp,image/gif'><br><button type='button' id='mask-example'>"
+              "bundled example</button> <button type='button' id='mask-none'>none</button> "
+              "<span id='mask-name' class='reason'>none</span></div>")
     controls = (
         "<p>Every framework optimises the same picture with the same weights "
         f"(<code>{e(weights)}</code>), live. Pick or upload two pictures, choose backends and press Run.</p>"

@@ -28,6 +28,7 @@ from ..errors import MultistyleError
 from ..losses import STYLE_LOSSES
 from ..optim import OPTIMIZERS
 from ..settings import PRESETS, Settings
+from ..transfer import read_masks
 from .live import Busy, Live, frame_every
 
 #: Largest JSON body (the Run request) in bytes.
@@ -38,9 +39,11 @@ SIZE_RANGE, EPOCH_RANGE = (16, 1024), (1, 5000)
 MAX_UPLOADS = 32
 #: Seconds between keep-alive comments on an event stream (a closed browser is noticed at the next one).
 KEEPALIVE = 10.0
-_UPLOAD = re.compile(r"^/api/upload/(content|style)$")
+_UPLOAD = re.compile(r"^/api/upload/(content|style|mask)$")
 _IMAGE = re.compile(r"^/api/image/([a-z][a-z0-9_]{0,31})/(latest|final)\.png$")
-_EXAMPLE = re.compile(r"^/api/example/(content|style)$")
+_EXAMPLE = re.compile(r"^/api/example/(content|style|mask)$")
+#: The bundled examples: the content, the style, and a mask (white on the left) for the style's region.
+EXAMPLES = {"content": "content.jpg", "style": "style.jpg", "mask": "mask-left.png"}
 _TOKEN = re.compile(r"^upload:([0-9a-f]{32})$")
 
 
@@ -86,8 +89,8 @@ class App:
         self.lock = threading.Lock()
         package = resources.files("multistyle.serve")
         self.script = package.joinpath("app.js").read_bytes()
-        self.examples = {kind: resources.files("multistyle.examples").joinpath(f"{kind}.jpg") for kind in
-                         ("content", "style")}
+        self.examples = {kind: resources.files("multistyle.examples").joinpath(name)
+                         for kind, name in EXAMPLES.items()}
         self.example_bytes = {kind: path.read_bytes() for kind, path in self.examples.items()}
         self.allowed_hosts: Optional[set] = None  # set by serve(): Host headers a loopback server answers
 
@@ -138,8 +141,14 @@ class App:
         style_loss = body.get("style_loss") or None
         if style_loss is not None and style_loss not in STYLE_LOSSES:
             raise Request(400, f"style_loss: choose one of {', '.join(STYLE_LOSSES)}, or the preset's")
-        settings = {"preset": preset, "epochs": epochs, "optimizer": optimizer, "style_loss": style_loss}
-        Settings(**settings).resolved()
+        settings: Dict[str, Any] = {"preset": preset, "epochs": epochs, "optimizer": optimizer,
+                                    "style_loss": style_loss}
+        if body.get("mask") not in (None, "", "none"):  # where the style applies (white); elsewhere content only
+            settings["content_masks"] = [self.image_path(body.get("mask"), "mask")]
+        try:
+            read_masks(Settings(**settings).resolved(), 1, self.max_pixels)
+        except MultistyleError as exc:  # the one mask is black everywhere (its path is the server's business)
+            raise Request(400, "mask: " + str(exc).split(" is ", 1)[-1]) from None
         content, style = self.image_path(body.get("content"), "content"), self.image_path(body.get("style"), "style")
         common = {"content": content, "style": [style], "device": self.device, "weights": self.weights,
                   "size": size, "max_pixels": self.max_pixels, "settings": settings, "epochs": epochs,
@@ -147,6 +156,8 @@ class App:
         parallel = bool(body.get("parallel", False))
         shown = dict(settings, size=size, content=_shown(body.get("content")), style=_shown(body.get("style")),
                      weights=self.weights)
+        if "content_masks" in settings:
+            shown["content_masks"] = [_shown(body.get("mask"))]
         jobs = [dict(common, backend=name) for name in dict.fromkeys(names)]
         if self.model and body.get("network"):  # the other family: one pass of the network, first, on the first backend
             jobs.insert(0, dict(common, backend=names[0], pane="network", model=self.model))
@@ -238,7 +249,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._events()
         match = _EXAMPLE.match(path)
         if match:
-            return self._send(200, app.example_bytes[match.group(1)], "image/jpeg")
+            kind = match.group(1)
+            return self._send(200, app.example_bytes[kind], "image/png" if EXAMPLES[kind].endswith(".png")
+                              else "image/jpeg")
         match = _IMAGE.match(path)
         if match:
             data = app.live.image(match.group(1), match.group(2))

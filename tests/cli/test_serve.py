@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import os
 import shutil
 import signal
@@ -187,6 +188,31 @@ def test_the_style_loss_chosen_on_the_page_is_the_runs(server):
     want = multistyle.transfer(EXAMPLES["content"], EXAMPLES["style"], backend=name, weights=WEIGHTS, size=32,
                                epochs=2, preset="d2l", style_loss="w2").history
     assert [r["style"] for r in pane["history"]] == pytest.approx([r["style"] for r in want], rel=1e-4)
+
+
+def test_a_mask_chosen_on_the_page_is_the_runs_region_of_the_style(server):
+    """The bundled mask (the left half) or an upload; a black one is a 400 that names no server path."""
+    name, = usable(1)
+    black = io.BytesIO()
+    Image.new("L", (40, 30)).save(black, format="PNG")
+    status, body = server.request("POST", "/api/upload/mask", black.getvalue(), {"X-Filename": "black.png"})
+    assert status == 200, body
+    token = json.loads(body)["token"]
+    status, body = server.json("POST", "/api/run", {"backends": [name], "size": 32, "epochs": 2, "mask": token})
+    assert status == 400 and body["error"] == ("mask: black everywhere, so its style applies nowhere; white marks "
+                                               "where it applies"), body
+    assert server.request("GET", "/api/example/mask")[0] == 200
+    _run(server, [name], 2, mask="example")
+    state = server.wait(lambda s: s["run"]["status"] != "running", 120, "the run to end")
+    pane = state["run"]["panes"][name]
+    assert pane["status"] == "done", pane
+    mask = str(REPOSITORY / "examples" / "mask-left.png")
+    want = multistyle.transfer(EXAMPLES["content"], EXAMPLES["style"], backend=name, weights=WEIGHTS, size=32,
+                               epochs=2, preset="d2l", content_masks=[mask]).history
+    unmasked = multistyle.transfer(EXAMPLES["content"], EXAMPLES["style"], backend=name, weights=WEIGHTS, size=32,
+                                   epochs=2, preset="d2l").history
+    assert [r["style"] for r in pane["history"]] == pytest.approx([r["style"] for r in want], rel=1e-4)
+    assert pane["history"][0]["style"] != pytest.approx(unmasked[0]["style"], rel=1e-3)
 
 
 def test_a_second_run_is_refused_and_stop_ends_the_workers(server):
@@ -405,12 +431,16 @@ def test_a_bad_upload_shows_its_line_and_stop_from_the_page_ends_the_workers(tmp
         session.find_element(By.ID, "content-file").send_keys(str(good))  # the page still works
         wait.until(lambda s: status.text == "content image: good.png is ready")
         assert session.find_element(By.ID, "content-name").text == "good.png (48×40)"
+        session.find_element(By.ID, "mask-example").click()  # the style on the left half only
+        assert session.find_element(By.ID, "mask-name").text == "example"
+        wait.until(lambda s: s.execute_script("return $('mask-preview').naturalWidth") > 0)
         epochs = session.find_element(By.ID, "epochs")
         epochs.clear()
         epochs.send_keys("5000")
         session.find_element(By.ID, "run").click()
         state = served.wait(lambda s: s["workers"] and s["run"]["panes"][name]["history"], what="a running worker")
         assert state["run"]["settings"]["content"] == "upload"
+        assert state["run"]["settings"]["content_masks"] == ["example"]
         session.find_element(By.ID, "stop").click()
         wait.until(lambda s: status.text.endswith("stopped"))
         assert session.find_element(By.CSS_SELECTOR, f"#pane-{name} .pane-status").text == "stopped"
