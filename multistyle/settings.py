@@ -14,8 +14,8 @@ defaults to 1e4 and the reported style loss is the term that enters the total.
 Two more recipes are presets: ``pytorch-tutorial`` (the PyTorch tutorial
 "Neural Transfer Using PyTorch": L-BFGS in pixel space) and ``viblo`` (the
 same objective with RMSprop); ``crowsonkb`` is crowsonkb's style-transfer-pytorch
-as far as multistyle's losses and schedule reach (W2, Adam on pixels, three scales).  In pixel space the image lives in [0, 1] and
-the ImageNet normalisation is the first operation of the objective
+as far as multistyle's losses and schedule reach (W2, Adam on pixels, three
+scales).  In pixel space the image lives in [0, 1] and the ImageNet normalisation is the first operation of the objective
 (``ResolvedSettings.pixel_domain``); in the d2l presets the image is optimised
 already normalised.  A preset fixes every default (layers, loss weights,
 optimizer, rate and its decay, epochs, where the image is clamped); any of
