@@ -25,10 +25,12 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from .. import images
 from ..errors import MultistyleError
+from ..loop import scale_plan
 from ..losses import STYLE_LOSSES
+from ..objective import check_mrf_sizes
 from ..optim import OPTIMIZERS
 from ..settings import PRESETS, Settings
-from ..transfer import read_masks
+from ..transfer import read_masks, target_size
 from .live import Busy, Live, frame_every
 
 #: Largest JSON body (the Run request) in bytes.
@@ -150,6 +152,10 @@ class App:
         except MultistyleError as exc:  # the one mask is black everywhere (its path is the server's business)
             raise Request(400, "mask: " + str(exc).split(" is ", 1)[-1]) from None
         content, style = self.image_path(body.get("content"), "content"), self.image_path(body.get("style"), "style")
+        resolved = Settings(**settings).resolved()
+        if resolved.style_loss == "mrf":  # a picture too small for a patch is this request's 400, not a failed pane
+            shape = target_size(images.load_image(content, "content", self.max_pixels), size)
+            check_mrf_sizes(resolved, scale_plan(shape, resolved.scales, resolved.epochs, resolved.final_share)[0][0])
         common = {"content": content, "style": [style], "device": self.device, "weights": self.weights,
                   "size": size, "max_pixels": self.max_pixels, "settings": settings, "epochs": epochs,
                   "frame_every": frame_every(epochs)}
