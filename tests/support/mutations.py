@@ -45,7 +45,7 @@ T_LOSSES = "tests/backends/test_conformance.py::test_mean_std_and_w2_losses_matc
 T_MRF = "tests/backends/test_conformance.py::test_the_mrf_loss_matches_the_float64_oracle_in_value_and_gradient"
 
 _KEY_LINE = ('"backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),\n'
-             '                    "settings": settings_dict(job.settings.resolved()), "version": 1}')
+             '                    "settings": settings, "version": 1}')
 
 MUTATIONS: Tuple[Mutation, ...] = (
     # -- optimizer semantics ------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("batch-key-no-size", "a changed size is a new batch job", "multistyle/batch/store.py",
              _KEY_LINE, _KEY_LINE.replace('"size": _size_text(job.size),', ""), (T_KEY, T_RERUN)),
     Mutation("batch-key-no-settings", "a changed setting is a new batch job", "multistyle/batch/store.py",
-             _KEY_LINE, _KEY_LINE.replace('"settings": settings_dict(job.settings.resolved()), ', ""), (T_KEY,)),
+             _KEY_LINE, _KEY_LINE.replace('"settings": settings, ', ""), (T_KEY,)),
     Mutation("batch-key-no-backend", "the same job on another backend is another job", "multistyle/batch/store.py",
              _KEY_LINE, _KEY_LINE.replace('"backend": job.backend, ', ""), (T_KEY,)),
     Mutation("batch-key-counts-device", "the device is not part of a job: a batch moved to a GPU skips what is done",
