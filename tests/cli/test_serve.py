@@ -181,8 +181,8 @@ def test_the_style_loss_chosen_on_the_page_is_the_runs(server):
     name, = usable(1)
     status, body = server.json("POST", "/api/run", {"backends": [name], "size": 32, "epochs": 2, "style_loss": "l1"})
     assert status == 400 and body["error"].startswith("style_loss: choose one of gram, mean-std, w2"), body
-    # 16 pixels on the long edge: relu4_1 is 1x1, too small for MRF's 3x3 patch; the request says so
-    status, body = server.json("POST", "/api/run", {"backends": [name], "size": 16, "epochs": 2, "style_loss": "mrf"})
+    # 24 pixels on the long edge (16x24): relu4_1 is 2x3, too small for MRF's 3x3 patch; the request says so
+    status, body = server.json("POST", "/api/run", {"backends": [name], "size": 24, "epochs": 2, "style_loss": "mrf"})
     assert status == 400 and "too small for a 3x3 patch" in body["error"], body
     _run(server, [name], 2, style_loss="w2")
     state = server.wait(lambda s: s["run"]["status"] != "running", 120, "the run to end")
