@@ -786,7 +786,7 @@ def test_the_mrf_loss_matches_the_float64_oracle_in_value_and_gradient(backend, 
     got = backend.to_numpy(grad)
     got = got.transpose(0, 3, 1, 2) if channels_last else got
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
-    assert np.abs(got[..., :, 9]).max() == 0  # no patch covers the last column
+    assert np.abs(got[..., :, 9]).max() <= 1e-7 * np.abs(got).max()  # no patch covers the last column
 
 
 def test_the_mrf_loss_of_a_map_against_its_own_patches_is_about_0(backend):
