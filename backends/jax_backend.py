@@ -251,7 +251,10 @@ class JaxBackend(HeldImages, Backend):
     def relu(self) -> Callable[[Any], jax.Array]:
         return lambda x: jax.nn.relu(_value(x))
 
-    def pool(self, kind: str) -> Callable[[Any], jax.Array]:
+    def pool(self, kind: str, ceil: bool = False) -> Callable[[Any], jax.Array]:
+        if kind == "max" and ceil:  # an odd last row or column repeated: its window's maximum is its own
+            return lambda x: _max_pool(jnp.pad(_value(x), ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2),
+                                                            (0, 0)), mode="edge"))
         if kind == "max":
             return _max_pool
         return lambda x: _windows(x).mean(axis=(2, 4))

@@ -137,8 +137,10 @@ class MXNetBackend(Backend):
     def relu(self) -> gluon.nn.Activation:
         return gluon.nn.Activation("relu")
 
-    def pool(self, kind: str) -> gluon.nn.HybridBlock:
-        return (gluon.nn.MaxPool2D if kind == "max" else gluon.nn.AvgPool2D)(pool_size=2, strides=2)
+    def pool(self, kind: str, ceil: bool = False) -> gluon.nn.HybridBlock:
+        if kind == "max":
+            return gluon.nn.MaxPool2D(pool_size=2, strides=2, ceil_mode=ceil)
+        return gluon.nn.AvgPool2D(pool_size=2, strides=2)
 
     def freeze(self, layers: List[gluon.nn.HybridBlock]) -> List[gluon.nn.HybridBlock]:
         for layer in layers:  # no gradient buffers, no gradient computation for the weights

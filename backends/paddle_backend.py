@@ -191,8 +191,10 @@ class PaddleBackend(Backend):
     def relu(self) -> nn.ReLU:
         return nn.ReLU()
 
-    def pool(self, kind: str) -> nn.Layer:
-        return (nn.MaxPool2D if kind == "max" else nn.AvgPool2D)(kernel_size=2, stride=2)
+    def pool(self, kind: str, ceil: bool = False) -> nn.Layer:
+        if kind == "max":
+            return nn.MaxPool2D(kernel_size=2, stride=2, ceil_mode=ceil)
+        return nn.AvgPool2D(kernel_size=2, stride=2)
 
     def freeze(self, layers: List[nn.Layer]) -> List[nn.Layer]:
         for layer in layers:

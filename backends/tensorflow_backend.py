@@ -214,9 +214,10 @@ class TensorFlowBackend(HeldImages, Backend):
     def relu(self) -> Callable[[Any], tf.Tensor]:
         return lambda x: tf.nn.relu(_value(x))
 
-    def pool(self, kind: str) -> Callable[[Any], tf.Tensor]:
-        pool = tf.nn.max_pool2d if kind == "max" else tf.nn.avg_pool2d
-        return lambda x: pool(x, 2, 2, "VALID")
+    def pool(self, kind: str, ceil: bool = False) -> Callable[[Any], tf.Tensor]:
+        if kind == "max":  # "SAME" pads an odd last row and column for a window of 2: ceil mode
+            return lambda x: tf.nn.max_pool2d(x, 2, 2, "SAME" if ceil else "VALID")
+        return lambda x: tf.nn.avg_pool2d(x, 2, 2, "VALID")
 
     def freeze(self, layers: List[Callable[[Any], tf.Tensor]]) -> List[Callable[[Any], tf.Tensor]]:
         return layers  # the weights are constants, never watched by a tape: no gradient is computed for them

@@ -144,8 +144,10 @@ class TorchBackend(Backend):
     def relu(self) -> nn.ReLU:
         return nn.ReLU(inplace=False)
 
-    def pool(self, kind: str) -> nn.Module:
-        return (nn.MaxPool2d if kind == "max" else nn.AvgPool2d)(kernel_size=2, stride=2)
+    def pool(self, kind: str, ceil: bool = False) -> nn.Module:
+        if kind == "max":
+            return nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=ceil)
+        return nn.AvgPool2d(kernel_size=2, stride=2)
 
     def freeze(self, layers: List[nn.Module]) -> List[nn.Module]:
         # eval(): no layer here changes with it, but it is the convention; no gradients for the weights.

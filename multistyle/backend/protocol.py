@@ -132,8 +132,10 @@ class Backend(abc.ABC):
         """A ReLU that does not work in place: the core keeps layer outputs for the losses."""
 
     @abc.abstractmethod
-    def pool(self, kind: str) -> Layer:
-        """A 2x2 pooling with stride 2: ``max`` (VGG's own) or ``avg``."""
+    def pool(self, kind: str, ceil: bool = False) -> Layer:
+        """A 2x2 pooling with stride 2: ``max`` (VGG's own) or ``avg``.  An odd last row or column is dropped,
+        or with ``ceil`` (``max`` only) pooled alone, as the normalised VGG-19 of AdaIN's files does
+        (:mod:`multistyle.nets.adain`)."""
 
     @abc.abstractmethod
     def freeze(self, layers: List[Layer]) -> List[Layer]:

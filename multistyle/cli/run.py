@@ -130,24 +130,42 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_model(args: argparse.Namespace) -> int:
-    """``run --model``: one pass of a trained network; VGG-19 is not loaded."""
-    from ..nets.stylize import check_preserve_color, load_network, stylize
+    """``run --model``: one pass of a trained network; VGG-19 is not loaded, except as an AdaIN encoder."""
+    from ..nets.adain import check_alpha
+    from ..nets.arbitrary import ArbitraryNetwork
+    from ..nets.stylize import STYLE_BUILT_IN, check_preserve_color, load_model, stylize
 
-    if args.style:
-        raise MultistyleError("--style: a trained network (--model) has its style built in; drop --style, or drop "
-                              "--model to optimise with the style image")
     _check_outputs(args)
-    check_preserve_color(args.preserve_color)
-    network = load_network(args.model)
-    if args.weights != "imagenet":  # given on purpose: say that a network's pass runs no VGG-19
-        print(f"multistyle: warning: --weights {args.weights} is not used: --model runs no VGG-19 (the network was "
-              f"trained against {network.metadata.get('loss_network', 'an unknown VGG-19')})", file=sys.stderr)
+    alpha = check_alpha(args.alpha)
+    network = load_model(args.model, args.weights)
+    if isinstance(network, ArbitraryNetwork):
+        if not args.style:
+            raise MultistyleError(f"--style: {args.model} is an AdaIN network, which stylises with any style image; "
+                                  f"give one with --style")
+        if network.untrained:
+            print(f"multistyle: warning: the AdaIN encoder has random weights ({network.metadata['encoder']}); the "
+                  f"result will not look stylised", file=sys.stderr)
+        what = f"{network.describe()}, {len(args.style)} style{'s' if len(args.style) > 1 else ''}, alpha {alpha:g}"
+    else:
+        if args.style:
+            raise MultistyleError(STYLE_BUILT_IN)
+        for option, given in (("--alpha", alpha != 1.0), ("--content-masks", args.content_masks is not None),
+                              ("--style-blend", args.style_blend is not None)):
+            if given:
+                raise MultistyleError(f"{option}: {args.model} is a per-style network, trained for one style; "
+                                      f"{option} works with an AdaIN network (any style) or without --model")
+        check_preserve_color(args.preserve_color)
+        if args.weights != "imagenet":  # given on purpose: say that a network's pass runs no VGG-19
+            print(f"multistyle: warning: --weights {args.weights} is not used: --model runs no VGG-19 (the network "
+                  f"was trained against {network.metadata.get('loss_network', 'an unknown VGG-19')})", file=sys.stderr)
+        what = f"{network.describe()}, one pass"
     if args.plan:
-        print(f"plan: {network.describe()}, one pass on {args.backend} ({args.device}); VGG-19 is not loaded")
+        print(f"plan: {what} on {args.backend} ({args.device})")
         return 0
     started = time.perf_counter()
-    result = stylize(network, args.content, backend=args.backend, device=args.device, size=args.size,
-                     preserve_color=args.preserve_color, max_pixels=args.max_pixels)
+    result = stylize(network, args.content, style=args.style or None, backend=args.backend, device=args.device,
+                     size=args.size, preserve_color=args.preserve_color, max_pixels=args.max_pixels, alpha=alpha,
+                     style_blend=args.style_blend, content_masks=args.content_masks, style_scale=args.style_scale)
     result.save(args.output)
     print(f"wrote {args.output} ({result.size[0]}x{result.size[1]}, {result.backend} on {result.device}, "
           f"one pass in {result.seconds:.2f} s, {time.perf_counter() - started:.2f} s with loading)")

@@ -91,6 +91,13 @@ class StyleNetwork:
             save_file(tensors, temp, metadata=metadata)
 
     @classmethod
+    def from_state(cls, raw: Mapping[str, np.ndarray], path: str, option: str = "--model") -> "StyleNetwork":
+        """A network from a PyTorch examples state dict read from ``path`` (its running statistics dropped)."""
+        params = {name: value for name, value in raw.items()
+                  if not name.endswith((".running_mean", ".running_var", ".num_batches_tracked"))}
+        return cls(params, {"source": os.path.basename(path)}, source=f"{option} {path}")
+
+    @classmethod
     def load(cls, path: str, option: str = "--model") -> "StyleNetwork":
         """Read a ``.safetensors`` network (or checkpoint), or a PyTorch examples ``.pth``; one-line errors."""
         if not os.path.isfile(path):
@@ -99,10 +106,7 @@ class StyleNetwork:
         if extension in TORCH_SUFFIXES:
             from ..torch_pickle import load_torch_state_dict
 
-            raw = load_torch_state_dict(path, "style network (PyTorch state dict)")
-            params = {name: value for name, value in raw.items()
-                      if not name.endswith((".running_mean", ".running_var", ".num_batches_tracked"))}
-            return cls(params, {"source": os.path.basename(path)}, source=f"{option} {path}")
+            return cls.from_state(load_torch_state_dict(path, "style network (PyTorch state dict)"), path, option)
         if extension not in SUFFIXES:
             raise MultistyleError(f"{option}: expected a .safetensors style network or a PyTorch .pth state dict, "
                                   f"got {path!r}")
@@ -128,3 +132,15 @@ def _read_safetensors(path: str, option: str) -> "tuple[Dict[str, np.ndarray], D
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{option}: {path} is not a readable safetensors file ({detail[:120]})") from None
     return tensors, metadata
+
+
+def safetensors_architecture(path: str) -> str:
+    """The ``architecture`` a ``.safetensors`` network's metadata names (``""`` when it names none or the file
+    cannot be read: :meth:`StyleNetwork.load` then says why)."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="numpy") as handle:
+            return str((handle.metadata() or {}).get("architecture", ""))
+    except Exception:  # unreadable: the full read reports it in one line
+        return ""

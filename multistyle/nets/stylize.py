@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -17,8 +17,9 @@ from PIL import Image
 from .. import color, images
 from ..backend import Backend, get_backend
 from ..errors import MultistyleError
-from . import transformer
-from .files import StyleNetwork
+from . import adain, transformer
+from .arbitrary import ArbitraryNetwork, ArbitraryRunner, load_arbitrary, style_inputs
+from .files import SUFFIXES, TORCH_SUFFIXES, StyleNetwork, safetensors_architecture
 
 ModelInput = Union[str, "os.PathLike[str]", StyleNetwork]
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
@@ -38,6 +39,32 @@ class Stylized(images.Picture):
 def load_network(model: ModelInput, option: str = "--model") -> StyleNetwork:
     """A :class:`StyleNetwork` from a path (``.safetensors`` or ``.pth``), or the one given."""
     return model if isinstance(model, StyleNetwork) else StyleNetwork.load(os.fspath(model), option)
+
+
+def load_model(model: Union[ModelInput, ArbitraryNetwork], weights: str = "imagenet", option: str = "--model",
+               backend: Any = None) -> Union[StyleNetwork, ArbitraryNetwork]:
+    """A trained network of either kind from a path, told apart by the file's metadata or keys and shapes:
+    a per-style network (:class:`StyleNetwork`) or an AdaIN one (:class:`ArbitraryNetwork`, whose published
+    ``decoder.pth`` takes its encoder from ``weights``)."""
+    if isinstance(model, (StyleNetwork, ArbitraryNetwork)):
+        return model
+    path = os.fspath(model)
+    if not os.path.isfile(path):
+        raise MultistyleError(f"{option}: no such file: {path!r}")
+    extension = os.path.splitext(path)[1].lower()
+    if extension in TORCH_SUFFIXES:
+        from ..torch_pickle import load_torch_state_dict
+
+        raw = load_torch_state_dict(path, "style network (PyTorch state dict)")
+        if adain.is_decoder(raw):
+            return load_arbitrary(path, weights, option, backend, raw)
+        if adain.is_normalised_encoder(raw):
+            raise MultistyleError(f"{option} {path}: a normalised VGG-19 (AdaIN's encoder), not a network; pass it "
+                                  f"as --weights, and the decoder (decoder.pth) as --model")
+        return StyleNetwork.from_state(raw, path, option)
+    if extension in SUFFIXES and safetensors_architecture(path) == adain.ARCHITECTURE:
+        return load_arbitrary(path, weights, option, backend)
+    return StyleNetwork.load(path, option)
 
 
 def check_preserve_color(mode: str) -> None:
@@ -80,36 +107,88 @@ def network_pass(B: Backend, network: StyleNetwork, pixels: np.ndarray) -> np.nd
     return Runner(B, network)(pixels)
 
 
-def stylize(model: ModelInput, content: ImageInput, *, backend: Union[str, Backend] = "torch",
+def stylize(model: Union[ModelInput, ArbitraryNetwork], content: ImageInput, *,
+            style: Optional[Union[ImageInput, Sequence[ImageInput]]] = None, backend: Union[str, Backend] = "torch",
             device: str = "auto", size: Optional[Union[str, int, Tuple[int, int]]] = None,
-            preserve_color: str = "none", max_pixels: int = images.DEFAULT_MAX_PIXELS) -> Stylized:
-    """Stylise ``content`` with a trained network (a path or a :class:`StyleNetwork`) on ``backend``.
+            preserve_color: str = "none", max_pixels: int = images.DEFAULT_MAX_PIXELS, alpha: float = 1.0,
+            style_blend: Optional[Sequence[float]] = None, content_masks: Optional[Sequence[str]] = None,
+            style_scale: Optional[float] = None, weights: str = "imagenet") -> Stylized:
+    """Stylise ``content`` with a trained network (a path, a :class:`StyleNetwork` or an
+    :class:`~multistyle.nets.arbitrary.ArbitraryNetwork`) on ``backend``.
 
     The picture has the content's size unless ``size`` (``"HxW"``, a long edge, or ``(H, W)``) says
     otherwise.  ``preserve_color="luminance"`` keeps the content's colours and the network's luminance.
+
+    An AdaIN network (any style) takes ``style`` too: one image, or several blended by ``style_blend`` or
+    placed by ``content_masks`` (one mask per style); ``alpha`` in [0, 1] weighs the stylised features against
+    the content's own; ``style_scale`` and ``preserve_color="histogram"`` size and recolour the styles as the
+    optimisation does.  ``weights`` is the encoder of a published ``decoder.pth`` (``vgg_normalised.pth``).
     """
-    check_preserve_color(preserve_color)
-    network = load_network(model)
+    network = load_model(model, weights, backend=None if isinstance(backend, str) else backend)
+    B = get_backend(backend, device) if isinstance(backend, str) else backend
     image = _content_image(content, max_pixels)
     shape = (image.size[1], image.size[0]) if size is None else _shape(image, size)
-    pixels = images.resize_pixels(image, shape) * np.float32(255.0)
-    B = get_backend(backend, device) if isinstance(backend, str) else backend
+    pixels = images.resize_pixels(image, shape)
+    if isinstance(network, ArbitraryNetwork):
+        return _stylize_arbitrary(B, network, pixels, style, preserve_color, max_pixels, adain.check_alpha(alpha),
+                                  style_blend, content_masks, style_scale)
+    if style is not None:
+        raise MultistyleError(STYLE_BUILT_IN)
+    if alpha != 1.0:
+        raise MultistyleError("--alpha: only an AdaIN network (any style) weighs style against content at run "
+                              "time; a per-style network's trade-off is set when it is trained")
+    check_preserve_color(preserve_color)
     run = Runner(B, network)
     started = time.perf_counter()
-    out = run(pixels)
+    out = run(pixels * np.float32(255.0))
     seconds = time.perf_counter() - started
     result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    if preserve_color == "luminance":
-        result = color.keep_luminance(result, np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
-    return Stylized(result, B.name, B.device, seconds, network)
+    return Stylized(_recoloured(result, pixels, preserve_color), B.name, B.device, seconds, network)
 
 
-def _content_image(content: ImageInput, max_pixels: int) -> Image.Image:
+STYLE_BUILT_IN = ("--style: a trained network (--model) has its style built in (a per-style network); drop --style, "
+                  "or drop --model to optimise with the style image")
+
+
+def _recoloured(result: np.ndarray, pixels: np.ndarray, preserve_color: str) -> np.ndarray:
+    if preserve_color != "luminance":
+        return result
+    return color.keep_luminance(result, np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8))
+
+
+def _stylize_arbitrary(B: Backend, network: ArbitraryNetwork, pixels: np.ndarray,
+                       style: Optional[Union[ImageInput, Sequence[ImageInput]]], preserve_color: str, max_pixels: int,
+                       alpha: float, style_blend: Optional[Sequence[float]], content_masks: Optional[Sequence[str]],
+                       style_scale: Optional[float]) -> Stylized:
+    from ..settings import Settings, blend_mismatch
+    from ..transfer import _masks, read_masks
+
+    if style is None or (isinstance(style, (list, tuple)) and not style):
+        raise MultistyleError("--style: an AdaIN network (--model) stylises with any style image; give one with "
+                              "--style")
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    settings = Settings(style_blend=style_blend, content_masks=content_masks, preserve_color=preserve_color,
+                        style_scale=style_scale).resolved()
+    if settings.style_blend is not None and len(settings.style_blend) != len(styles):
+        raise MultistyleError(blend_mismatch(len(settings.style_blend), len(styles)))
+    masks = _masks(read_masks(settings, len(styles), max_pixels), pixels.shape[:2])
+    style_images = [one if isinstance(one, Image.Image) else _content_image(one, max_pixels, "--style")
+                    for one in styles]
+    style_xs = style_inputs(style_images, pixels.shape[:2], settings, pixels)
+    run = ArbitraryRunner(B, network)
+    started = time.perf_counter()
+    out = run(pixels, style_xs, settings.style_blend, masks, alpha)
+    seconds = time.perf_counter() - started
+    result = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    return Stylized(_recoloured(result, pixels, preserve_color), B.name, B.device, seconds, network)
+
+
+def _content_image(content: ImageInput, max_pixels: int, option: str = "--content") -> Image.Image:
     if isinstance(content, Image.Image):
         return images.to_rgb(content)
     if isinstance(content, np.ndarray):
         return images.to_rgb(Image.fromarray(np.asarray(content, np.uint8)))
-    return images.load_image(os.fspath(content), "--content", max_pixels)
+    return images.load_image(os.fspath(content), option, max_pixels)
 
 
 def _shape(image: Image.Image, size: Union[str, int, Tuple[int, int]]) -> Tuple[int, int]:

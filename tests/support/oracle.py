@@ -281,3 +281,64 @@ def style_network(x: np.ndarray, params: Dict[str, np.ndarray]) -> np.ndarray:
     y = layer(y, "deconv1", norm="in4", upsample=True)
     y = layer(y, "deconv2", norm="in5", upsample=True)
     return layer(y, "deconv3", relu=False)
+
+
+# -- AdaIN (Huang & Belongie 2017), as the public PyTorch port lays its two nn.Sequential files out ------------
+#: vgg_normalised.pth's convolutions up to relu4_1 by module index, with the layer each feeds; "M" a ceil-mode pool.
+ADAIN_ENCODER = (2, 5, "M", 9, 12, "M", 16, 19, 22, 25, "M", 29)
+ADAIN_ENCODER_OUTPUTS = {2: "relu1_1", 9: "relu2_1", 16: "relu3_1", 29: "relu4_1"}
+#: decoder.pth's convolutions by module index; "U" a nearest x2 upsampling; no ReLU after the last.
+ADAIN_DECODER = (1, "U", 5, 8, 11, 14, "U", 18, 21, "U", 25, 28)
+
+
+def max_pool_ceil(x: np.ndarray) -> np.ndarray:
+    """2x2 max pooling, stride 2, ceil mode: an odd last row or column is a window of its own."""
+    n, c, h, w = x.shape
+    padded = np.full((n, c, h + h % 2, w + w % 2), -np.inf)
+    padded[:, :, :h, :w] = x
+    return padded.reshape(n, c, padded.shape[2] // 2, 2, padded.shape[3] // 2, 2).max(axis=(3, 5))
+
+
+def adain_encoder(x: np.ndarray, params: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """The normalised VGG-19 to relu4_1 (``encoder.N.*`` parameters), float64: relu1_1..relu4_1."""
+    p = {name: value.astype(np.float64) for name, value in params.items()}
+    y = np.einsum("oc,nchw->nohw", p["encoder.0.weight"][:, :, 0, 0], x.astype(np.float64))
+    y = y + p["encoder.0.bias"][None, :, None, None]
+    out = {}
+    for step in ADAIN_ENCODER:
+        if step == "M":
+            y = max_pool_ceil(y)
+            continue
+        y = np.maximum(conv_reflect(y, p[f"encoder.{step}.weight"], p[f"encoder.{step}.bias"], 1), 0)
+        if step in ADAIN_ENCODER_OUTPUTS:
+            out[ADAIN_ENCODER_OUTPUTS[step]] = y
+    return out
+
+
+def adain_decoder(t: np.ndarray, params: Dict[str, np.ndarray]) -> np.ndarray:
+    """The decoder (``decoder.N.*`` parameters), float64."""
+    p = {name: value.astype(np.float64) for name, value in params.items()}
+    y = t.astype(np.float64)
+    for step in ADAIN_DECODER:
+        if step == "U":
+            y = y.repeat(2, axis=2).repeat(2, axis=3)
+            continue
+        y = conv_reflect(y, p[f"decoder.{step}.weight"], p[f"decoder.{step}.bias"], 1)
+        if step != 28:
+            y = np.maximum(y, 0)
+    return y
+
+
+def calc_mean_std(x: np.ndarray, eps: float = 1e-5) -> "tuple[np.ndarray, np.ndarray]":
+    """The port's per-image, per-channel mean and sqrt(unbiased variance + eps), ``(N, C, 1, 1)`` each."""
+    flat = x.astype(np.float64).reshape(x.shape[0], x.shape[1], -1)
+    mean = flat.mean(axis=2)
+    std = np.sqrt(flat.var(axis=2, ddof=1) + eps)
+    return mean[:, :, None, None], std[:, :, None, None]
+
+
+def adain(content: np.ndarray, style: np.ndarray) -> np.ndarray:
+    """Adaptive instance normalisation, float64: the content's statistics swapped for the style's."""
+    c_mean, c_std = calc_mean_std(content)
+    s_mean, s_std = calc_mean_std(style)
+    return (content - c_mean) / c_std * s_std + s_mean
