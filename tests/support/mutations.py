@@ -34,6 +34,7 @@ def _control(name: str) -> str:
     return f"{T_ORACLE}[torch-{name}]"
 
 T_GPU = "tests/backends/test_gpu_paths.py"
+T_ADAIN = "tests/nets/test_adain.py"
 T_SERVE = "tests/cli/test_serve.py"
 T_HEAP = "tests/core/test_heap.py"
 T_INT = "tests/core/test_interrupts.py"
@@ -366,6 +367,17 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("onnx-upsampling-not-nearest", "the ONNX export equals the backend's picture within 1 level",
              "multistyle/nets/onnx_export.py", 'mode="nearest",', 'mode="linear",',
              (f"{T_TRAIN}::test_train_then_run_then_export",)),
+    # -- AdaIN (any style) ------------------------------------------------------------------------------------------
+    Mutation("adain-biased-variance", "AdaIN matches the public PyTorch port's picture (its calc_mean_std)",
+             "multistyle/nets/adain.py", "max(count - 1.0, 1.0)", "max(count, 1.0)",
+             (f"{T_ADAIN}::test_adain_matches_numpy_float64[torch]",)),
+    Mutation("adain-encoder-floor-pools", "the published vgg_normalised.pth runs as the port runs it",
+             "multistyle/nets/adain.py", 'B.pool("max", ceil=True)', 'B.pool("max")',
+             (f"{T_ADAIN}::test_the_encoder_and_decoder_match_the_oracle_at_odd_sizes[torch]",)),
+    Mutation("adain-uncovered-region-styled", "with masks, a style applies only where its mask is white",
+             "multistyle/nets/adain.py", "out = matrix * B.asarray((1.0 - total * share)",
+             "out = matrix * B.asarray((0.0 * total * share)",
+             (f"{T_ADAIN}::test_masks_give_each_region_its_styles_statistics",)),
     # -- the release ------------------------------------------------------------------------------------------------
     Mutation("version-printed-not-the-packages", "multistyle --version says the package's version",
              "multistyle/cli/__init__.py", 'version=f"multistyle {__version__}"', 'version="multistyle 0.1"',

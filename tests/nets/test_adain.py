@@ -1,0 +1,253 @@
+"""AdaIN (arbitrary style) on every backend: the statistics and the transform against NumPy float64, the
+encoder and decoder passes against the oracle, the public PyTorch port's two files read and run, and the
+run-time controls (alpha, blends, masks); bad inputs as one line, on one framework or none.
+
+The oracle (``support.oracle``) spells the port's ``nn.Sequential`` indices out by hand; the module under test
+derives them from VGG-19's layer table.  Tolerances are those of ``docs/concepts/agreement.md``: after about
+twenty convolutions rtol 1e-4 and 1e-4 x the largest value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from multistyle.cli import main
+from multistyle.nets import adain
+from multistyle.nets.arbitrary import ArbitraryNetwork, ArbitraryRunner, load_arbitrary
+from multistyle.nets.stylize import load_model, stylize
+from support import oracle
+from support.cli import one_error_line
+from support.needs import INSTALLED, needs_a_backend
+from support.torch_files import write_torch_file
+
+#: The full file goes on past relu4_1 (to relu5_4); these are its next modules' keys, which AdaIN ignores.
+BEYOND = {"32.weight": (512, 512, 3, 3), "32.bias": (512,)}
+ONE_BACKEND = "torch" if "torch" in INSTALLED else (INSTALLED[0] if INSTALLED else "torch")
+
+
+def _close(got, expected, what, rtol=1e-4, atol_scale=1e-4):
+    atol = atol_scale * float(np.abs(expected).max())
+    worst = float(np.abs(got - expected).max())
+    assert got.shape == expected.shape, f"{what}: shape {got.shape}, expected {expected.shape}"
+    assert np.allclose(got, expected, rtol=rtol, atol=atol), f"{what}: max difference {worst:.3g}"
+
+
+def _published(folder, seed=0):
+    """The port's two files, synthetic, keyed as its ``nn.Sequential`` modules are (no prefix)."""
+    rng = np.random.default_rng(seed)
+    encoder = adain.random_encoder(seed)
+    # Its first module as the authors' conversion has it: RGB in [0, 1] to mean-subtracted BGR in [0, 255].
+    encoder["encoder.0.weight"] = (255.0 * np.eye(3)[::-1]).astype(np.float32).reshape(3, 3, 1, 1)
+    encoder["encoder.0.bias"] = -np.array([103.939, 116.779, 123.68], np.float32)
+    encoder["encoder.2.weight"] /= 255.0  # keeps the activations at the scale of the other layers
+    state = {name[len("encoder."):]: value for name, value in encoder.items()}
+    state.update({key: rng.standard_normal(shape).astype(np.float32) * 0.01 for key, shape in BEYOND.items()})
+    # He-normal, not torch's default init (under which nine layers shrink the signal, and the picture is
+    # nearly the last bias whatever the features): a wrong transform must show in the picture.
+    decoder = {name: (rng.standard_normal(shape) * np.sqrt(2.0 / (9 * shape[1])) if len(shape) == 4 else
+                      rng.normal(0, 0.01, shape)).astype(np.float32)
+               for name, shape in adain.decoder_shapes().items()}
+    vgg, dec = folder / "vgg_normalised.pth", folder / "decoder.pth"
+    write_torch_file(str(vgg), state)
+    write_torch_file(str(dec), {name[len("decoder."):]: value for name, value in decoder.items()})
+    return str(vgg), str(dec), {**encoder, **decoder}
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    return _published(tmp_path_factory.mktemp("adain"))
+
+
+def _pixels(seed, h, w):
+    return np.random.default_rng(seed).uniform(0, 1, (h, w, 3)).astype(np.float32)
+
+
+def _nchw(pixels):
+    return pixels.transpose(2, 0, 1)[None].astype(np.float64)
+
+
+def _oracle_picture(params, content, styles, weights=None, alpha=1.0):
+    """The port's ``style_transfer``: AdaIN to each style, the outputs blended by ``weights``, then alpha."""
+    c = oracle.adain_encoder(_nchw(content), params)["relu4_1"]
+    weights = weights or [1.0 / len(styles)] * len(styles)
+    t = sum(w * oracle.adain(c, oracle.adain_encoder(_nchw(s), params)["relu4_1"]) for w, s in zip(weights, styles))
+    t = alpha * t + (1 - alpha) * c
+    h, w = content.shape[:2]
+    return oracle.adain_decoder(t, params)[0, :, :h, :w].transpose(1, 2, 0)
+
+
+def test_adain_matches_numpy_float64(backend):
+    """Per image and channel (a batch of two, each its own style): the unbiased statistics plus 1e-5."""
+    rng = np.random.default_rng(4)
+    content = rng.normal(1.0, 2.0, (2, 5, 3, 4)).astype(np.float32)
+    style = rng.gamma(2.0, 1.5, (2, 5, 6, 5)).astype(np.float32)  # a size unlike the content's: n and n - 1 differ
+    got = backend.out_of_layers(adain.adain(backend, backend.into_layers(backend.asarray(content)),
+                                            backend.into_layers(backend.asarray(style))))
+    _close(backend.to_numpy(got), oracle.adain(content, style), f"{backend.name} AdaIN", 1e-5, 1e-6)
+
+
+def test_the_encoder_and_decoder_match_the_oracle_at_odd_sizes(backend, published):
+    """19x26: ceil-mode pools give relu4_1 3x4 (floor mode would give 2x3), and the decoder 24x32."""
+    params = published[2]
+    x = _pixels(1, 19, 26).transpose(2, 0, 1)[None]
+    got = adain.encode(backend, backend.parameters(params), backend.into_layers(backend.asarray(x)),
+                       adain.STYLE_LAYERS)
+    expected = oracle.adain_encoder(x, params)
+    for name in adain.STYLE_LAYERS:
+        _close(backend.to_numpy(backend.out_of_layers(got[name])), expected[name], f"{backend.name} {name}")
+    assert expected["relu4_1"].shape[2:] == adain.feature_size(19, 26) == (3, 4)
+    t = np.random.default_rng(2).uniform(0, 2, (1, 512, 3, 4))
+    out = adain.decode(backend, backend.parameters(params), backend.into_layers(backend.asarray(t.astype(np.float32))))
+    _close(backend.to_numpy(backend.out_of_layers(out)), oracle.adain_decoder(t, params), f"{backend.name} decoder")
+
+
+def test_the_published_files_give_the_ports_picture(backend, published):
+    """decoder.pth with vgg_normalised.pth (which goes on past relu4_1), read without torch: the port's
+    ``style_transfer`` picture, cropped to the content's size, on every framework."""
+    vgg, dec, params = published
+    network = load_model(dec, vgg)
+    assert isinstance(network, ArbitraryNetwork) and network.metadata["encoder"].startswith("vgg_normalised.pth")
+    for name, value in params.items():  # the files' arrays, bit for bit
+        assert np.array_equal(network.params[name], value), name
+    content, style = _pixels(5, 21, 30), _pixels(6, 26, 18)
+    got = ArbitraryRunner(backend, network)(content, [style])
+    _close(got, _oracle_picture(params, content, [style]), f"{backend.name} picture")
+
+
+@needs_a_backend
+def test_alpha_zero_decodes_the_contents_own_features_and_blends_weigh_styles(published):
+    """One framework: alpha 0 is the decoding of the content's features, alpha 0.4 the port's mix; a 1,0 blend
+    is the first style alone, and 0.3,0.7 the port's weighted interpolation."""
+    from multistyle import get_backend
+
+    B = get_backend(ONE_BACKEND, "cpu")
+    params = published[2]
+    run = ArbitraryRunner(B, ArbitraryNetwork(params))
+    content, first = _pixels(7, 16, 24), _pixels(8, 16, 24)
+    second = 0.8 + 0.2 * _pixels(9, 24, 16) ** 4  # bright and flat: statistics far from the first's
+    c = oracle.adain_encoder(_nchw(content), params)["relu4_1"]
+    _close(run(content, [first], alpha=0.0), oracle.adain_decoder(c, params)[0].transpose(1, 2, 0), "alpha 0")
+    _close(run(content, [first], alpha=0.4), _oracle_picture(params, content, [first], alpha=0.4), "alpha 0.4")
+    alone = run(content, [first])
+    _close(run(content, [first, second], blend=[1.0, 0.0]), alone, "blend 1,0")
+    _close(run(content, [first, second], blend=[0.3, 0.7]),
+           _oracle_picture(params, content, [first, second], [0.3, 0.7]), "blend 0.3,0.7")
+    assert np.abs(run(content, [first, second], blend=[0.3, 0.7]) - alone).max() > 0.05 * np.abs(alone).max()
+
+
+@needs_a_backend
+def test_masks_give_each_region_its_styles_statistics():
+    """Two styles, left and right halves of relu4_1's columns: each half of the features is that half of the
+    content normalised over itself and given its own style's statistics."""
+    from multistyle import get_backend
+
+    B = get_backend(ONE_BACKEND, "cpu")
+    rng = np.random.default_rng(11)
+    content = rng.normal(0.5, 1.0, (1, 6, 4, 6)).astype(np.float32)
+    styles = [rng.gamma(2.0, s, (1, 6, 5, 5)).astype(np.float32) for s in (0.5, 3.0)]
+    left = np.zeros((4, 6))
+    left[:, :3] = 1.0
+    got = B.to_numpy(B.out_of_layers(adain.stylised_features(
+        B, B.into_layers(B.asarray(content)), [B.into_layers(B.asarray(s)) for s in styles], masks=[left, 1 - left])))
+    for columns, style in ((slice(0, 3), styles[0]), (slice(3, 6), styles[1])):
+        expected = oracle.adain(content[:, :, :, columns], style)
+        _close(got[:, :, :, columns], expected, f"region {columns}", 1e-5, 1e-6)
+    # A mask that covers only part: the rest keeps the content's own features.
+    part = np.zeros((4, 6))
+    part[:2, :] = 1.0
+    got = B.to_numpy(B.out_of_layers(adain.stylised_features(
+        B, B.into_layers(B.asarray(content)), [B.into_layers(B.asarray(styles[0]))], masks=[part])))
+    _close(got[:, :, 2:], content[:, :, 2:].astype(np.float64), "uncovered rows", 1e-6, 1e-7)
+    _close(got[:, :, :2], oracle.adain(content[:, :, :2], styles[0]), "covered rows", 1e-5, 1e-6)
+
+
+def test_the_mask_at_relu4_1_follows_the_ceil_pools():
+    """An odd size: a 17-pixel-wide mask is 3 columns at relu4_1 (ceil(17/8)); the last column averages the
+    one odd pixel column the pools carry alone (17 = 16 + 1)."""
+    mask = np.zeros((9, 17))
+    mask[:, 16] = 1.0
+    small = adain.mask_at_features(mask)
+    assert small.shape == adain.feature_size(9, 17) == (2, 3)
+    np.testing.assert_allclose(small[:, 2], 1.0)
+    np.testing.assert_allclose(small[:, :2], 0.0, atol=1e-12)
+
+
+@needs_a_backend
+def test_run_with_the_published_files_from_the_command_line(published, image_files, tmp_path, capsys):
+    vgg, dec, params = published
+    out = tmp_path / "out.png"
+    assert main(["run", "--model", dec, "--weights", vgg, "--content", image_files["content"], "--style",
+                 image_files["style"], "--output", str(out), "--backend", ONE_BACKEND, "--device", "cpu",
+                 "--alpha", "0.8"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    from multistyle import images
+    from multistyle.transfer import style_pixels
+    from multistyle.settings import Settings
+
+    content = images.resize_pixels(images.load_image(image_files["content"]), (48, 64))
+    style = style_pixels(images.load_image(image_files["style"]), (48, 64), Settings().resolved(), content)
+    expected = np.clip(np.rint(_oracle_picture(params, content, [style], alpha=0.8) * 255), 0, 255)
+    picture = np.asarray(Image.open(out)).astype(float)
+    assert picture.shape == (48, 64, 3)
+    assert np.abs(picture - expected).max() <= 1  # a value at .5 may round either way
+
+
+@needs_a_backend
+def test_a_multistyle_file_carries_its_encoder(published, image_files, tmp_path):
+    """The .safetensors holds both halves and names the encoder; it runs without --weights, and refuses one."""
+    vgg, dec, params = published
+    network = load_model(dec, vgg)
+    path = tmp_path / "adain.safetensors"
+    network.save(str(path))
+    again = load_model(str(path))
+    assert isinstance(again, ArbitraryNetwork) and again.metadata["encoder"] == network.metadata["encoder"]
+    for name in params:
+        assert np.array_equal(again.params[name], network.params[name]), name
+    a = stylize(str(path), image_files["content"], style=image_files["style"], backend=ONE_BACKEND, device="cpu")
+    b = stylize(dec, image_files["content"], style=image_files["style"], backend=ONE_BACKEND, device="cpu",
+                weights=vgg)
+    assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 1
+    with pytest.raises(Exception, match="carries the encoder"):
+        load_arbitrary(str(path), weights=vgg)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no-style", "--style: "),
+    ("no-encoder", "an AdaIN decoder without its encoder"),
+    ("alpha", "--alpha: expected a number in [0, 1]"),
+    ("torchvision-vgg", "not a normalised VGG-19"),
+    ("encoder-as-model", "a normalised VGG-19 (AdaIN's encoder), not a network"),
+    ("truncated-decoder", "not a complete AdaIN decoder: '28.weight' is missing"),
+    ("alpha-per-style", "--alpha: "),
+])
+def test_bad_adain_input_is_one_line(published, npz_weights, image_files, tmp_path, capsys, case, message):
+    """Each is refused before any framework is needed (so in the core env too), and nothing is written."""
+    vgg, dec, params = published
+    model, weights, extra = dec, vgg, ["--style", image_files["style"]]
+    if case == "no-style":
+        extra = []
+    elif case == "no-encoder":
+        weights = "imagenet"
+    elif case == "alpha":
+        extra += ["--alpha", "1.5"]
+    elif case == "torchvision-vgg":
+        weights = npz_weights
+    elif case == "encoder-as-model":
+        model = vgg
+    elif case == "truncated-decoder":
+        model = str(tmp_path / "short.pth")
+        write_torch_file(model, {name[len("decoder."):]: value for name, value in params.items()
+                                 if name.startswith("decoder.") and not name.startswith("decoder.28.")})
+    elif case == "alpha-per-style":
+        from multistyle.nets import StyleNetwork
+
+        model = str(tmp_path / "johnson.safetensors")
+        StyleNetwork.fresh(4).save(model)
+        weights, extra = "imagenet", ["--alpha", "0.5"]
+    out = tmp_path / "o.png"
+    assert main(["run", "--model", model, "--weights", weights, "--content", image_files["content"],
+                 "--output", str(out), *extra]) == 2
+    one_error_line(capsys.readouterr().err, message)
+    assert not out.exists()
