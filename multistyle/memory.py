@@ -208,6 +208,32 @@ def predict_training(backend: str, device: str, size: int, batch: int, width: in
     return Prediction(host=host, device=sum(parts.values()) - int(model.base), parts=parts)
 
 
+def predict_arbitrary_training(backend: str, device: str, size: int, batch: int) -> Prediction:
+    """Peak memory of ``multistyle train --arbitrary`` at crops of ``size`` x ``size``, ``batch`` of each.
+
+    Counted as :func:`predict_training` counts: the encoder's activations to ``relu4_1`` for three batches (the
+    contents, the styles, and the decoder's pictures, whose pass the backward keeps), the decoder's activations
+    from its table (:func:`multistyle.nets.adain.decoder_activation_elements`), times the backend's training
+    activation factor (fitted to the per-style network's training, not refitted for AdaIN's); plus the process,
+    the encoder, and the decoder's parameters, gradients and Adam's two moments.
+    """
+    from .nets import adain
+
+    last = adain.LAST_INDEX
+    model = host_model(backend)
+    activations = 3 * batch * activation_bytes((size, size), last) + \
+        FLOAT * batch * adain.decoder_activation_elements(size, size)
+    decoder = 4 * FLOAT * adain.decoder_parameter_count()
+    if device == "cpu":
+        parts = {"framework and encoder": int(model.base + model.weights * weight_bytes(last)),
+                 "decoder and Adam": decoder, "activations": int(model.train_activations * activations)}
+        return Prediction(host=sum(parts.values()), device=None, parts=parts)
+    parts = {"framework": int(model.base), "encoder": int(DEVICE.weights * weight_bytes(last)),
+             "activations": int(DEVICE.activations * activations), "decoder and Adam": decoder}
+    host = int(model.base + model.weights * weight_bytes(last) + decoder)
+    return Prediction(host=host, device=sum(parts.values()) - int(model.base), parts=parts)
+
+
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
           "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
 

@@ -85,27 +85,28 @@ def checkpoint_path(output: str) -> str:
 class Photos:
     """The training photos of a folder (or a glob pattern), checked up front, cropped reproducibly."""
 
-    def __init__(self, source: str, size: int, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> None:
-        self.size, self.max_pixels = size, max_pixels
+    def __init__(self, source: str, size: int, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                 option: str = "--contents", what: str = "training photos") -> None:
+        self.size, self.max_pixels, self.option = size, max_pixels, option
         if os.path.isdir(source):
             paths = [os.path.join(source, name) for name in sorted(os.listdir(source))]
         else:
             paths = sorted(glob.glob(source)) if glob.has_magic(source) else []
             if not paths and not os.path.exists(source):
-                raise MultistyleError(f"--contents: no such folder: {source!r}")
+                raise MultistyleError(f"{option}: no such folder: {source!r}")
         self.paths = [path for path in paths if os.path.isfile(path) and path.lower().endswith(PHOTO_SUFFIXES)]
         if not self.paths:
-            raise MultistyleError(f"--contents: no photos in {source!r} (looked for {', '.join(PHOTO_SUFFIXES)} "
-                                  f"files); point it at a folder of training photos")
+            raise MultistyleError(f"{option}: no photos in {source!r} (looked for {', '.join(PHOTO_SUFFIXES)} "
+                                  f"files); point it at a folder of {what}")
         for path in self.paths:
             try:
                 with Image.open(path) as image:
                     width, height = image.size
             except Exception as exc:  # not an image, truncated header
-                raise MultistyleError(f"--contents: cannot read {path!r} as an image ({type(exc).__name__}); "
+                raise MultistyleError(f"{option}: cannot read {path!r} as an image ({type(exc).__name__}); "
                                       f"remove it from the folder") from None
             if min(width, height) < size:
-                raise MultistyleError(f"--contents: {path} is {height}x{width}, smaller than the {size}x{size} "
+                raise MultistyleError(f"{option}: {path} is {height}x{width}, smaller than the {size}x{size} "
                                       f"crop; remove it or lower --size")
         self._cache: Dict[str, np.ndarray] = {}
         self._cached_bytes = 0
@@ -125,7 +126,7 @@ class Photos:
         path = self.paths[index]
         if path in self._cache:
             return self._cache[path]
-        image = images.load_image(path, "--contents", self.max_pixels)
+        image = images.load_image(path, self.option, self.max_pixels)
         width, height = image.size
         scale = self.size / min(width, height)
         if scale < 1:
@@ -137,16 +138,17 @@ class Photos:
             self._cached_bytes += pixels.nbytes
         return pixels
 
-    def batch(self, iteration: int, batch_size: int, seed: int) -> np.ndarray:
-        """The batch of ``iteration``: ``(batch_size, 3, size, size)`` float32 pixels 0..255."""
+    def batch(self, iteration: int, batch_size: int, seed: int, stream: Sequence[int] = ()) -> np.ndarray:
+        """The batch of ``iteration``: ``(batch_size, 3, size, size)`` float32 pixels 0..255.  ``stream`` keys
+        another sequence of the same seed (the style images of AdaIN's training draw their own)."""
         out = np.empty((batch_size, 3, self.size, self.size), np.float32)
         n = len(self.paths)
         for j in range(batch_size):
             k = iteration * batch_size + j
             epoch, position = divmod(k, n)
-            index = int(np.random.default_rng([seed, epoch]).permutation(n)[position])
+            index = int(np.random.default_rng([seed, *stream, epoch]).permutation(n)[position])
             pixels = self.scaled(index)
-            rng = np.random.default_rng([seed, epoch, position])
+            rng = np.random.default_rng([seed, *stream, epoch, position])
             top = int(rng.integers(0, pixels.shape[0] - self.size + 1))
             left = int(rng.integers(0, pixels.shape[1] - self.size + 1))
             crop = pixels[top:top + self.size, left:left + self.size]
@@ -277,12 +279,18 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
     adam = ParameterAdam(B, options.lr)
     ckpt = checkpoint_path(output) if output is not None else None
     if resume:
-        network, start = _resumed(ckpt, metadata, options)  # type: ignore[arg-type]
+        network, start = resumed(ckpt, metadata, options, StyleNetwork.load)  # type: ignore[arg-type]
         adam.restore(network.optimizer)
     loss = TrainingLoss(B, loaded, resolved, style_pixels)
     step = B.compile_gradients(loss.terms)
     params = B.parameters(network.params)
-    bar = ProgressBar(options.iterations, enabled=progress, notebook=True, unit="it", initial=start)
+
+    def one_step(iteration: int) -> Dict[str, float]:
+        nonlocal params
+        batch = B.asarray(photos.batch(iteration - 1, options.batch_size, resolved.seed))
+        terms, grads = step(params, batch)
+        params = adam.step(params, grads)
+        return {key: B.item(value) for key, value in terms.items()}
 
     def save(iteration: int, path: str, with_optimizer: bool) -> StyleNetwork:
         saved = StyleNetwork({name: B.to_numpy(value) for name, value in params.items()},
@@ -292,6 +300,17 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
             saved.save(path, with_optimizer=with_optimizer)
         return saved
 
+    iterate(options, start, one_step, save, ckpt, progress, callback)
+    return save(options.iterations, output or "", False)
+
+
+def iterate(options: TrainOptions, start: int, one_step: Callable[[int], Dict[str, float]],
+            save: Callable[[int, str, bool], Any], ckpt: Optional[str], progress: bool,
+            callback: Optional[Callback]) -> None:
+    """Iterations ``start + 1 .. options.iterations`` of a training run: ``one_step(iteration)`` (the terms as
+    floats), a progress bar, ``callback``, a checkpoint every ``checkpoint_every`` iterations and at the end
+    (``save(iteration, path, with_optimizer=True)``); a loss that is not finite stops the run."""
+    bar = ProgressBar(options.iterations, enabled=progress, notebook=True, unit="it", initial=start)
     try:
         # Ctrl-C stops the training between two steps (a checkpoint being written is finished first), even
         # one that the framework swallows: see multistyle/interrupts.py.
@@ -299,10 +318,7 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
             for iteration in range(start + 1, options.iterations + 1):
                 interrupts.check()
                 started = time.perf_counter()
-                batch = B.asarray(photos.batch(iteration - 1, options.batch_size, resolved.seed))
-                terms, grads = step(params, batch)
-                params = adam.step(params, grads)
-                values = {key: B.item(value) for key, value in terms.items()}
+                values = one_step(iteration)
                 if not np.isfinite(values["total"]):
                     raise MultistyleError(f"training diverged at iteration {iteration} (loss {values['total']}); "
                                           f"lower --lr or the style weight")
@@ -317,7 +333,6 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
         bar.close()
     if ckpt:
         save(options.iterations, ckpt, True)
-    return save(options.iterations, output or "", False)
 
 
 def check_memory(limit: Optional[int], backend: str, device: str, options: TrainOptions,
@@ -335,15 +350,21 @@ def check_memory(limit: Optional[int], backend: str, device: str, options: Train
                           f"{hint}")
 
 
-def _resumed(path: str, metadata: Mapping[str, str], options: TrainOptions) -> "tuple[StyleNetwork, int]":
-    """The checkpoint at ``path`` and its iteration, refused when it was made for another run."""
+#: What a checkpoint's metadata must share with the run that resumes it, and how the refusal names it.
+RESUME_CHECKS = (("style_sha256", "another style image"), ("loss_network", "another loss network (VGG-19 weights)"),
+                 ("encoder", "another encoder (VGG-19 weights)"), ("settings", "other loss settings"),
+                 ("training", "other training options or photos"))
+
+
+def resumed(path: str, metadata: Mapping[str, str], options: TrainOptions, load: Callable[[str, str], Any]
+            ) -> "tuple[Any, int]":
+    """The checkpoint at ``path`` (read by ``load(path, option)``) and its iteration, refused when it was made
+    for another run: any of :data:`RESUME_CHECKS` that ``metadata`` has differs."""
     if not os.path.isfile(path):
         raise MultistyleError(f"--resume: no checkpoint at {path!r}; start without --resume")
-    network = StyleNetwork.load(path, "--resume")
-    for key, what in (("style_sha256", "another style image"), ("loss_network", "another loss network (VGG-19 "
-                      "weights)"), ("settings", "other loss settings"), ("training", "other training options or "
-                                                                         "photos")):
-        if network.metadata.get(key) != metadata[key]:
+    network = load(path, "--resume")
+    for key, what in RESUME_CHECKS:
+        if key in metadata and network.metadata.get(key) != metadata[key]:
             raise MultistyleError(f"--resume: {path} was made with {what}; resume with the same options, or "
                                   f"start again without --resume")
     if network.iterations >= options.iterations:

@@ -100,7 +100,8 @@ OPTIONS: Tuple[Option, ...] = (
                                          "(required, except with --model)"},
         COMPARE: {"required": False, "help": "style image, or several, comma-separated, blended by --style-blend "
                                              "(required, except with --model)"},
-        TRAIN: {"help": "the style image the network learns, or several, comma-separated, blended by --style-blend"}},
+        TRAIN: {"required": False, "help": "the style image the network learns, or several, comma-separated, blended "
+                                           "by --style-blend (required, except with --arbitrary)"}},
          required=True, metavar="FILE[,FILE...]", type=_image_list,
          help="style image, or several, comma-separated, blended by --style-blend"),
     _opt("--content-masks", _IMAGES, {RUN, COMPARE, BATCH}, default=None, metavar="FILE[,FILE...]", type=_image_list,
@@ -122,7 +123,10 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("--alpha", _IMAGES, {RUN}, type=float, default=1.0, metavar="A",
          help="with an AdaIN --model: the content-style trade-off, A x stylised + (1 - A) x the content's own "
               "features, in [0, 1] (default: %(default)s)"),
-    _opt("--styles", _IMAGES, {BATCH}, metavar="DIR|GLOB", help="style images: a folder, a glob pattern or a file"),
+    _opt("--styles", _IMAGES, {BATCH, TRAIN}, {
+        TRAIN: {"help": "with --arbitrary: the style images the decoder learns from, a folder or a glob pattern (each "
+                        "at least --size pixels on its shorter side)"}},
+         metavar="DIR|GLOB", help="style images: a folder, a glob pattern or a file"),
     _opt("--output", _IMAGES, ALL | TRAINS, {
         TRAIN: {"metavar": "FILE", "help": "the trained network, .safetensors; its checkpoint is kept beside it, "
                                            "as STEM.checkpoint.safetensors"},
@@ -178,7 +182,8 @@ OPTIONS: Tuple[Option, ...] = (
          type=int, default=None, help=f"optimizer iterations (default: {PRESET})"),
     _opt("--optimizer", _ALGO, default=None, choices=list(OPTIMIZERS),
          help=f"default: {PRESET}; `multistyle backends` lists whose code computes each"),
-    _opt("--lr", _ALGO, ALL | TRAINS, {TRAIN: {"default": 1e-3, "help": "Adam's learning rate (default: %(default)s)"}},
+    _opt("--lr", _ALGO, ALL | TRAINS, {TRAIN: {"help": "Adam's learning rate (default: 1e-3; with --arbitrary 1e-4, "
+                                              "the AdaIN port's)"}},
          type=float, default=None, help=f"learning rate (default: Adam {PRESET}; L-BFGS 1; RMSprop 0.01)"),
     _opt("--lr-decay", _ALGO, type=float, default=None,
          help=f"multiply the rate by this every --lr-decay-every epochs (default: {PRESET})"),
@@ -257,6 +262,11 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("--num-gpus", "engine", {BATCH}, type=float, default=None, metavar="N",
          help="ray engine: GPUs per job (default: 1 where the cluster has GPUs, else 0)"),
     # -- train: the network and the schedule ------------------------------------------------------------------
+    _opt("--arbitrary", "training", TRAINS, action="store_true",
+         help="train an AdaIN network (Huang & Belongie 2017), which stylises with any style image at run time: its "
+              "decoder learns from --contents and --styles against its encoder, VGG-19 to relu4_1 (--weights: "
+              "imagenet, a VGG-19 file or the normalised vgg_normalised.pth); content weight 1, style weight 10 "
+              "unless given; --size a multiple of 8 (docs: Arbitrary style)"),
     _opt("--iterations", "training", TRAINS, type=int, default=2000, metavar="N",
          help="Adam steps, one batch each (default: %(default)s)"),
     _opt("--batch-size", "training", TRAINS, type=int, default=4, metavar="N", help="crops per step (default: %(default)s)"),

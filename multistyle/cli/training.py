@@ -8,7 +8,7 @@ import sys
 import time
 import warnings
 from dataclasses import replace
-from typing import Dict, List
+from typing import Any, Callable, Dict, List
 
 from .. import memory
 from ..backend import backend_names, parse_device
@@ -22,8 +22,16 @@ from .options import settings_from
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    options = TrainOptions(size=args.size, batch_size=args.batch_size, iterations=args.iterations, lr=args.lr,
-                           width=args.width, checkpoint_every=args.checkpoint_every)
+    if args.arbitrary:
+        return _train_arbitrary(args)
+    if not args.style:
+        raise MultistyleError("--style: required (the style image the network learns), unless --arbitrary trains a "
+                              "network for any style from --styles")
+    if args.styles:
+        raise MultistyleError("--styles: a per-style network learns one --style; --styles is for --arbitrary")
+    options = TrainOptions(size=args.size, batch_size=args.batch_size, iterations=args.iterations,
+                           lr=1e-3 if args.lr is None else args.lr, width=args.width,
+                           checkpoint_every=args.checkpoint_every)
     options.check()
     # --lr is Adam's over the network (TrainOptions), not the image optimisation's rate of the settings.
     settings = replace(settings_from(args), lr=None).resolved()
@@ -45,6 +53,57 @@ def cmd_train(args: argparse.Namespace) -> int:
         if limit is not None:
             print(f"fits in --max-memory {args.max_memory} ({memory.format_bytes(limit)})")
         return 0
+    return _training_run(args, options, lambda callback: train(
+        args.style, args.contents, output=args.output, backend=args.backend, device=args.device, weights=args.weights,
+        options=options, settings=settings, resume=args.resume, callback=callback, max_pixels=args.max_pixels,
+        max_memory=limit))
+
+
+def _train_arbitrary(args: argparse.Namespace) -> int:
+    """``train --arbitrary``: AdaIN's decoder, from --contents and --styles."""
+    from ..nets.adain_training import CONTENT_WEIGHT, LR, STYLE_WEIGHT, check_memory, check_options, train_arbitrary
+
+    if not args.styles:
+        raise MultistyleError("--styles: required with --arbitrary (a folder or glob of style images to learn from)")
+    for option, given in (("--style", args.style), ("--style-layers", args.style_layers),
+                          ("--content-layers", args.content_layers), ("--tv-weight", args.tv_weight),
+                          ("--style-blend", args.style_blend), ("--style-scale", args.style_scale)):
+        if given is not None:
+            raise MultistyleError(f"{option}: does not apply to --arbitrary, whose loss is AdaIN's (content at "
+                                  f"relu4_1, mean and standard deviation at relu1_1..relu4_1); leave it out")
+    options = TrainOptions(size=args.size, batch_size=args.batch_size, iterations=args.iterations,
+                           lr=LR if args.lr is None else args.lr, checkpoint_every=args.checkpoint_every)
+    check_options(options)
+    if args.backend not in backend_names():
+        raise MultistyleError(f"--backend: unknown backend {args.backend!r}; choose from {', '.join(backend_names())}")
+    kind, number = parse_device(args.device)
+    device = f"gpu:{number or 0}" if kind == "gpu" else "cpu"
+    limit = None if args.max_memory is None else memory.parse_bytes(args.max_memory)
+    content_weight = CONTENT_WEIGHT if args.content_weight is None else args.content_weight
+    style_weight = STYLE_WEIGHT if args.style_weight is None else args.style_weight
+    if args.plan:
+        photos = Photos(args.contents, options.size, args.max_pixels)
+        paintings = Photos(args.styles, options.size, args.max_pixels, option="--styles", what="style images")
+        print(f"plan: train an AdaIN decoder on {args.backend} ({device}) for {options.iterations} iterations of "
+              f"{options.batch_size} content and {options.batch_size} style crops of {options.size}x{options.size}, "
+              f"from {len(photos)} photos and {len(paintings)} style images; Adam lr {options.lr:g}, content weight "
+              f"{content_weight:g}, style weight {style_weight:g}")
+    predicted = check_memory(None if args.plan else limit, args.backend, device, options)
+    if args.plan:
+        print(f"predicted peak memory: {predicted.describe()}")
+        check_memory(limit, args.backend, device, options)
+        if limit is not None:
+            print(f"fits in --max-memory {args.max_memory} ({memory.format_bytes(limit)})")
+        return 0
+    return _training_run(args, options, lambda callback: train_arbitrary(
+        args.contents, args.styles, output=args.output, backend=args.backend, device=args.device,
+        weights=args.weights, options=options, content_weight=content_weight, style_weight=style_weight,
+        seed=args.seed, resume=args.resume, callback=callback, max_pixels=args.max_pixels, max_memory=limit))
+
+
+def _training_run(args: argparse.Namespace, options: TrainOptions, run: Callable[[Callable[[Dict[str, float]], None]],
+                  Any]) -> int:
+    """A training run as ``train`` shows it: a warning for random weights, progress, Ctrl-C, the last line."""
     kind, _ = parse_weights_spec(args.weights)
     if kind == "random":
         print("multistyle: warning: VGG-19 has random weights (untrained): the network will not learn a style. "
@@ -63,9 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UntrainedWeightsWarning)
-            network = train(args.style, args.contents, output=args.output, backend=args.backend, device=args.device,
-                            weights=args.weights, options=options, settings=settings, resume=args.resume,
-                            callback=on_iteration, max_pixels=args.max_pixels, max_memory=limit)
+            network = run(on_iteration)
     except KeyboardInterrupt:
         bar.close()
         kept = (f"the last checkpoint is {ckpt}; continue with --resume" if os.path.exists(ckpt)

@@ -226,6 +226,26 @@ def feature_size(height: int, width: int) -> Tuple[int, int]:
     return -(-height // 8), -(-width // 8)
 
 
+def decoder_activation_elements(height: int, width: int) -> int:
+    """Floats the decoder's pass creates for a picture of ``height`` x ``width`` (padded and upsampled inputs
+    included): what a backward pass keeps, for the memory plan of training."""
+    h, w = feature_size(height, width)
+    total, c = 0, 512
+    for op in DECODER:
+        if op.kind == "up":
+            h, w = 2 * h, 2 * w
+            total += c * h * w
+            continue
+        total += c * (h + 2) * (w + 2) + op.out_channels * h * w * (2 if op.relu else 1)
+        c = op.out_channels
+    return total
+
+
+def decoder_parameter_count() -> int:
+    """Floats of the decoder's parameters (3,505,219)."""
+    return int(sum(np.prod(shape) for shape in decoder_shapes().values()))
+
+
 # -- the statistics and the transform -----------------------------------------------------------------------
 def rows(B: Any, x: Any) -> Tuple[Any, Tuple[int, int, int, int]]:
     """A map in the layers' layout as a ``(N·C, H·W)`` matrix (one row per image and channel), and its NCHW shape."""

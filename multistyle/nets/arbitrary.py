@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import __version__
-from ..errors import MultistyleError, WeightsError
+from ..errors import MultistyleError
 from ..images import atomic_path
 from ..vgg import canonical_weights, load_npz, parse_weights_spec
 from . import adain
