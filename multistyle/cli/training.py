@@ -140,17 +140,28 @@ def _training_run(args: argparse.Namespace, options: TrainOptions, run: Callable
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..nets.files import StyleNetwork
+    from ..nets.arbitrary import ArbitraryNetwork
     from ..nets.onnx_export import export_onnx
+    from ..nets.stylize import load_model
 
-    network = StyleNetwork.load(args.model, "MODEL")
+    network = load_model(args.model, args.weights, "MODEL")
     export_onnx(network, args.onnx)
-    print(f"wrote {args.onnx} ({network.describe()}; input 'image' and output 'stylized': 1x3xHxW RGB in [0, 1])")
+    if isinstance(network, ArbitraryNetwork):
+        signature = ("inputs 'content' and 'style' (1x3xHxW RGB in [0, 1], sizes dynamic) and 'alpha' (a scalar), "
+                     "output 'stylized' (the content's size)")
+    else:
+        signature = "input 'image' and output 'stylized': 1x3xHxW RGB in [0, 1]"
+    print(f"wrote {args.onnx} ({network.describe()}; {signature})")
     return 0
 
 
 def add_export_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a style network: .safetensors, or a PyTorch examples .pth")
+    parser.add_argument("model", metavar="MODEL", help="a trained network: .safetensors, a PyTorch examples .pth, "
+                                                       "or an AdaIN decoder.pth (with --weights)")
     parser.add_argument("--onnx", required=True, metavar="FILE",
                         help="write the network as an ONNX graph (input 'image', output 'stylized', 1x3xHxW in "
-                             "[0, 1], H and W dynamic); needs pip install 'multistyle[onnx]'")
+                             "[0, 1], H and W dynamic; an AdaIN network's inputs are 'content', 'style' and "
+                             "'alpha'); needs pip install 'multistyle[onnx]'")
+    parser.add_argument("--weights", default="imagenet", metavar="FILE",
+                        help="an AdaIN decoder.pth's encoder: the normalised VGG-19 it was trained with "
+                             "(vgg_normalised.pth)")

@@ -432,3 +432,31 @@ def test_bad_train_arbitrary_input_is_one_line(folders, image_files, tmp_path, c
     assert main(args) == 2
     one_error_line(capsys.readouterr().err, message)
     assert not output.exists()
+
+
+@needs_a_backend
+def test_the_onnx_export_matches(published, tmp_path, capsys):
+    """``export --onnx`` of the port's files: onnxruntime's picture for a content and a style of other (odd)
+    sizes, at alpha 1 and 0.3, is the oracle's, and the backend's."""
+    from support.needs import require
+
+    require("onnx")
+    import onnxruntime
+
+    vgg, dec, params = published
+    graph = tmp_path / "adain.onnx"
+    assert main(["export", dec, "--weights", vgg, "--onnx", str(graph)]) == 0
+    assert "'content' and 'style'" in capsys.readouterr().out
+    session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["content", "style", "alpha"]
+    content, style = _pixels(13, 19, 26), _pixels(14, 30, 17)
+    from multistyle import get_backend
+
+    run = ArbitraryRunner(get_backend(ONE_BACKEND, "cpu"), load_model(dec, vgg))
+    for alpha in (1.0, 0.3):
+        (y,) = session.run(None, {"content": content.transpose(2, 0, 1)[None], "alpha": np.array(alpha, np.float32),
+                                  "style": style.transpose(2, 0, 1)[None]})
+        got = y[0].transpose(1, 2, 0)
+        expected = np.clip(_oracle_picture(params, content, [style], alpha=alpha), 0, 1)
+        _close(got, expected, f"onnxruntime at alpha {alpha}")
+        _close(got, np.clip(run(content, [style], alpha=alpha), 0, 1), f"onnxruntime against {ONE_BACKEND}")

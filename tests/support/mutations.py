@@ -365,7 +365,8 @@ MUTATIONS: Tuple[Mutation, ...] = (
              "multistyle/optim.py", 'self.t = int(np.asarray(state["t"]).reshape(-1)[0]) if "t" in state else 0',
              "self.t = 0", (f"{T_TRAIN}::test_resume_equals_an_uninterrupted_run",)),
     Mutation("onnx-upsampling-not-nearest", "the ONNX export equals the backend's picture within 1 level",
-             "multistyle/nets/onnx_export.py", 'mode="nearest",', 'mode="linear",',
+             "multistyle/nets/onnx_export.py", 'x = g.node("Resize", [x, "", "upsample_scales"], mode="nearest",',
+             'x = g.node("Resize", [x, "", "upsample_scales"], mode="linear",',
              (f"{T_TRAIN}::test_train_then_run_then_export",)),
     # -- AdaIN (any style) ------------------------------------------------------------------------------------------
     Mutation("adain-biased-variance", "AdaIN matches the public PyTorch port's picture (its calc_mean_std)",
@@ -378,6 +379,9 @@ MUTATIONS: Tuple[Mutation, ...] = (
              "multistyle/nets/adain.py", "out = matrix * B.asarray((1.0 - total * share)",
              "out = matrix * B.asarray((0.0 * total * share)",
              (f"{T_ADAIN}::test_masks_give_each_region_its_styles_statistics",)),
+    Mutation("adain-onnx-floor-pools", "export --onnx gives the backend's picture",
+             "multistyle/nets/onnx_export.py", "ceil_mode=1", "ceil_mode=0",
+             (f"{T_ADAIN}::test_the_onnx_export_matches",)),
     # -- the release ------------------------------------------------------------------------------------------------
     Mutation("version-printed-not-the-packages", "multistyle --version says the package's version",
              "multistyle/cli/__init__.py", 'version=f"multistyle {__version__}"', 'version="multistyle 0.1"',
