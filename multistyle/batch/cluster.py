@@ -129,7 +129,18 @@ def run_ray(ray: Any, payloads: Dict[int, Dict[str, Any]], cpus: float, gpus: fl
     load = ray.remote(_load_remote).options(num_cpus=min(1, cpus), num_gpus=0, max_retries=retries)
     # Weights and images go into the object store once; every job gets references, not copies.
     deepest: Dict[Tuple[str, str], int] = {}
+    networks: Dict[Tuple[str, str], Any] = {}
     for payload in payloads.values():
+        if payload.get("network"):  # an AdaIN network: read here once, sent through the object store
+            key = (payload["network"], payload["weights"])
+            if key not in networks:
+                from ..nets.stylize import load_model
+
+                try:
+                    networks[key] = ray.put(load_model(*key))
+                except MultistyleError as exc:
+                    networks[key] = ray.put(str(exc))
+            continue
         if payload.get("model"):  # a style network's pass reads no VGG-19
             continue
         owner = weights_owner(payload)
@@ -156,7 +167,9 @@ def run_ray(ray: Any, payloads: Dict[int, Dict[str, Any]], cpus: float, gpus: fl
 
     futures = {}
     for index, payload in payloads.items():
-        futures[run.remote(payload, weights.get(weights_owner(payload)), image_ref(payload["content"]),
+        loaded = (networks[payload["network"], payload["weights"]] if payload.get("network") else
+                  weights.get(weights_owner(payload)))
+        futures[run.remote(payload, loaded, image_ref(payload["content"]),
                            *[image_ref(path) for path in payload["style"]])] = index
     try:
         while futures:

@@ -41,6 +41,11 @@ class BatchJob:
     source: str = ""
     #: The style entry is a trained style network (``batch --model``): one pass, no VGG-19, no optimisation.
     model: bool = False
+    #: An AdaIN network's file (``batch --model`` with any style): one pass with the style images; ``weights``
+    #: is then a published decoder's encoder.
+    network: str = ""
+    #: AdaIN's content-style trade-off (``--alpha``).
+    alpha: float = 1.0
 
     def to_payload(self) -> Dict[str, Any]:
         """What a worker process needs to run this job: plain values, picklable, no framework objects;
@@ -49,7 +54,8 @@ class BatchJob:
         return {"content": self.content, "style": list(self.style), "backend": self.backend, "device": self.device,
                 "weights": self.weights, "size": self.size, "max_pixels": self.max_pixels,
                 "deterministic": self.deterministic, "settings": settings_dict(resolved),
-                "last": deepest_index(resolved.layers), "model": self.model}
+                "last": deepest_index(resolved.layers), "model": self.model, "network": self.network,
+                "alpha": self.alpha}
 
     @classmethod
     def from_payload(cls, payload: Dict[str, Any]) -> "BatchJob":

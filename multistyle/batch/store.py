@@ -75,6 +75,17 @@ def job_key(job: BatchJob) -> str:
     if job.model:  # one pass of a network: the file (the style entry), the backend and the size are all it reads
         identity = {"content": file_sha256(job.content), "model": file_sha256(job.style[0]), "backend": job.backend,
                     "size": "content" if job.size is None else _size_text(job.size), "version": 1}
+    elif job.network:  # one pass of an AdaIN network: its file (and a decoder's encoder), the styles, the controls
+        resolved = job.settings.resolved()
+        masks = resolved.content_masks
+        identity = {"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],
+                    "network": file_sha256(job.network), "backend": job.backend, "alpha": job.alpha,
+                    "encoder": "" if job.network.lower().endswith(".safetensors") else _weights_identity(job.weights),
+                    "size": "content" if job.size is None else _size_text(job.size),
+                    "controls": {"style_blend": resolved.style_blend, "style_scale": resolved.style_scale,
+                                 "preserve_color": resolved.preserve_color,
+                                 "content_masks": masks and [file_sha256(path) for path in masks]},
+                    "version": 1}
     else:
         settings = settings_dict(job.settings.resolved())
         for name, before in NEWER_SETTINGS.items():

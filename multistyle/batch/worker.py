@@ -57,6 +57,8 @@ def execute(payload: Dict[str, Any], loaded: Union[None, str, LoadedWeights] = N
         content = images.load_image(payload["content"], "--content", limit, data=content_data)
         if payload.get("model"):
             return _one_pass(payload, content, style_data[0] if style_data else None, started)
+        if payload.get("network"):
+            return _adain_pass(payload, content, loaded, style_data, started)
         datas = list(style_data) or [None] * len(payload["style"])
         styles = [images.load_image(path, "--style", limit, data=data) for path, data in zip(payload["style"], datas)]
         backend = _cached_backend(payload["backend"], payload["device"])
@@ -101,6 +103,36 @@ def _one_pass(payload: Dict[str, Any], content: Any, data: Optional[bytes], star
             "device": result.device, "framework": backend.framework_version(), "weights": "",
             "untrained": False, "size": list(result.size), "stopped": "", "seconds": time.perf_counter() - started,
             "host": platform.node(), "pid": os.getpid(), "weights_reused": False}
+
+
+_networks: Dict[Tuple[str, str], Any] = {}
+
+
+def _adain_pass(payload: Dict[str, Any], content: Any, network: Any, style_data: Tuple[bytes, ...],
+                started: float) -> Dict[str, Any]:
+    """A ``batch --model`` job of an AdaIN network: the network (read here once per worker, or sent by Ray's
+    object store) with the job's style images, in one pass."""
+    from ..nets.stylize import load_model, stylize
+
+    if network is None:
+        key = (payload["network"], payload["weights"])
+        if key not in _networks:
+            _networks[key] = load_model(payload["network"], payload["weights"])
+        network = _networks[key]
+    limit = payload["max_pixels"]
+    datas = list(style_data) or [None] * len(payload["style"])
+    styles = [images.load_image(path, "--style", limit, data=data) for path, data in zip(payload["style"], datas)]
+    settings = payload["settings"]
+    backend = _cached_backend(payload["backend"], payload["device"])
+    result = stylize(network, content, style=styles, backend=backend, size=payload["size"], max_pixels=limit,
+                     preserve_color=settings["preserve_color"], alpha=payload["alpha"],
+                     style_blend=settings["style_blend"], content_masks=settings["content_masks"],
+                     style_scale=settings["style_scale"])
+    return {"status": "done", "image": result.image, "history": [], "backend": result.backend,
+            "device": result.device, "framework": backend.framework_version(),
+            "weights": network.metadata["encoder"], "untrained": network.untrained, "size": list(result.size),
+            "stopped": "", "seconds": time.perf_counter() - started, "host": platform.node(), "pid": os.getpid(),
+            "weights_reused": False}
 
 
 def fault_injection(payload: Dict[str, Any]) -> Optional[Callable[..., None]]:

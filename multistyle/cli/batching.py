@@ -36,30 +36,44 @@ def _batch_job(args: argparse.Namespace, content: str, style: List[str], backend
         if settings.style_blend is not None and len(settings.style_blend) != len(style):
             raise MultistyleError(blend_mismatch(len(settings.style_blend), len(style)))
         read_masks(settings, len(style), args.max_pixels)  # each job's masks checked before any job runs
+        if args.model:
+            from ..nets.adain import check_alpha
+
+            check_alpha(args.alpha)
     except MultistyleError as exc:
         raise MultistyleError(prefix + str(exc)) from None
-    model = bool(getattr(args, "model", None))
-    size = (None if args.size is None else str(args.size)) if model else str(args.size or _DEFAULT_SIZE)
+    network = getattr(args, "adain", "")
+    model = bool(getattr(args, "model", None)) and not network
+    size = (None if args.size is None else str(args.size)) if args.model else str(args.size or _DEFAULT_SIZE)
     return BatchJob(content=content, style=style, backend=backend, device=args.device, weights=args.weights,
                     size=size, max_pixels=args.max_pixels, deterministic=args.deterministic,
-                    settings=settings, source=source, model=model)
+                    settings=settings, source=source, model=model, network=network, alpha=args.alpha)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from .. import batch
 
+    args.adain = ""
     if args.model:
-        if args.jobs or args.styles:
+        from ..nets.adain import check_alpha
+        from ..nets.arbitrary import ArbitraryNetwork
+        from ..nets.stylize import load_model
+
+        check_alpha(args.alpha)
+        network = load_model(args.model, args.weights)  # a one-line error now, not one per job
+        if isinstance(network, ArbitraryNetwork):  # any style: every content x every style, as without --model
+            args.adain = args.model
+        elif args.jobs or args.styles:
             raise MultistyleError("--model: the network is every job's style; give --contents only, not --styles "
                                   "or a JOBS file")
-        if not args.contents:
+        elif not args.contents:
             raise MultistyleError("--model: give --contents, the images to stylise")
-        from ..nets.files import StyleNetwork
-
-        StyleNetwork.load(args.model)  # a one-line error now, not one per job
+        elif args.alpha != 1.0:
+            raise MultistyleError(f"--alpha: {args.model} is a per-style network, trained for one style; --alpha "
+                                  f"works with an AdaIN network (any style)")
     if args.jobs and (args.contents or args.styles):
         raise MultistyleError("give either a JOBS file or --contents and --styles, not both")
-    if not args.jobs and not (args.contents and (args.styles or args.model)):
+    if not args.jobs and not (args.contents and (args.styles or (args.model and not args.adain))):
         raise MultistyleError("give --contents and --styles (every pair runs), or a JOBS.csv or JOBS.json file")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise MultistyleError(f"--output: {args.output!r} is a file; batch writes a folder")
@@ -80,10 +94,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
             jobs += [_batch_job(job_args, row["content"], row["style"], name, row["source"]) for name in names]
     else:
         contents = batch.expand_images(args.contents, "--contents")
-        styles = [args.model] if args.model else batch.expand_images(args.styles, "--styles")
+        styles = [args.model] if args.model and not args.adain else batch.expand_images(args.styles, "--styles")
         jobs = [_batch_job(args, content, [style], backend, "")
                 for content in contents for style in styles for backend in backends]
     untrained = any(parse_weights_spec(job.weights)[0] == "random" and not job.model for job in jobs)
+    if args.adain:
+        untrained = network.untrained
     try:
         data = batch.run_batch(jobs, args.output, engine=args.engine, workers=args.workers, retries=args.retries,
                                ray_address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,

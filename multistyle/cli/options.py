@@ -120,7 +120,7 @@ OPTIONS: Tuple[Option, ...] = (
          metavar="FILE",
          help="stylise with a trained style network (.safetensors from multistyle train, or a PyTorch examples "
               "fast_neural_style .pth) in one pass, instead of optimising; needs no --style and no VGG-19"),
-    _opt("--alpha", _IMAGES, {RUN}, type=float, default=1.0, metavar="A",
+    _opt("--alpha", _IMAGES, {RUN, COMPARE, BATCH}, type=float, default=1.0, metavar="A",
          help="with an AdaIN --model: the content-style trade-off, A x stylised + (1 - A) x the content's own "
               "features, in [0, 1] (default: %(default)s)"),
     _opt("--styles", _IMAGES, {BATCH, TRAIN}, {

@@ -9,6 +9,8 @@ twenty convolutions rtol 1e-4 and 1e-4 x the largest value.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -460,3 +462,36 @@ def test_the_onnx_export_matches(published, tmp_path, capsys):
         expected = np.clip(_oracle_picture(params, content, [style], alpha=alpha), 0, 1)
         _close(got, expected, f"onnxruntime at alpha {alpha}")
         _close(got, np.clip(run(content, [style], alpha=alpha), 0, 1), f"onnxruntime against {ONE_BACKEND}")
+
+
+@needs_a_backend
+def test_batch_runs_every_content_with_every_style_and_resumes(published, image_files, tmp_path, capsys):
+    """``batch --model`` with an AdaIN network: contents x styles, the pictures ``stylize`` gives; run again,
+    everything is skipped; a new --alpha is another job (its key differs)."""
+    import json
+
+    from multistyle import images
+
+    vgg, dec, _ = published
+    model = str(tmp_path / "adain.safetensors")
+    load_model(dec, vgg).save(model)
+    folder = tmp_path / "styles"
+    folder.mkdir()
+    for i in range(2):
+        images.save_image(np.random.default_rng(20 + i).integers(0, 256, (20 + 4 * i, 28, 3)).astype(np.uint8),
+                          str(folder / f"s{i}.png"))
+    args = ["batch", "--model", model, "--contents", image_files["content"], "--styles", str(folder), "--output",
+            str(tmp_path / "out"), "--backend", ONE_BACKEND, "--device", "cpu", "--quiet", "--alpha", "0.7"]
+    assert main(args) == 0
+    assert "2 jobs: 2 done" in capsys.readouterr().out
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["jobs"]
+    for row in results:
+        style = row["style"] if os.path.isabs(row["style"]) else os.path.join(str(folder), row["style"])
+        expected = stylize(model, image_files["content"], style=style, backend=ONE_BACKEND, device="cpu", alpha=0.7)
+        picture = np.asarray(Image.open(tmp_path / "out" / row["output"])).astype(int)
+        assert np.abs(picture - expected.image.astype(int)).max() <= 1, row["style"]
+    assert main(args) == 0
+    assert "2 skipped" in capsys.readouterr().out
+    args[args.index("--alpha") + 1] = "0.5"
+    assert main(args) == 0
+    assert "2 jobs: 2 done" in capsys.readouterr().out
