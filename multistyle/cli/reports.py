@@ -81,17 +81,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _compare_model(args: argparse.Namespace, backends: List[str]) -> int:
     """``compare --model``: the network's picture and time on each backend."""
+    from ..nets.arbitrary import ArbitraryNetwork
     from ..nets.compare import compare_model
+    from ..nets.stylize import load_model
 
-    if args.style:
+    arbitrary = isinstance(load_model(args.model, args.weights), ArbitraryNetwork)
+    if args.style and not arbitrary:
         raise MultistyleError("--style: a trained network (--model) has its style built in; drop --style")
+    if args.alpha != 1.0 and not arbitrary:
+        raise MultistyleError(f"--alpha: {args.model} is a per-style network, trained for one style; --alpha works "
+                              f"with an AdaIN network (any style)")
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise MultistyleError(f"--output: {args.output!r} is a file; compare writes a folder")
     size = None
     if args.size is not None:
         size = target_size(images.load_image(args.content, "--content", args.max_pixels), args.size)
     data = compare_model(backends, args.output, args.model, args.content, size, args.device,
-                         max_pixels=args.max_pixels, command=command_line(sys.argv[1:] if args.argv is None else args.argv))
+                         max_pixels=args.max_pixels, command=command_line(sys.argv[1:] if args.argv is None else args.argv),
+                         weights=args.weights, styles=args.style or (), alpha=args.alpha, settings=settings_from(args))
     for row in data["backends"]:
         print(f"{row['backend']:14} first pass {row['first']:.3f} s, warm {row['warm']:.3f} s, "
               f"{row['max_diff']} levels from {data['backends'][0]['backend']} at most")

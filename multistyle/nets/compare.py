@@ -23,14 +23,24 @@ from ..errors import MultistyleError
 from ..measure import call_isolated, usable_backends
 
 
-def time_model(backend: str, device: str, model: str, pixels: np.ndarray, repeats: int) -> Dict[str, Any]:
-    """In a child process: the picture of ``model`` on ``backend`` and the seconds of each pass."""
+def time_model(backend: str, device: str, model: str, pixels: np.ndarray, repeats: int, weights: str = "imagenet",
+               arbitrary: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """In a child process: the picture of ``model`` on ``backend`` and the seconds of each pass.  An AdaIN
+    network takes ``arbitrary`` (its runner's keywords: the styles' pixels, blend, masks, alpha; content pixels
+    in [0, 1]), and each pass encodes the styles again."""
     from ..backend import get_backend
-    from .files import StyleNetwork
-    from .stylize import Runner
+    from .arbitrary import ArbitraryRunner
+    from .stylize import Runner, load_model
 
     B = get_backend(backend, device)
-    run = Runner(B, StyleNetwork.load(model))
+    network = load_model(model, weights)
+    if arbitrary is None:
+        run = Runner(B, network)
+    else:
+        runner = ArbitraryRunner(B, network)
+
+        def run(content: np.ndarray) -> np.ndarray:
+            return runner(content, **arbitrary) * 255.0
     seconds: List[float] = []
     out = None
     for _ in range(1 + repeats):
@@ -44,14 +54,33 @@ def time_model(backend: str, device: str, model: str, pixels: np.ndarray, repeat
 
 def compare_model(backends: Sequence[str], folder: str, model: str, content: str, size: Optional[Tuple[int, int]],
                   device: str = "auto", repeats: int = 3, max_pixels: int = images.DEFAULT_MAX_PIXELS,
-                  command: str = "") -> Dict[str, Any]:
-    """Run ``model`` on each usable backend and write ``index.html`` and ``report.json`` into ``folder``."""
-    from .files import StyleNetwork
+                  command: str = "", weights: str = "imagenet", styles: Sequence[str] = (), alpha: float = 1.0,
+                  settings: Any = None) -> Dict[str, Any]:
+    """Run ``model`` on each usable backend and write ``index.html`` and ``report.json`` into ``folder``.  An
+    AdaIN network also takes ``styles`` (paths), ``alpha`` and ``settings`` (their blend, masks, scale and
+    colour; :class:`~multistyle.settings.Settings`), as ``run --model`` does."""
+    from .arbitrary import ArbitraryNetwork, style_inputs
+    from .stylize import load_model
 
-    network = StyleNetwork.load(model)
+    network = load_model(model, weights)
     image = images.load_image(content, "--content", max_pixels)
     shape = size or (image.size[1], image.size[0])
-    pixels = images.resize_pixels(image, shape) * np.float32(255.0)
+    pixels = images.resize_pixels(image, shape)
+    arbitrary = None
+    if isinstance(network, ArbitraryNetwork):
+        from ..transfer import _masks, read_masks
+        from .adain import check_alpha
+
+        if not styles:
+            raise MultistyleError(f"--style: {model} is an AdaIN network, which stylises with any style image; give "
+                                  f"one with --style")
+        resolved = settings.resolved()
+        style_images = [images.load_image(path, "--style", max_pixels) for path in styles]
+        arbitrary = {"styles": style_inputs(style_images, shape, resolved, pixels), "blend": resolved.style_blend,
+                     "masks": _masks(read_masks(resolved, len(styles), max_pixels), shape),
+                     "alpha": check_alpha(alpha)}
+    else:
+        pixels = pixels * np.float32(255.0)
     usable, unusable = usable_backends(backends)
     if not usable:
         raise MultistyleError("--backends: none of " + ", ".join(backends) + " is usable: " + "; ".join(unusable.values()))
@@ -65,7 +94,7 @@ def compare_model(backends: Sequence[str], folder: str, model: str, content: str
     for name in usable:
         print(f"compare: running {name} ...", file=sys.stderr, flush=True)
         try:
-            rows.append(call_isolated(time_model, name, device, model, pixels, repeats))
+            rows.append(call_isolated(time_model, name, device, model, pixels, repeats, weights, arbitrary))
         except MultistyleError as exc:
             failed[name] = str(exc)
     if not rows:
@@ -75,8 +104,11 @@ def compare_model(backends: Sequence[str], folder: str, model: str, content: str
         diff = np.abs(row["image"].astype(np.int16) - reference)
         row["max_diff"], row["mean_diff"] = int(diff.max()), float(diff.mean())
         images.save_image(row["image"], os.path.join(folder, f"{row['backend']}.png"))
-    images.save_image(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), os.path.join(folder, "content.png"))
+    content_pixels = pixels * 255.0 if arbitrary else pixels
+    images.save_image(np.clip(np.rint(content_pixels), 0, 255).astype(np.uint8), os.path.join(folder, "content.png"))
     data = {"command": command, "model": model, "network": network.describe(), "size": list(shape),
+            "styles": [os.path.basename(path) for path in styles] if arbitrary else [],
+            "alpha": arbitrary["alpha"] if arbitrary else None,
             "repeats": repeats, "unusable": unusable, "failed": failed,
             "backends": [{k: v for k, v in row.items() if k != "image"} for row in rows]}
     with images.atomic_write(os.path.join(folder, "report.json")) as handle:
@@ -100,7 +132,9 @@ def _render(data: Dict[str, Any]) -> str:
                      f"<td>{row['first']:.3f}</td><td>{row['warm']:.3f}</td><td>{row['max_diff']}</td>"
                      f"<td>{row['mean_diff']:.3f}</td></tr>")
     table.append("</table>")
-    notes = [f"<p>{html.escape(data['network'])}, at {data['size'][0]}x{data['size'][1]}. Differences are in "
+    styled = (f" with {html.escape(', '.join(data['styles']))}, alpha {data['alpha']:g} (each pass encodes the "
+              f"style again)" if data.get("styles") else "")
+    notes = [f"<p>{html.escape(data['network'])}{styled}, at {data['size'][0]}x{data['size'][1]}. Differences are in "
              "0..255 levels. The first pass includes each framework's one-time work (compilation, kernel choice).</p>"]
     notes += [f"<p class='failed'>{html.escape(name)} did not run: {html.escape(reason)}</p>"
               for name, reason in {**data["unusable"], **data["failed"]}.items()]

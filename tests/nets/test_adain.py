@@ -495,3 +495,23 @@ def test_batch_runs_every_content_with_every_style_and_resumes(published, image_
     args[args.index("--alpha") + 1] = "0.5"
     assert main(args) == 0
     assert "2 jobs: 2 done" in capsys.readouterr().out
+
+
+@needs_a_backend
+def test_compare_runs_the_network_with_a_style_on_each_backend(published, image_files, tmp_path, capsys):
+    """``compare --model`` with an AdaIN network and a style: each backend's picture in the report, which names
+    the style and alpha; the picture is ``stylize``'s."""
+    import json
+
+    vgg, dec, _ = published
+    out = tmp_path / "report"
+    assert main(["compare", "--model", dec, "--weights", vgg, "--content", image_files["content"], "--style",
+                 image_files["style"], "--alpha", "0.6", "--backends", ONE_BACKEND, "--device", "cpu", "--output",
+                 str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["styles"] == ["style.jpg"] and report["alpha"] == 0.6
+    assert "alpha 0.6" in (out / "index.html").read_text()
+    expected = stylize(dec, image_files["content"], style=image_files["style"], backend=ONE_BACKEND, device="cpu",
+                       weights=vgg, alpha=0.6).image.astype(int)
+    picture = np.asarray(Image.open(out / f"{ONE_BACKEND}.png")).astype(int)
+    assert np.abs(picture - expected).max() <= 1
