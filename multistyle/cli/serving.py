@@ -54,11 +54,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.max_upload_mb > 0:
         raise MultistyleError(f"--max-upload-mb: expected a positive number, got {args.max_upload_mb}")
     names = backend_list(args.backends) if args.backends is not None else []
-    network = ""
+    network, arbitrary = "", False
     if args.model:
-        from ..nets.files import StyleNetwork
+        from ..nets.arbitrary import ArbitraryNetwork, encoder_spec
+        from ..nets.stylize import load_model
 
-        network = StyleNetwork.load(args.model).describe()
+        loaded = load_model(args.model, encoder_spec(args.model, args.weights))
+        network, arbitrary = loaded.describe(), isinstance(loaded, ArbitraryNetwork)
     if not is_loopback(args.host):
         print(f"multistyle: warning: --host {args.host}: anyone who can reach this machine on that network can "
               "use the page, run jobs on it and upload images", file=sys.stderr)
@@ -66,13 +68,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def prepare() -> Tuple[Dict[str, Dict[str, Any]], str]:
         print("multistyle serve: checking which backends are installed ...", file=sys.stderr, flush=True)
         backends = backend_table(names)
-        return backends, render(backends, args.weights, network)
+        return backends, render(backends, args.weights, network, arbitrary)
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
         serve(host=args.host, port=args.port, weights=args.weights, device=args.device, max_pixels=args.max_pixels,
               max_upload=int(args.max_upload_mb * 2 ** 20), prepare=prepare, open_browser=args.open,
-              model=args.model)
+              model=args.model, arbitrary=arbitrary)
     except KeyboardInterrupt:
         pass
     print("multistyle serve: stopped; uploads deleted", file=sys.stderr)

@@ -153,6 +153,13 @@ def load_encoder(spec: str, backend: Any = None, option: str = "--weights",
     return adain.encoder_from_vgg(weights), os.path.basename(path)
 
 
+def encoder_spec(model: str, weights: str) -> str:
+    """The ``--weights`` a model reads: a ``.safetensors`` network carries its own encoder (``imagenet`` stands for
+    "none given"), a published decoder takes ``weights``.  For ``serve``, whose ``--weights`` is the
+    optimisation's VGG-19 too."""
+    return "imagenet" if os.path.splitext(model)[1].lower() in SUFFIXES else weights
+
+
 def load_arbitrary(path: str, weights: str = "imagenet", option: str = "--model", backend: Any = None,
                    raw: Optional[Mapping[str, np.ndarray]] = None) -> ArbitraryNetwork:
     """An AdaIN network from ``--model``: a multistyle ``.safetensors`` (which carries its encoder: ``weights``

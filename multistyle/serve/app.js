@@ -62,6 +62,7 @@ $('run').addEventListener('click', async () => {
     mask: page.choice.mask,
     parallel: $('parallel').checked,
     network: $('network') ? $('network').checked : false,
+    alpha: $('alpha') ? Number($('alpha').value) : 1,
   };
   try {
     await post('/api/run', JSON.stringify(body), { 'Content-Type': 'application/json' });

@@ -53,8 +53,15 @@ def _one_pass(job: Dict[str, Any], events: Any) -> None:
     from ..transfer import target_size
 
     content = images.load_image(job["content"], "--content", job["max_pixels"])
+    from ..nets.arbitrary import encoder_spec
+
+    arbitrary = {}
+    if job.get("arbitrary"):  # an AdaIN network: the job's style (and mask), encoded in the same pass
+        arbitrary = {"style": job["style"], "alpha": job["alpha"],
+                     "weights": encoder_spec(job["model"], job["weights"]),
+                     "content_masks": job["settings"].get("content_masks")}
     result = stylize(job["model"], content, backend=job["backend"], device=job["device"],
-                     size=target_size(content, job["size"]), max_pixels=job["max_pixels"])
+                     size=target_size(content, job["size"]), max_pixels=job["max_pixels"], **arbitrary)
     events.put(("done", png_bytes(result.image), {
         "framework": job["backend"], "device": result.device, "size": list(result.size), "untrained": False,
         "stopped": "", "pass_seconds": result.seconds, "backend": job["backend"]}))

@@ -37,12 +37,17 @@ CSS = (
 )
 
 
-def render(backends: Dict[str, Dict[str, Any]], weights: str, network: str = "") -> str:
+def render(backends: Dict[str, Dict[str, Any]], weights: str, network: str = "", arbitrary: bool = False) -> str:
     """The whole page; ``backends`` maps each registered backend to its usable/version/reason; ``network``
-    describes the trained style network offered beside them (``serve --model``), if any."""
+    describes the trained style network offered beside them (``serve --model``), if any: with ``arbitrary``
+    (an AdaIN network) one pass on every backend chosen, with the picked style and an alpha."""
     e = html.escape
     boxes, panes = [], []
-    if network:
+    if network and arbitrary:
+        boxes.append(f"<label><input type='checkbox' id='network' checked> AdaIN network (any style): one pass on "
+                     f"each backend chosen, instead of optimising <span class='reason'>{e(network)}</span></label>"
+                     "<label>alpha <input type='number' id='alpha' value='1' min='0' max='1' step='0.1'></label>")
+    elif network:
         boxes.append(f"<label><input type='checkbox' id='network' checked> trained network, one pass on the first "
                      f"backend chosen <span class='reason'>{e(network)}</span></label>")
         panes.append("<section class='pane' id='pane-network' data-backend='network'><h3>trained network</h3>"

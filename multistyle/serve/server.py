@@ -79,10 +79,13 @@ class App:
     """What the handlers share: settings, the uploads, the page and the live run."""
 
     def __init__(self, *, weights: str, device: str, max_pixels: int, max_upload: int,
-                 backends: Dict[str, Dict[str, Any]], page: str, folder: str, model: Optional[str] = None) -> None:
+                 backends: Dict[str, Dict[str, Any]], page: str, folder: str, model: Optional[str] = None,
+                 arbitrary: bool = False) -> None:
         self.weights, self.device, self.max_pixels, self.max_upload = weights, device, max_pixels, max_upload
         #: A trained style network the page offers beside the optimisation (``serve --model``), or ``None``.
         self.model = model
+        #: Whether it is an AdaIN network (any style), which runs on every backend chosen instead of optimising.
+        self.arbitrary = arbitrary
         self.backends = backends
         self.page = page.encode("utf-8")
         self.folder = folder
@@ -165,7 +168,14 @@ class App:
         if "content_masks" in settings:
             shown["content_masks"] = [_shown(body.get("mask"))]
         jobs = [dict(common, backend=name) for name in dict.fromkeys(names)]
-        if self.model and body.get("network"):  # the other family: one pass of the network, first, on the first backend
+        if self.model and self.arbitrary and body.get("network"):  # any style: one pass on every backend chosen
+            alpha = body.get("alpha", 1.0)
+            if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+                raise Request(400, f"alpha: expected a number from 0 to 1, got {alpha!r}")
+            jobs = [dict(job, model=self.model, arbitrary=True, alpha=float(alpha)) for job in jobs]
+            shown["network"], shown["alpha"] = "every backend", float(alpha)
+        elif self.model and body.get("network"):  # the other family: one pass of the network, first, on the first
+            # backend
             jobs.insert(0, dict(common, backend=names[0], pane="network", model=self.model))
             shown["network"] = names[0]
         return jobs, shown, parallel
@@ -361,7 +371,7 @@ def bind(host: str, port: int, app: App) -> Server:
 
 def serve(*, host: str, port: int, weights: str, device: str, max_pixels: int, max_upload: int,
           prepare: Callable[[], Tuple[Dict[str, Dict[str, Any]], str]], open_browser: bool = False,
-          model: Optional[str] = None) -> None:
+          model: Optional[str] = None, arbitrary: bool = False) -> None:
     """Serve until Ctrl-C (or SIGTERM); the run is stopped and the uploads deleted on the way out.
 
     The port is taken first, so that a busy one is said at once; then ``prepare()`` gives the backends'
@@ -369,7 +379,7 @@ def serve(*, host: str, port: int, weights: str, device: str, max_pixels: int, m
     folder = tempfile.mkdtemp(prefix="multistyle-serve-")
     try:
         app = App(weights=weights, device=device, max_pixels=max_pixels, max_upload=max_upload,
-                  backends={}, page="", folder=folder, model=model)
+                  backends={}, page="", folder=folder, model=model, arbitrary=arbitrary)
         server = bind(host, port, app)
         try:
             app.backends, page = prepare()

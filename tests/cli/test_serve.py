@@ -479,3 +479,36 @@ def test_a_trained_network_races_the_optimisation_and_gives_runs_picture(tmp_pat
         assert got.shape == expected.shape and np.abs(got.astype(int) - expected.astype(int)).max() <= 1
     finally:
         served.stop()
+
+
+def test_an_adain_network_stylises_the_picked_style_on_every_backend_chosen(tmp_path):
+    """``serve --model`` with an AdaIN network: the page offers it with an alpha; a run with it checked fills each
+    chosen backend's pane with one pass of the picked style, the picture ``run --model`` gives; alpha outside
+    [0, 1] is a 400."""
+    from multistyle.nets.arbitrary import ArbitraryNetwork
+    from multistyle.nets import adain
+    from multistyle.nets.stylize import stylize
+
+    names = usable(2)[:2] if len([n for n in PREFERENCE if CHECKS[n]() is None]) > 1 else usable(1)
+    model = tmp_path / "adain.safetensors"
+    ArbitraryNetwork.fresh(adain.random_encoder(3), "random:3", seed=4).save(str(model))
+    served = Served(["--weights", WEIGHTS, "--model", str(model)], tmp_path / "serve")
+    try:
+        page = served.request("GET", "/")[1].decode()
+        assert "AdaIN network (any style)" in page and "id='alpha'" in page and "id='pane-network'" not in page
+        request = {"backends": names, "size": 40, "epochs": 2, "preset": "d2l", "network": True, "alpha": 0.5}
+        status, body = served.json("POST", "/api/run", dict(request, alpha=1.5))
+        assert status == 400 and "alpha: expected a number from 0 to 1" in body["error"], body
+        status, body = served.json("POST", "/api/run", request)
+        assert status == 202, body
+        state = served.wait(lambda s: s["run"]["status"] == "finished", 120, "the run to finish")
+        assert state["run"]["order"] == names and state["run"]["settings"]["alpha"] == 0.5
+        for name in names:
+            pane = state["run"]["panes"][name]
+            assert pane["status"] == "done" and pane["summary"]["pass_seconds"] > 0 and pane["history"] == []
+            got = np.asarray(Image.open(io.BytesIO(served.request("GET", f"/api/image/{name}/final.png")[1])))
+            expected = stylize(str(model), EXAMPLES["content"], style=EXAMPLES["style"], backend=name, device="cpu",
+                               size=40, alpha=0.5).image
+            assert got.shape == expected.shape and np.abs(got.astype(int) - expected.astype(int)).max() <= 1, name
+    finally:
+        served.stop()
