@@ -84,6 +84,15 @@ MATHS: List[Tuple[str, str, str, str]] = [
      "that a compiled step holds it, and the nearest patches are constants of the step. The parity tests "
      "compare runs where no near-tie decides. A step costs 0.95 to 1.34 times Gram's (2-core CPU, 150×225 and "
      "300×450), and grows with the square of the pixels."),
+    ("adain_statistics", "A standard deviation in AdaIN",
+     "Not in the chapter. The public PyTorch port of AdaIN (its <code>calc_mean_std</code>) takes torch's "
+     "<code>var()</code>, the <i>unbiased</i> variance over H·W − 1, plus 1e-5, both in the transform and in "
+     "the training loss. Instance normalisation (<code>InstanceNorm2d</code>) and multistyle's "
+     "<code>--style-loss mean-std</code> take the biased variance, over H·W.",
+     "AdaIN networks (<code>run --model</code>, <code>train --arbitrary</code>) take the port's statistics, so "
+     "that its published files give its picture; <code>--style-loss mean-std</code>, an optimisation loss, "
+     "keeps the biased variance. In the transform the factor √(n/(n−1)) cancels when the content's and the "
+     "style's maps have as many positions; in the training loss, and for maps of different sizes, it does not."),
 ]
 
 #: The backends each row's measurement runs on (a row not listed: the first usable backend, torch by preference).
@@ -319,6 +328,20 @@ class _Measurements:
         return (f"patches whose runner-up is within 1e-5 of their nearest style patch at the start, on "
                 f"{self.first}: {layers}"), found
 
+    def adain_statistics(self) -> Tuple[str, Dict[str, Any]]:
+        """Exact, from the job's size: the unbiased standard deviation over the biased one at each of AdaIN's
+        layers, √(n/(n−1)) for n positions (relu1_1 at the size; three ceil-mode pools to relu4_1)."""
+        height, width = (int(side) for side in self.job["size"])
+        layers, ratios = [], []
+        for name in ("relu1_1", "relu2_1", "relu3_1", "relu4_1"):
+            n = height * width
+            layers.append(f"{name} {height}x{width}")
+            ratios.append(float(np.sqrt(n / (n - 1))) if n > 1 else float("inf"))
+            height, width = -(-height // 2), -(-width // 2)
+        text = ", ".join(f"{layer}: {(ratio - 1) * 100:.3g} %" for layer, ratio in zip(layers, ratios))
+        return (f"the unbiased std exceeds the biased one by √(n/(n−1)) at this job's size: {text}"), \
+            {"layers": layers, "ratios": ratios}
+
     def threads(self) -> Tuple[str, Dict[str, Any]]:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         one, every = (cli_seconds(dict(self.job, backend="paddle"), threads) for threads in ("1", None))
@@ -338,7 +361,7 @@ def measure(job: Dict[str, Any], usable: Sequence[str], isolated: Callable[..., 
     works = {"gluon_adam_epsilon": m.adam, "keras_adam_epsilon": m.keras_adam, "kink_gradients": m.kinks,
              "rmsprop_epsilon": m.rmsprop, "inplace_relu": m.relu,
              "mxnet_lbfgs": m.lbfgs, "paddle_numel": m.numel, "paddle_threads": m.threads,
-             "w2_square_root": m.w2_root, "mrf_argmax": m.mrf_ties}
+             "w2_square_root": m.w2_root, "mrf_argmax": m.mrf_ties, "adain_statistics": m.adain_statistics}
     for key, work in works.items():
         missing = [name for name in MEASURED_WITH.get(key, first) if name not in usable]
         if missing:

@@ -49,12 +49,11 @@ def pane_of(job: Dict[str, Any]) -> str:
 
 def _one_pass(job: Dict[str, Any], events: Any) -> None:
     """The trained network's job (``serve --model``): one pass over the content, then ``("done", png, summary)``."""
+    from ..nets.arbitrary import encoder_spec
     from ..nets.stylize import stylize
     from ..transfer import target_size
 
     content = images.load_image(job["content"], "--content", job["max_pixels"])
-    from ..nets.arbitrary import encoder_spec
-
     arbitrary = {}
     if job.get("arbitrary"):  # an AdaIN network: the job's style (and mask), encoded in the same pass
         arbitrary = {"style": job["style"], "alpha": job["alpha"],

@@ -98,7 +98,7 @@ def test_report_explains_the_code_and_measures_where_the_maths_differs(report):
     rows = {row["key"]: row for row in data["meta"]["maths"]}
     assert list(rows) == ["gluon_adam_epsilon", "keras_adam_epsilon", "kink_gradients", "rmsprop_epsilon",
                           "inplace_relu", "mxnet_lbfgs", "paddle_numel", "paddle_threads", "w2_square_root",
-                          "mrf_argmax"]
+                          "mrf_argmax", "adain_statistics"]
     for key, row in rows.items():
         assert row["effect"] in page.replace("&#x27;", "'") or html.escape(row["effect"]) in page
     # Measured on this job with the first installed backend (torch where it is).
@@ -110,6 +110,11 @@ def test_report_explains_the_code_and_measures_where_the_maths_differs(report):
     assert len(w2["layers"]) == 5 and all(a <= b * (1 + 1e-4) for a, b in zip(w2["shifted"], w2["float64"]))
     assert w2["shifted_error"] < 0.1
     # MRF at 24x32: relu3_1 is 6x8 (2x3 patches), relu4_1 3x4 (one patch)
+    # AdaIN's unbiased std at 24x32: relu1_1 has 768 positions (+0.065 %), relu4_1 3x4 = 12 (+4.4 %).
+    adain = rows["adain_statistics"]["figures"]
+    assert adain["layers"] == ["relu1_1 24x32", "relu2_1 12x16", "relu3_1 6x8", "relu4_1 3x4"]
+    assert adain["ratios"][-1] == pytest.approx(np.sqrt(12 / 11))
+    assert adain["ratios"][0] == pytest.approx(np.sqrt(768 / 767))
     mrf = rows["mrf_argmax"]["figures"]
     assert (mrf["layers"], mrf["patches"]) == (["relu3_1", "relu4_1"], [6, 1])
     assert all(0 <= ties <= patches for ties, patches in zip(mrf["near_ties"], mrf["patches"]))
