@@ -22,7 +22,8 @@ MARK = re.compile(r"<!-- runnable -->\n```sh\n(.*?)```", re.S)
 TINY = {"run": ["--size", "24x32", "--epochs", "2", "--weights", "random:1"],
         "compare": ["--size", "24x32", "--epochs", "2", "--weights", "random:1", "--no-maths"],
         "batch": ["--size", "24x32", "--epochs", "2", "--weights", "random:1"],
-        "bench": ["--sizes", "24x32", "--epochs", "2"], "weights": []}
+        "bench": ["--sizes", "24x32", "--epochs", "2"], "weights": [],
+        "train": ["--size", "16", "--iterations", "1", "--batch-size", "1", "--weights", "random:1", "--quiet"]}
 
 
 def examples():
@@ -50,7 +51,7 @@ def test_a_runnable_example_runs(line, tmp_path):
         named.add("torch")
     if "pdparams" in line:
         named.add("paddle")
-    if argv[1] in ("run", "batch") and not named:
+    if argv[1] in ("run", "batch", "train") and not named:
         named.add("torch")  # the default backend
     for name in sorted(named):
         require(name)
