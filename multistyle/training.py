@@ -292,24 +292,23 @@ def train(style: Union[str, Image.Image, Sequence[Union[str, Image.Image]]], con
         params = adam.step(params, grads)
         return {key: B.item(value) for key, value in terms.items()}
 
-    def save(iteration: int, path: str, with_optimizer: bool) -> StyleNetwork:
-        saved = StyleNetwork({name: B.to_numpy(value) for name, value in params.items()},
-                             dict(metadata, iterations=str(iteration), backend=B.name),
-                             adam.state() if with_optimizer else None)
-        if path:
-            saved.save(path, with_optimizer=with_optimizer)
-        return saved
+    def snapshot(iteration: int, with_optimizer: bool) -> StyleNetwork:
+        return StyleNetwork({name: B.to_numpy(value) for name, value in params.items()},
+                            dict(metadata, iterations=str(iteration), backend=B.name),
+                            adam.state() if with_optimizer else None)
 
-    iterate(options, start, one_step, save, ckpt, progress, callback)
-    return save(options.iterations, output or "", False)
+    return iterate(options, start, one_step, snapshot, ckpt, output, progress, callback)
 
 
 def iterate(options: TrainOptions, start: int, one_step: Callable[[int], Dict[str, float]],
-            save: Callable[[int, str, bool], Any], ckpt: Optional[str], progress: bool,
-            callback: Optional[Callback]) -> None:
-    """Iterations ``start + 1 .. options.iterations`` of a training run: ``one_step(iteration)`` (the terms as
-    floats), a progress bar, ``callback``, a checkpoint every ``checkpoint_every`` iterations and at the end
-    (``save(iteration, path, with_optimizer=True)``); a loss that is not finite stops the run."""
+            snapshot: Callable[[int, bool], Any], ckpt: Optional[str], output: Optional[str], progress: bool,
+            callback: Optional[Callback]) -> Any:
+    """Iterations ``start + 1 .. options.iterations`` of a training run, and the trained network.
+
+    ``one_step(iteration)`` gives the terms as floats; a progress bar and ``callback`` follow them; a loss that
+    is not finite stops the run.  ``snapshot(iteration, with_optimizer)`` is the network as it stands (with
+    Adam's state for a checkpoint): written to ``ckpt`` every ``checkpoint_every`` iterations and at the end,
+    and, without the state, to ``output`` at the end."""
     bar = ProgressBar(options.iterations, enabled=progress, notebook=True, unit="it", initial=start)
     try:
         # Ctrl-C stops the training between two steps (a checkpoint being written is finished first), even
@@ -328,11 +327,15 @@ def iterate(options: TrainOptions, start: int, one_step: Callable[[int], Dict[st
                     callback(record)
                 if ckpt and options.checkpoint_every and iteration % options.checkpoint_every == 0 \
                         and iteration < options.iterations:
-                    save(iteration, ckpt, True)
+                    snapshot(iteration, True).save(ckpt, with_optimizer=True)
     finally:
         bar.close()
     if ckpt:
-        save(options.iterations, ckpt, True)
+        snapshot(options.iterations, True).save(ckpt, with_optimizer=True)
+    final = snapshot(options.iterations, False)
+    if output:
+        final.save(output)
+    return final
 
 
 def check_memory(limit: Optional[int], backend: str, device: str, options: TrainOptions,

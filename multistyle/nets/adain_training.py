@@ -153,13 +153,9 @@ def train_arbitrary(contents: str, styles: str, *, output: Optional[str] = None,
         params = adam.step(params, grads)
         return {key: B.item(value) for key, value in terms.items()}
 
-    def save(iteration: int, path: str, with_optimizer: bool) -> ArbitraryNetwork:
+    def snapshot(iteration: int, with_optimizer: bool) -> ArbitraryNetwork:
         decoder = {name: B.to_numpy(value) for name, value in params.items()}
-        saved = ArbitraryNetwork({**encoder, **decoder}, dict(metadata, iterations=str(iteration), backend=B.name),
-                                 adam.state() if with_optimizer else None)
-        if path:
-            saved.save(path, with_optimizer=with_optimizer)
-        return saved
+        return ArbitraryNetwork({**encoder, **decoder}, dict(metadata, iterations=str(iteration), backend=B.name),
+                                adam.state() if with_optimizer else None)
 
-    iterate(options, start, one_step, save, ckpt, progress, callback)
-    return save(options.iterations, output or "", False)
+    return iterate(options, start, one_step, snapshot, ckpt, output, progress, callback)  # type: ignore[no-any-return]

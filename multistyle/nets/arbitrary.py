@@ -20,16 +20,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import __version__
 from ..errors import MultistyleError
-from ..images import atomic_path
 from ..vgg import canonical_weights, load_npz, parse_weights_spec
 from . import adain
-
-FORMAT = "multistyle-style-network"
-SUFFIXES = (".safetensors",)
-TORCH_SUFFIXES = (".pth", ".pt", ".model")
-OPTIMIZER_PREFIX = "optimizer."
+from .files import FORMAT, SUFFIXES, TORCH_SUFFIXES, _read_safetensors, split_checkpoint, write_network
 
 
 def params_checksum(params: Mapping[str, np.ndarray], prefix: str) -> str:
@@ -84,15 +78,7 @@ class ArbitraryNetwork:
 
     def save(self, path: str, with_optimizer: bool = False) -> None:
         """Write a ``.safetensors`` file atomically (with the optimizer state for a checkpoint)."""
-        from safetensors.numpy import save_file
-
-        if os.path.splitext(path)[1].lower() not in SUFFIXES:
-            raise MultistyleError(f"--output: a network is saved as .safetensors, got {path!r}")
-        tensors = dict(self.params)
-        if with_optimizer:
-            tensors.update({OPTIMIZER_PREFIX + name: value for name, value in self.optimizer.items()})
-        with atomic_path(path) as temp:
-            save_file(tensors, temp, metadata=dict(self.metadata, multistyle=__version__))
+        write_network(path, self.params, self.metadata, self.optimizer if with_optimizer else None)
 
 
 def describe_encoder(encoder: Mapping[str, np.ndarray], label: str) -> str:
@@ -111,8 +97,6 @@ def _raw_state(path: str, option: str) -> Dict[str, np.ndarray]:
     if suffix == ".npz":
         return load_npz(path)
     if suffix == ".safetensors":
-        from .files import _read_safetensors
-
         return _read_safetensors(path, option)[0]
     return {}
 
@@ -164,17 +148,13 @@ def load_arbitrary(path: str, weights: str = "imagenet", option: str = "--model"
                    raw: Optional[Mapping[str, np.ndarray]] = None) -> ArbitraryNetwork:
     """An AdaIN network from ``--model``: a multistyle ``.safetensors`` (which carries its encoder: ``weights``
     must then be left as it is), or the port's ``decoder.pth`` with its encoder from ``weights``."""
-    from .files import _read_safetensors
-
     suffix = os.path.splitext(path)[1].lower()
     if suffix in SUFFIXES:
         tensors, metadata = _read_safetensors(path, option)
         if weights != "imagenet":
             raise MultistyleError(f"--weights: {path} carries the encoder it was trained with "
                                   f"({metadata.get('encoder', 'unnamed')}); leave out --weights")
-        optimizer = {name[len(OPTIMIZER_PREFIX):]: value for name, value in tensors.items()
-                     if name.startswith(OPTIMIZER_PREFIX)}
-        params = {name: value for name, value in tensors.items() if not name.startswith(OPTIMIZER_PREFIX)}
+        params, optimizer = split_checkpoint(tensors)
         return ArbitraryNetwork(params, metadata, optimizer, source=f"{option} {path}")
     from ..torch_pickle import load_torch_state_dict
 

@@ -79,16 +79,7 @@ class StyleNetwork:
 
     def save(self, path: str, with_optimizer: bool = False) -> None:
         """Write a ``.safetensors`` file atomically (with the optimizer state for a checkpoint)."""
-        from safetensors.numpy import save_file
-
-        if os.path.splitext(path)[1].lower() not in SUFFIXES:
-            raise MultistyleError(f"--output: a style network is saved as .safetensors, got {path!r}")
-        tensors = dict(self.params)
-        if with_optimizer:
-            tensors.update({OPTIMIZER_PREFIX + name: value for name, value in self.optimizer.items()})
-        metadata = dict(self.metadata, multistyle=__version__)
-        with atomic_path(path) as temp:
-            save_file(tensors, temp, metadata=metadata)
+        write_network(path, self.params, self.metadata, self.optimizer if with_optimizer else None)
 
     @classmethod
     def from_state(cls, raw: Mapping[str, np.ndarray], path: str, option: str = "--model") -> "StyleNetwork":
@@ -113,9 +104,7 @@ class StyleNetwork:
         tensors, metadata = _read_safetensors(path, option)
         if metadata.get("format", FORMAT) != FORMAT:
             raise MultistyleError(f"{option}: {path} holds a {metadata['format']!r}, not a style network")
-        optimizer = {name[len(OPTIMIZER_PREFIX):]: value for name, value in tensors.items()
-                     if name.startswith(OPTIMIZER_PREFIX)}
-        params = {name: value for name, value in tensors.items() if not name.startswith(OPTIMIZER_PREFIX)}
+        params, optimizer = split_checkpoint(tensors)
         return cls(params, metadata, optimizer, source=f"{option} {path}")
 
 
@@ -132,6 +121,27 @@ def _read_safetensors(path: str, option: str) -> "tuple[Dict[str, np.ndarray], D
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{option}: {path} is not a readable safetensors file ({detail[:120]})") from None
     return tensors, metadata
+
+
+def write_network(path: str, params: Mapping[str, np.ndarray], metadata: Mapping[str, str],
+                  optimizer: Optional[Mapping[str, np.ndarray]] = None) -> None:
+    """A network's ``.safetensors`` file, written atomically: its parameters, a checkpoint's optimizer state
+    under ``optimizer.``, and the metadata with multistyle's version."""
+    from safetensors.numpy import save_file
+
+    if os.path.splitext(path)[1].lower() not in SUFFIXES:
+        raise MultistyleError(f"--output: a network is saved as .safetensors, got {path!r}")
+    tensors = dict(params)
+    tensors.update({OPTIMIZER_PREFIX + name: value for name, value in (optimizer or {}).items()})
+    with atomic_path(path) as temp:
+        save_file(tensors, temp, metadata=dict(metadata, multistyle=__version__))
+
+
+def split_checkpoint(tensors: Mapping[str, np.ndarray]) -> "tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]":
+    """A file's tensors as ``(params, optimizer state)``: the state is what ``optimizer.`` prefixes."""
+    optimizer = {name[len(OPTIMIZER_PREFIX):]: value for name, value in tensors.items()
+                 if name.startswith(OPTIMIZER_PREFIX)}
+    return {name: value for name, value in tensors.items() if not name.startswith(OPTIMIZER_PREFIX)}, optimizer
 
 
 def safetensors_architecture(path: str) -> str:
