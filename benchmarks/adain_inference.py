@@ -6,7 +6,8 @@ Three parts, each measured in this run:
 1. **Warm**: in one child process per backend, the backend's stylisation (:class:`ArbitraryRunner`: the
    content's and the style's encodings, the transform, the decoder) and onnxruntime's run of the same network
    (``multistyle export --onnx``: inputs content, style, alpha) alternate, ``--rounds`` times each per size,
-   after two warm-ups each; each call draws a new style picture.  Medians and the backend ÷ onnxruntime ratio.
+   after two warm-ups each; each call draws a new style picture.  Medians, the backend ÷ onnxruntime ratio,
+   and the FLOP rate (:func:`multistyle.nets.adain.flops`: the encoder twice, the decoder once).
 2. **The peer's size**: the same at 384x384, the size of the peer figure (a distilled network of this family
    on onnxruntime: 0.11 s a picture with a new style each time, measured on this machine by the issue).
 3. **Fresh process**: the wall time of ``multistyle run --model ... --style ...`` (imports, file, one
@@ -105,13 +106,15 @@ def main() -> int:
         export_onnx(network, graph)
         print(f"1. warm: seconds per picture with a new style each time (style encoding included), median of "
               f"{args.rounds}, each backend alternated with onnxruntime on the same graph, in its own process")
-        print(f"{'backend':<11} {'size':>5} {'backend s':>10} {'ort s':>8} {'ratio':>6}")
+        print(f"{'backend':<11} {'size':>5} {'backend s':>10} {'ort s':>8} {'ratio':>6} {'GFLOP/s':>8}")
         best: Dict[int, tuple] = {}
         for name in backends:
             result = call_isolated(warm, name, model, graph, sizes, args.rounds)
             for size in sizes:
                 ours, theirs = statistics.median(result[size][name]), statistics.median(result[size]["onnxruntime"])
-                print(f"{name:<11} {size:>5} {ours:>10.3f} {theirs:>8.3f} {ours / theirs:>6.2f}", flush=True)
+                rate = adain.flops(size, size) / ours / 1e9
+                print(f"{name:<11} {size:>5} {ours:>10.3f} {theirs:>8.3f} {ours / theirs:>6.2f} {rate:>8.1f}",
+                      flush=True)
                 if size not in best or ours < best[size][1]:
                     best[size] = (name, ours)
         name, seconds = best[PEER_SIZE]

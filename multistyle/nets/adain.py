@@ -241,6 +241,28 @@ def decoder_activation_elements(height: int, width: int) -> int:
     return total
 
 
+def flops(height: int, width: int, style: Optional[Tuple[int, int]] = None) -> int:
+    """Multiply-adds x 2 of one stylisation's convolutions: the encoder over the picture and over the style
+    (``style``'s size; the picture's by default), the decoder back to the picture's size."""
+    def encoder(h: int, w: int) -> int:
+        total = 2 * h * w * 3 * 3  # the 1x1 convolution
+        for _, layer in ENCODER:
+            if layer.kind == "pool":
+                h, w = -(-h // 2), -(-w // 2)
+            elif layer.kind == "conv":
+                total += 2 * h * w * layer.out_channels * layer.in_channels * 9
+        return total
+
+    h, w = feature_size(height, width)
+    decoder = 0
+    for op in DECODER:
+        if op.kind == "up":
+            h, w = 2 * h, 2 * w
+        else:
+            decoder += 2 * h * w * op.out_channels * op.in_channels * 9
+    return encoder(height, width) + encoder(*(style or (height, width))) + decoder
+
+
 def decoder_parameter_count() -> int:
     """Floats of the decoder's parameters (3,505,219)."""
     return int(sum(np.prod(shape) for shape in decoder_shapes().values()))

@@ -607,6 +607,28 @@ def test_ray_grid_gives_the_local_engines_outputs(ray_cluster, inputs, npz_weigh
 
 
 @pytest.mark.ray
+def test_ray_runs_an_adain_network_as_the_local_engine_does(ray_cluster, inputs, tmp_path, monkeypatch):
+    """``batch --model`` with an AdaIN network on Ray: the network is read once by the driver and sent through the
+    object store (the workers read no file of it); every content x style job gives the local engine's picture."""
+    from multistyle.nets import ArbitraryNetwork, adain
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    model = str(tmp_path / "adain.safetensors")
+    ArbitraryNetwork.fresh(adain.random_encoder(1), "random:1", seed=2).save(model)
+    contents = batch.expand_images(str(inputs / "contents"), "--contents")
+    styles = batch.expand_images(str(inputs / "styles"), "--styles")
+    jobs = [batch.BatchJob(content=c, style=[s], backend=BACKEND, device="cpu", size=None, network=model, alpha=0.7)
+            for c in contents for s in styles]
+    local = batch.run_batch(jobs, str(tmp_path / "local"))
+    remote = batch.run_batch(jobs, str(tmp_path / "ray"), engine="ray")
+    assert [row["status"] for row in remote["jobs"]] == ["done"] * len(jobs)
+    assert [row["output"] for row in remote["jobs"]] == [row["output"] for row in local["jobs"]]
+    for row in local["jobs"]:
+        pixels = [np.asarray(Image.open(tmp_path / where / row["output"]), dtype=int) for where in ("local", "ray")]
+        assert np.abs(pixels[0] - pixels[1]).max() <= 1
+
+
+@pytest.mark.ray
 def test_ray_retries_a_job_whose_worker_was_killed(ray_cluster, inputs, npz_weights, tmp_path):
     marker = tmp_path / "killed"
     data = batch.run_batch(_grid_jobs(inputs, npz_weights)[:2], str(tmp_path / "out"), engine="ray", retries=2,

@@ -284,14 +284,13 @@ def test_a_compiled_training_step_is_the_eager_one_and_lowers_the_loss(backend, 
     assert backend.item(step(decoder, contents, styles)[0]["total"]) < first
 
 
+@needs_a_backend
 def test_the_training_loss_is_the_papers(published):
     """NumPy float64 of the port's ``Net.forward``: content MSE at relu4_1 against the AdaIN target, and the
     mean/std MSEs at relu1_1..relu4_1, weighted 1 and 10."""
     from multistyle import get_backend
     from multistyle.nets.adain_training import ArbitraryLoss
 
-    if not INSTALLED:
-        pytest.skip("no framework installed")
     B = get_backend(ONE_BACKEND, "cpu")
     params = published[2]
     contents, styles = _crops(3), _crops(4)
@@ -517,3 +516,28 @@ def test_compare_runs_the_network_with_a_style_on_each_backend(published, image_
                        weights=vgg, alpha=0.6).image.astype(int)
     picture = np.asarray(Image.open(out / f"{ONE_BACKEND}.png")).astype(int)
     assert np.abs(picture - expected).max() <= 1
+
+
+def test_the_flop_count_is_the_layers(published):
+    """Counted from the port's layout (the oracle's module lists and the files' shapes) at 20x12: the encoder
+    on the picture and on a 9x17 style (ceil-mode pools), the decoder from relu4_1's 3x2 back up to 24x16."""
+    params = published[2]
+
+    def encoder(h, w):
+        total = 2 * h * w * 9  # the 1x1 convolution, 3 to 3 channels
+        for step in oracle.ADAIN_ENCODER:
+            if step == "M":
+                h, w = (h + 1) // 2, (w + 1) // 2
+            else:
+                out, cin = params[f"encoder.{step}.weight"].shape[:2]
+                total += 2 * h * w * out * cin * 9
+        return total
+
+    h, w, decoder = 3, 2, 0
+    for step in oracle.ADAIN_DECODER:
+        if step == "U":
+            h, w = 2 * h, 2 * w
+        else:
+            out, cin = params[f"decoder.{step}.weight"].shape[:2]
+            decoder += 2 * h * w * out * cin * 9
+    assert adain.flops(20, 12, style=(9, 17)) == encoder(20, 12) + encoder(9, 17) + decoder
