@@ -98,8 +98,10 @@ MUTATIONS: Tuple[Mutation, ...] = (
     # -- the batch key and resume -------------------------------------------------------------------------------
     Mutation("batch-key-names-not-bytes", "a batch job is identified by its inputs' bytes, not their names",
              "multistyle/batch/store.py",
-             '{"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],',
-             '{"content": os.path.basename(job.content), "style": [os.path.basename(p) for p in job.style],',
+             '{"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],\n'
+             '                    "backend": job.backend,',
+             '{"content": os.path.basename(job.content), "style": [os.path.basename(p) for p in job.style],\n'
+             '                    "backend": job.backend,',
              (T_KEY, T_RERUN)),
     Mutation("batch-key-no-weights", "a changed weights file is a new batch job", "multistyle/batch/store.py",
              _KEY_LINE, _KEY_LINE.replace('"weights": _weights_identity(job.weights), ', ""), (T_KEY, T_RERUN)),
@@ -145,8 +147,8 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("control-layer-weight-ignored", "--style-layers NAME:W weights that layer's term",
              "multistyle/objective.py", "return term if weight == 1 else weight * term", "return term", (_control("layer weights"),)),
     Mutation("control-pooling-always-max", "--pooling avg averages", "backends/torch_backend.py",
-             '(nn.MaxPool2d if kind == "max" else nn.AvgPool2d)(kernel_size=2, stride=2)',
-             "nn.MaxPool2d(kernel_size=2, stride=2)", (_control("avg pooling"),)),
+             "return nn.AvgPool2d(kernel_size=2, stride=2)", "return nn.MaxPool2d(kernel_size=2, stride=2)",
+             (_control("avg pooling"),)),
     # -- the oracle's layers --------------------------------------------------------------------------------------
     # conv5_4 -> pool -> ReLU for conv5_4 -> ReLU -> pool: names, count and conv indices stay (pool5's output
     # too: max-pool and ReLU commute), backends and oracle agree, and relu5_4 is no longer VGG-19's.
