@@ -177,7 +177,7 @@ class ArbitraryRunner:
         self.params = B.parameters(network.params)
         self._encode = B.compile_pass(self._encode_pass)
         self._decode = B.compile_pass(self._decode_pass)
-        self._calls = 0
+        self._seen: set = set()  # sizes (content's, styles') passed once already: compiled from the second time on
 
     def _encode_pass(self, params: Any, x: Any) -> Any:
         return adain.encode(self.B, params, self.B.into_layers(x))[adain.LAST]
@@ -190,8 +190,9 @@ class ArbitraryRunner:
         """The picture for ``(H, W, 3)`` content pixels in [0, 1] and style pixels (each its own size): ``(H, W,
         3)`` float32 in about [0, 1], unclipped.  ``masks``: one ``(H, W)`` array in [0, 1] per style."""
         B = self.B
-        compiled = self._calls > 0
-        self._calls += 1
+        size = (content.shape, tuple(style.shape for style in styles))
+        compiled = size in self._seen
+        self._seen.add(size)
         encode, decode = (self._encode, self._decode) if compiled else (self._encode_pass, self._decode_pass)
         height, width = content.shape[:2]
         features = encode(self.params, B.asarray(_nchw(content)))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Optional, Sequence, Tuple, Union
+import weakref
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -87,7 +88,7 @@ class Runner:
         self.B, self.network = B, network
         self.params = B.parameters(network.params)
         self._compiled = B.compile_pass(self._pass)
-        self._calls = 0
+        self._seen: set = set()  # picture sizes passed once already: compiled from the second time on
 
     def _pass(self, params: Any, x: Any) -> Any:
         return self.B.out_of_layers(transformer.forward(self.B, params, self.B.into_layers(x)))
@@ -96,8 +97,8 @@ class Runner:
         """The output for ``(H, W, 3)`` pixels 0..255 (floats or uint8): ``(H, W, 3)`` float32, unclipped."""
         x = np.ascontiguousarray(np.asarray(pixels, np.float32).transpose(2, 0, 1)[None])
         height, width = x.shape[2:]
-        forward = self._compiled if self._calls else self._pass
-        self._calls += 1
+        forward = self._compiled if x.shape in self._seen else self._pass
+        self._seen.add(x.shape)
         y = self.B.to_numpy(forward(self.params, self.B.asarray(x)))
         return y[0, :, :height, :width].transpose(1, 2, 0)
 
@@ -105,6 +106,23 @@ class Runner:
 def network_pass(B: Backend, network: StyleNetwork, pixels: np.ndarray) -> np.ndarray:
     """One pass of ``network`` on ``B`` (a :class:`Runner` used once)."""
     return Runner(B, network)(pixels)
+
+
+_RUNNERS: "weakref.WeakKeyDictionary[Any, List[Tuple[Backend, Any]]]" = weakref.WeakKeyDictionary()
+
+
+def runner_for(B: Backend, network: Union[StyleNetwork, ArbitraryNetwork]) -> Any:
+    """The network's runner on ``B``, kept with the network object: a network passed to :func:`stylize` again
+    (a server's or a batch worker's) is placed on the backend once, and its passes are compiled from the second
+    one at a size on.  The runner holds the parameters as they were placed: load the network again after
+    changing them."""
+    kept = _RUNNERS.setdefault(network, [])
+    for backend, runner in kept:
+        if backend is B:
+            return runner
+    runner = ArbitraryRunner(B, network) if isinstance(network, ArbitraryNetwork) else Runner(B, network)
+    kept.append((B, runner))
+    return runner
 
 
 def stylize(model: Union[ModelInput, ArbitraryNetwork], content: ImageInput, *,
@@ -138,7 +156,7 @@ def stylize(model: Union[ModelInput, ArbitraryNetwork], content: ImageInput, *,
         raise MultistyleError("--alpha: only an AdaIN network (any style) weighs style against content at run "
                               "time; a per-style network's trade-off is set when it is trained")
     check_preserve_color(preserve_color)
-    run = Runner(B, network)
+    run = runner_for(B, network)
     started = time.perf_counter()
     out = run(pixels * np.float32(255.0))
     seconds = time.perf_counter() - started
@@ -175,7 +193,7 @@ def _stylize_arbitrary(B: Backend, network: ArbitraryNetwork, pixels: np.ndarray
     style_images = [one if isinstance(one, Image.Image) else _content_image(one, max_pixels, "--style")
                     for one in styles]
     style_xs = style_inputs(style_images, pixels.shape[:2], settings, pixels)
-    run = ArbitraryRunner(B, network)
+    run = runner_for(B, network)
     started = time.perf_counter()
     out = run(pixels, style_xs, settings.style_blend, masks, alpha)
     seconds = time.perf_counter() - started

@@ -107,6 +107,7 @@ function showStatus(name) {
   if (state.status === 'done') text = `done: ${state.history.length} epochs`;
   if (state.status === 'done' && state.summary && state.summary.pass_seconds != null) {
     text = `done: one pass in ${state.summary.pass_seconds.toFixed(3)} s on ${state.summary.backend}`;
+    if (state.summary.job_seconds != null) text += ` (the picture ${state.summary.job_seconds.toFixed(2)} s after the worker took the job)`;
   }
   element.querySelector('.pane-status').textContent = text;
   element.querySelector('.error').textContent = state.error || '';

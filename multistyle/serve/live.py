@@ -47,23 +47,54 @@ def pane_of(job: Dict[str, Any]) -> str:
     return str(job.get("pane", job["backend"]))
 
 
-def _one_pass(job: Dict[str, Any], events: Any) -> None:
-    """The trained network's job (``serve --model``): one pass over the content, then ``("done", png, summary)``."""
+def _one_pass(job: Dict[str, Any], events: Any, kept: Dict[tuple, Any]) -> None:
+    """The trained network's job (``serve --model``): one pass over the content, then ``("done", png, summary)``.
+    ``kept`` holds what the worker has read and placed (the backend, the network) for its next job."""
+    from ..backend import get_backend
     from ..nets.arbitrary import encoder_spec
-    from ..nets.stylize import stylize
+    from ..nets.stylize import load_model, stylize
     from ..transfer import target_size
 
+    received = time.perf_counter()
     content = images.load_image(job["content"], "--content", job["max_pixels"])
     arbitrary = {}
+    weights = encoder_spec(job["model"], job["weights"]) if job.get("arbitrary") else "imagenet"
     if job.get("arbitrary"):  # an AdaIN network: the job's style (and mask), encoded in the same pass
         arbitrary = {"style": job["style"], "alpha": job["alpha"],
-                     "weights": encoder_spec(job["model"], job["weights"]),
                      "content_masks": job["settings"].get("content_masks")}
-    result = stylize(job["model"], content, backend=job["backend"], device=job["device"],
-                     size=target_size(content, job["size"]), max_pixels=job["max_pixels"], **arbitrary)
+    backend_key, model_key = ("backend", job["backend"], job["device"]), ("model", job["model"], weights)
+    if backend_key not in kept:
+        kept[backend_key] = get_backend(job["backend"], job["device"])
+    if model_key not in kept:
+        kept[model_key] = load_model(job["model"], weights, backend=kept[backend_key])
+    result = stylize(kept[model_key], content, backend=kept[backend_key], size=target_size(content, job["size"]),
+                     max_pixels=job["max_pixels"], **arbitrary)
     events.put(("done", png_bytes(result.image), {
         "framework": job["backend"], "device": result.device, "size": list(result.size), "untrained": False,
-        "stopped": "", "pass_seconds": result.seconds, "backend": job["backend"]}))
+        "stopped": "", "pass_seconds": result.seconds, "backend": job["backend"],
+        "job_seconds": time.perf_counter() - received}))
+
+
+def _failed(exc: Exception) -> tuple:
+    if isinstance(exc, MultistyleError):
+        return ("error", str(exc))
+    return ("error", f"{type(exc).__name__}: {first_line(exc)}".rstrip(": "))  # the framework's own failure
+
+
+def serve_passes(inbox: Any, events: Any) -> None:
+    """A backend's warm worker for the trained network's passes: job after job from ``inbox`` (None ends it),
+    each answered on ``events`` as :func:`work` answers.  The framework is imported, and the network read and
+    placed on the backend, once: later passes cost only the pass."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    kept: Dict[tuple, Any] = {}
+    while True:
+        job = inbox.get()
+        if job is None:
+            return
+        try:
+            _one_pass(job, events, kept)
+        except Exception as exc:
+            events.put(_failed(exc))
 
 
 def work(job: Dict[str, Any], events: Any) -> None:
@@ -75,14 +106,6 @@ def work(job: Dict[str, Any], events: Any) -> None:
     from ..settings import Settings
     from ..transfer import UntrainedWeightsWarning, transfer
 
-    if job.get("model"):
-        try:
-            _one_pass(job, events)
-        except MultistyleError as exc:
-            events.put(("error", str(exc)))
-        except Exception as exc:
-            events.put(("error", f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")))
-        return
     settings = Settings(**job["settings"])
     every = job["frame_every"]
 
@@ -101,10 +124,8 @@ def work(job: Dict[str, Any], events: Any) -> None:
         events.put(("done", png_bytes(result.image), {
             "framework": result.framework_version, "device": result.device, "size": list(result.size),
             "untrained": result.untrained, "stopped": result.stopped}))
-    except MultistyleError as exc:
-        events.put(("error", str(exc)))
-    except Exception as exc:  # a framework's own failure: the pane shows it, the other panes go on
-        events.put(("error", f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")))
+    except Exception as exc:  # the pane shows it, the other panes go on
+        events.put(_failed(exc))
 
 
 class Busy(MultistyleError):
@@ -122,6 +143,8 @@ class Live:
         self._images: Dict[str, Dict[str, bytes]] = {}
         self._stop = threading.Event()
         self._processes: Dict[str, Any] = {}
+        #: The trained network's warm workers, one per backend and device: ``(process, inbox, events)``.
+        self._warm: Dict[tuple, tuple] = {}
         self._driver: Optional[threading.Thread] = None
 
     # -- watchers --------------------------------------------------------------------------------------------
@@ -154,8 +177,12 @@ class Live:
                 watcher.put_nowait(None)
 
     def close(self) -> None:
-        """Stop the run and end every watcher's stream."""
+        """Stop the run, end the warm workers and every watcher's stream."""
         self.stop()
+        with self._lock:
+            warm, self._warm = list(self._warm.values()), {}
+        for process, _, _ in warm:
+            _end(process)
         with self._lock:
             for watcher in self._watchers:
                 _drain(watcher)
@@ -179,6 +206,12 @@ class Live:
         with self._lock:
             return [p.pid for p in self._processes.values() if p.pid is not None]
 
+    def warm_pids(self) -> Dict[str, int]:
+        """The trained network's warm workers, waiting for the next run: ``{backend: pid}``."""
+        with self._lock:
+            return {key[0]: process.pid for key, (process, _, _) in self._warm.items()
+                    if process.pid is not None and process.is_alive()}
+
     # -- runs ----------------------------------------------------------------------------------------------
     def start(self, jobs: Sequence[Dict[str, Any]], settings: Dict[str, Any], parallel: bool) -> Dict[str, Any]:
         """Start a run of ``jobs`` (one per backend); :class:`Busy` while one is going."""
@@ -201,10 +234,13 @@ class Live:
         return run
 
     def stop(self) -> None:
-        """Stop the run: its workers are ended now, not at their next epoch."""
+        """Stop the run: its workers are ended now, not at their next epoch (a warm worker in the middle of a
+        pass too: the next run starts a new one)."""
         self._stop.set()
         with self._lock:
             processes = list(self._processes.values())
+            busy = set(map(id, processes))
+            self._warm = {key: value for key, value in self._warm.items() if id(value[0]) not in busy}
         for process in processes:
             _end(process)
         if self._driver is not None and self._driver is not threading.current_thread():
@@ -219,13 +255,16 @@ class Live:
                 break
             started = {}
             for job in group:
-                events = context.Queue()
                 name = pane_of(job)
-                process = context.Process(target=work, args=(job, events), daemon=True,
-                                          name=f"multistyle-serve-{name}")
+                if job.get("model"):  # one pass: the backend's warm worker takes it
+                    process, events = self._warm_worker(context, job)
+                else:
+                    events = context.Queue()
+                    process = context.Process(target=work, args=(job, events), daemon=True,
+                                              name=f"multistyle-serve-{name}")
+                    process.start()
                 with self._lock:
                     self._processes[name] = process
-                process.start()
                 started[name] = (process, events)
                 self._pane(run, name, "status", {"status": "running"})
             self._pump(run, started)
@@ -236,6 +275,25 @@ class Live:
                     self._publish("pane", {"run": run["id"], "backend": name, "status": "stopped"})
             run["status"] = "stopped" if self._stop.is_set() else "finished"
             self._publish("finished", {"run": run["id"], "status": run["status"]})
+
+    def _warm_worker(self, context: Any, job: Dict[str, Any]) -> tuple:
+        """The warm worker of the job's backend (started now if there is none, or it died), the job handed to it:
+        ``(process, events)``."""
+        key = (job["backend"], job["device"])
+        with self._lock:
+            found = self._warm.get(key)
+        if found is None or not found[0].is_alive():
+            if found is not None:
+                _end(found[0])  # reaped
+            inbox, events = context.Queue(), context.Queue()
+            process = context.Process(target=serve_passes, args=(inbox, events), daemon=True,
+                                      name=f"multistyle-serve-{job['backend']}-passes")
+            process.start()
+            found = (process, inbox, events)
+            with self._lock:
+                self._warm[key] = found
+        found[1].put(job)
+        return found[0], found[2]
 
     def _pump(self, run: Dict[str, Any], started: Dict[str, Any]) -> None:
         """Read the workers' queues until each has ended (or the run is stopped)."""
@@ -262,14 +320,19 @@ class Live:
                         continue
                 idle = False
                 if self._handle(run, name, message):
-                    process.join(timeout=10)
-                    _end(process)
+                    if not self._is_warm(process):  # a warm worker waits for the next run's pass
+                        process.join(timeout=10)
+                        _end(process)
                     del live[name]
             if idle:
                 time.sleep(0.02)
         with self._lock:
             for name in started:
                 self._processes.pop(name, None)
+
+    def _is_warm(self, process: Any) -> bool:
+        with self._lock:
+            return any(found[0] is process for found in self._warm.values())
 
     def _handle(self, run: Dict[str, Any], name: str, message: tuple) -> bool:
         """Apply one worker message; True when the worker has finished."""

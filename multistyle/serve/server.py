@@ -260,7 +260,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/app.js":
             return self._send(200, app.script, "text/javascript; charset=utf-8")
         if path == "/api/state":
-            return self._json(200, dict(app.live.state(), backends=app.backends, workers=app.live.worker_pids()))
+            return self._json(200, dict(app.live.state(), backends=app.backends, workers=app.live.worker_pids(),
+                                         warm=app.live.warm_pids()))
         if path == "/api/events":
             return self._events()
         match = _EXAMPLE.match(path)

@@ -510,5 +510,18 @@ def test_an_adain_network_stylises_the_picked_style_on_every_backend_chosen(tmp_
             expected = stylize(str(model), EXAMPLES["content"], style=EXAMPLES["style"], backend=name, device="cpu",
                                size=40, alpha=0.5).image
             assert got.shape == expected.shape and np.abs(got.astype(int) - expected.astype(int)).max() <= 1, name
+        # Each backend's worker stays warm (framework imported, network placed) and takes the next run's pass.
+        warm = state["warm"]
+        assert sorted(warm) == sorted(names) and all(alive(pid) for pid in warm.values())
+        status, body = served.json("POST", "/api/run", dict(request, alpha=0.25))
+        assert status == 202, body
+        state = served.wait(lambda s: s["run"]["status"] == "finished", 120, "the second run to finish")
+        assert state["warm"] == warm, "the second run started new workers"
+        for name in names:
+            got = np.asarray(Image.open(io.BytesIO(served.request("GET", f"/api/image/{name}/final.png")[1])))
+            expected = stylize(str(model), EXAMPLES["content"], style=EXAMPLES["style"], backend=name, device="cpu",
+                               size=40, alpha=0.25).image
+            assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1, name
     finally:
         served.stop()
+    assert not [pid for pid in warm.values() if alive(pid)], "the server's end left a warm worker running"

@@ -118,6 +118,23 @@ def test_the_published_files_give_the_ports_picture(backend, published):
     _close(got, _oracle_picture(params, content, [style]), f"{backend.name} picture")
 
 
+def test_a_network_passed_again_reuses_its_runner_and_the_compiled_pass_agrees(backend, published):
+    """``stylize`` keeps a network object's runner (a server's warm worker passes the same network again): the
+    second pass at a size is the compiled one (JAX's program, TensorFlow's graph), and gives the first's
+    picture; another backend instance gets its own runner."""
+    from multistyle.nets.stylize import runner_for
+
+    network = load_model(published[1], published[0])
+    content, style = (Image.fromarray((_pixels(seed, 21, 30) * 255).astype(np.uint8)) for seed in (7, 8))
+    first = stylize(network, content, style=style, backend=backend)
+    runner = runner_for(backend, network)
+    assert runner._seen, "stylize did not keep the network's runner"
+    second = stylize(network, content, style=style, backend=backend)
+    assert runner_for(backend, network) is runner
+    assert np.abs(first.image.astype(int) - second.image.astype(int)).max() <= 1
+    assert runner_for(type(backend)(device="cpu"), network) is not runner
+
+
 @needs_a_backend
 def test_alpha_zero_decodes_the_contents_own_features_and_blends_weigh_styles(published):
     """One framework: alpha 0 is the decoding of the content's features, alpha 0.4 the port's mix; a 1,0 blend
@@ -392,6 +409,26 @@ def test_train_arbitrary_then_run_with_any_style(folders, image_files, tmp_path,
                  "--output", str(out), "--backend", ONE_BACKEND, "--device", "cpu"]) == 0
     assert np.asarray(Image.open(out)).shape == (48, 64, 3)
     assert "the AdaIN encoder has random weights" in capsys.readouterr().err
+
+
+def test_the_training_benchmarks_plain_loop_takes_the_same_steps(backend, folders):
+    """``benchmarks/adain_training.py`` times ``train_arbitrary`` against a plain loop in the framework's idiom
+    (``references/adain_training.py``): on the same crops and decoder, both have the same loss at the first
+    iteration and, after one Adam step each, at the second, so the benchmark compares the same work."""
+    from multistyle.nets.adain_training import LR, STYLE_STREAM, train_arbitrary
+    from multistyle.references.adain_training import LOOPS, Job
+    from multistyle.training import Photos
+
+    photos, paintings = Photos(folders[0], 16), Photos(folders[1], 16)
+    job = Job([photos.batch(i, 2, 0) for i in range(2)], [paintings.batch(i, 2, 0, STYLE_STREAM) for i in range(2)],
+              adain.random_encoder(2), adain.init_decoder(0), lr=LR)
+    LOOPS[backend.name](job, 2)
+    ours = []
+    train_arbitrary(*folders, backend=backend, weights="random:2", size=16, batch_size=2, iterations=2,
+                    callback=lambda record: ours.append(record["total"]))
+    assert ours[0] == pytest.approx(job.losses[0], rel=1e-4)
+    assert ours[1] == pytest.approx(job.losses[1], rel=1e-3)
+    assert abs(ours[1] - ours[0]) > 1e-3 * ours[0]  # the step moved the loss: the second comparison tells
 
 
 @needs_a_backend
