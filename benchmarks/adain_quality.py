@@ -4,8 +4,9 @@ A decoder is trained (``train_arbitrary``) for ``--minutes`` on pictures that pa
 ``load_sample_images`` and scikit-image's ``data`` pictures): the photos as contents, the textures as styles,
 at ``--size``.  On held-out pairs (the bundled example photo and the bundled painting, which training never
 sees; and a held-out shipped photo with that painting), the AdaIN picture's content and style losses under the
-objective of ``multistyle run`` at the same working size are set beside those the optimisation reaches after
-50, 100 and 300 epochs.  Huang & Belongie report their network's style loss between those of 100 and 500
+objective of ``multistyle run`` at the same working size, and under AdaIN's own loss (the one its decoder is
+trained on: the AdaIN target at ``relu4_1``, the styles' means and standard deviations), are set beside those
+of the optimisation's pictures after 50, 100 and 300 epochs.  Huang & Belongie report their network's style loss between those of 100 and 500
 iterations of the optimisation, after 160,000 iterations of training on MS-COCO and WikiArt, on a GPU.
 
 The encoder and loss network are synthetic VGG-19 weights unless ``--weights`` names a file: the comparison is
@@ -30,7 +31,7 @@ import numpy as np
 
 from fast_quality import TimeUp, shipped_photos  # type: ignore[import-not-found]  # beside this file
 from multistyle import images
-from multistyle.nets.adain_training import train_arbitrary
+from multistyle.nets.adain_training import ArbitraryLoss, train_arbitrary
 from multistyle.nets.arbitrary import load_arbitrary
 from multistyle.nets.stylize import stylize
 from multistyle.objective import StyleLoss
@@ -46,6 +47,10 @@ STYLES = ("hubble_deep_field", "immunohistochemistry", "sklearn1")
 #: A shipped photo kept out of the training: the second held-out content.
 HELD_OUT = "rocket"
 EPOCHS = (50, 100, 300)
+
+
+def _nchw(pixels: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], np.float32)
 
 
 def split(folder: str) -> Tuple[str, str, List[str]]:
@@ -105,24 +110,40 @@ def main() -> int:
               f"content and {args.batch_size} style crops of {args.size}x{args.size} ({len(os.listdir(contents))} "
               f"shipped photos, {len(os.listdir(styles))} shipped textures) in {trained:.0f} s; encoder and loss "
               f"network {loaded.label}")
-        print(f"held-out pairs with the bundled painting, the d2l objective at {args.size} px (content, style, total):")
+        print(f"held-out pairs with the bundled painting at {args.size} px; each picture (uint8, as saved) scored by the "
+              f"d2l objective that the optimisation minimises and by AdaIN's loss that the decoder is trained on "
+              f"(content, style, total)")
         pixel = settings.pixel_domain
+        encoder = B.parameters({k: v for k, v in network.params.items() if k.startswith("encoder.")})
+        arbitrary = ArbitraryLoss(B, encoder)
         for photo in held_out:
             content = images.load_image(photo)
             shape = target_size(content, args.size)
-            objective = StyleLoss(B, loaded.arrays, settings, images.preprocess(content, shape, normalize=not pixel),
+            content_x = images.preprocess(content, shape, normalize=not pixel)
+            style_pixels = images.resize_pixels(images.load_image(painting), shape)
+            objective = StyleLoss(B, loaded.arrays, settings, content_x,
                                   images.preprocess(images.load_image(painting), shape, normalize=not pixel))
-            picture = stylize(network, photo, style=painting, backend=B, size=shape).image
-            x = images.to_input(picture.astype(np.float32) / 255.0, normalize=not pixel)
-            ours = {key: B.item(value) for key, value in objective.terms(B.asarray(x)).items()}
+            content_pixels = images.resize_pixels(content, shape)
+            target, style_features = arbitrary.targets(*(B.asarray(_nchw(p) * np.float32(255))
+                                                         for p in (content_pixels, style_pixels)))
+            pictures = {"the AdaIN picture": stylize(network, photo, style=painting, backend=B, size=shape).image}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 history = transfer(photo, painting, backend=B, weights=loaded, size=shape, settings=settings,
-                                   epochs=max(EPOCHS)).history
-            print(f"  {os.path.basename(photo)} at {shape[0]}x{shape[1]}")
-            rows = [("the AdaIN picture", ours)] + [(f"optimisation, {e} epochs", history[e - 1]) for e in EPOCHS]
-            for label, terms in rows:
-                print(f"    {label:<26} {terms['content']:>10.4g} {terms['style']:>10.4g} {terms['total']:>10.4g}")
+                         epochs=max(EPOCHS), snapshot_every=min(EPOCHS),
+                         callback=lambda record, image: pictures.update(
+                             {f"optimisation, {int(record['epoch'])} epochs": image()}
+                             if int(record["epoch"]) in EPOCHS else {})).history
+            print(f"  {os.path.basename(photo)} at {shape[0]}x{shape[1]}{'':<10} {'d2l objective':^32} "
+                  f"{'AdaIN loss':^32}")
+            for label, picture in pictures.items():
+                x = picture.astype(np.float32) / 255.0
+                d2l = objective.terms(B.asarray(images.to_input(x, normalize=not pixel)))
+                ours = arbitrary.picture_terms(B.into_layers(B.asarray(_nchw(x))), target, style_features)
+                row = [B.item(terms[key]) for terms in (d2l, ours) for key in ("content", "style", "total")]
+                print(f"    {label:<26} " + " ".join(f"{value:>10.4g}" for value in row))
+            print("    (the optimisation's own record at those epochs, of its unclamped float image: d2l total "
+                  + ", ".join(f"{history[e - 1]['total']:.4g}" for e in EPOCHS) + ")")
     return 0
 
 

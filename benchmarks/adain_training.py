@@ -9,7 +9,11 @@ The crops come from the example pictures at ``--size`` (content photo and painti
 the encoder is synthetic VGG-19 weights in the normalised layout (a step costs the same whatever they are).
 The first losses of both are printed too: they are the same computation, so they agree to float32 rounding.
 
-    python benchmarks/adain_training.py --size 256 --batch-size 8 --iterations 4 --rounds 2
+``--fresh-rounds N`` also times ``multistyle train --arbitrary`` as a user runs it, in fresh processes: runs
+of ``2`` and ``2 + --iterations`` iterations alternate, ``N`` of each, and the difference of their median wall
+times per extra iteration is the CLI's s/it (imports, reading, the first iterations and writing cancel out).
+
+    python benchmarks/adain_training.py --size 256 --batch-size 4 --iterations 3 --rounds 2 --fresh-rounds 2
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from typing import Dict, List
 
@@ -67,6 +73,26 @@ def measure(backend: str, size: int, batch: int, iterations: int, rounds: int) -
     return times
 
 
+def fresh(backend: str, size: int, batch: int, iterations: int, rounds: int) -> float:
+    """The CLI's s/it: fresh ``multistyle train --arbitrary`` processes of 2 and ``2 + iterations`` iterations,
+    alternated ``rounds`` times, the difference of their median wall times per extra iteration."""
+    walls: Dict[int, List[float]] = {2: [], 2 + iterations: []}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, into in (("content.jpg", "contents"), ("style.jpg", "styles")):
+            os.mkdir(os.path.join(folder, into))
+            shutil.copy(os.path.join(EXAMPLES, name), os.path.join(folder, into))
+        for _ in range(rounds):
+            for count in walls:
+                command = [sys.executable, "-m", "multistyle", "train", "--arbitrary", "--contents", "contents",
+                           "--styles", "styles", "--output", "adain.safetensors", "--backend", backend, "--device",
+                           "cpu", "--weights", f"random:{ENCODER_SEED}", "--size", str(size), "--batch-size",
+                           str(batch), "--iterations", str(count), "--quiet"]
+                started = time.perf_counter()
+                subprocess.run(command, cwd=folder, check=True, capture_output=True)
+                walls[count].append(time.perf_counter() - started)
+    return (statistics.median(walls[2 + iterations]) - statistics.median(walls[2])) / iterations
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default=",".join(sorted(BUILTIN_BACKENDS)))
@@ -74,6 +100,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--fresh-rounds", type=int, default=0)
     args = parser.parse_args()
     backends, unusable = usable_backends(args.backends.split(","))
     for name, reason in unusable.items():
@@ -81,11 +108,14 @@ def main() -> int:
     print(f"AdaIN decoder training, s/it at {args.size}x{args.size}, batch {args.batch_size} contents + "
           f"{args.batch_size} styles: median of {args.iterations * args.rounds} iterations each, alternated in "
           f"rounds, one fresh process per backend")
-    print(f"{'backend':<11} {'multistyle':>10} {'plain loop':>10} {'ratio':>6}   first loss (multistyle / plain)")
+    cli = f" {'CLI fresh':>9}" if args.fresh_rounds else ""
+    print(f"{'backend':<11} {'multistyle':>10} {'plain loop':>10} {'ratio':>6}{cli}   first loss (multistyle / plain)")
     for name in backends:
         times = call_isolated(measure, name, args.size, args.batch_size, args.iterations, args.rounds)
         ours, theirs = statistics.median(times["multistyle"]), statistics.median(times["plain loop"])
-        print(f"{name:<11} {ours:>10.3f} {theirs:>10.3f} {ours / theirs:>6.2f}   "
+        if args.fresh_rounds:
+            cli = f" {fresh(name, args.size, args.batch_size, args.iterations, args.fresh_rounds):>9.3f}"
+        print(f"{name:<11} {ours:>10.3f} {theirs:>10.3f} {ours / theirs:>6.2f}{cli}   "
               f"{times['loss multistyle'][0]:.6g} / {times['loss plain loop'][0]:.6g}", flush=True)
     return 0
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from .. import images, memory
 from ..backend import Backend, get_backend
@@ -49,11 +49,21 @@ class ArbitraryLoss:
     def terms(self, params: Mapping[str, Any], contents: Any, styles: Any) -> Dict[str, Any]:
         """The weighted terms (``content``, ``style``, ``total``) of the decoder ``params`` on batches of content
         and style crops (NCHW pixels 0..255, as many of each)."""
+        target, style = self.targets(contents, styles)
+        return self.picture_terms(adain.decode(self.B, params, target), target, style)
+
+    def targets(self, contents: Any, styles: Any) -> Tuple[Any, Dict[str, Any]]:
+        """The AdaIN targets (``relu4_1``, the decoder's input) of content crops with style crops (NCHW pixels
+        0..255, as many of each), and the styles' features at the loss's layers."""
         B = self.B
         content = adain.encode(B, self.encoder, B.into_layers(contents / 255.0))[adain.LAST]
         style = adain.encode(B, self.encoder, B.into_layers(styles / 255.0), adain.STYLE_LAYERS)
-        target = B.stop_gradient(adain.adain(B, content, style[adain.LAST]))
-        picture = adain.decode(B, params, target)
+        return B.stop_gradient(adain.adain(B, content, style[adain.LAST])), style
+
+    def picture_terms(self, picture: Any, target: Any, style: Mapping[str, Any]) -> Dict[str, Any]:
+        """The weighted terms of pictures (the layers' layout, RGB in [0, 1]) against :meth:`targets`: what the
+        decoder is trained on, and what any other picture of the same pair (the optimisation's) scores."""
+        B = self.B
         seen = adain.encode(B, self.encoder, picture, adain.STYLE_LAYERS)
         content_term = B.mean(B.square(seen[adain.LAST] - target))
         style_term = None
