@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -85,6 +85,32 @@ def taps() -> List[int]:
     return [index for index, layer in ENCODER if layer.name in STYLE_LAYERS]
 
 
+def intermediate(stages: Sequence[Callable]) -> Callable:
+    """The port's ``encode_with_intermediate`` over the encoder's slices: each slice's output, in order."""
+    def encode_with_intermediate(x: Any) -> List[Any]:
+        out = []
+        for stage in stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
+    return encode_with_intermediate
+
+
+def port_loss(job: Job, encode_with_intermediate: Callable, decoder: Callable, calc_mean_std: Callable,
+              mse: Callable, t: Any, style_feats: Sequence[Any]) -> Any:
+    """The port's ``Net.forward`` after the AdaIN target ``t``, over the framework's own functions: the decoded
+    picture's features, the content loss against ``t`` at ``relu4_1``, the mean/std style loss at the four
+    layers, weighted."""
+    g_feats = encode_with_intermediate(decoder(t))
+    loss_c = mse(g_feats[-1], t)
+    loss_s = 0.0
+    for g, s in zip(g_feats, style_feats):
+        (g_mean, g_std), (s_mean, s_std) = calc_mean_std(g), calc_mean_std(s)
+        loss_s = loss_s + mse(g_mean, s_mean) + mse(g_std, s_std)
+    return job.content_weight * loss_c + job.style_weight * loss_s
+
+
 # -- PyTorch ---------------------------------------------------------------------------------------------------
 def torch_loop(job: Job, iterations: int) -> List[float]:
     import torch
@@ -110,12 +136,7 @@ def torch_loop(job: Job, iterations: int) -> List[float]:
     for parameter in vgg.parameters():
         parameter.requires_grad = False
 
-    def encode_with_intermediate(x):
-        out = []
-        for stage in stages:
-            x = stage(x)
-            out.append(x)
-        return out
+    encode_with_intermediate = intermediate(stages)
 
     def calc_mean_std(f):
         n, c = f.shape[:2]
@@ -137,13 +158,7 @@ def torch_loop(job: Job, iterations: int) -> List[float]:
         content, style = (torch.from_numpy(x) for x in job.batch(iteration))
         style_feats = encode_with_intermediate(style)
         t = adain(encode_with_intermediate(content)[-1], style_feats[-1])
-        g_feats = encode_with_intermediate(decoder(t))
-        loss_c = mse(g_feats[-1], t)
-        loss_s = 0
-        for g, s in zip(g_feats, style_feats):
-            (g_mean, g_std), (s_mean, s_std) = calc_mean_std(g), calc_mean_std(s)
-            loss_s = loss_s + mse(g_mean, s_mean) + mse(g_std, s_std)
-        loss = job.content_weight * loss_c + job.style_weight * loss_s
+        loss = port_loss(job, encode_with_intermediate, decoder, calc_mean_std, mse, t, style_feats)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -204,7 +219,10 @@ def mxnet_loop(job: Job, iterations: int) -> List[float]:
         return nd.broadcast_add(nd.broadcast_mul(nd.broadcast_div(nd.broadcast_sub(content, c_mean), c_std), s_std),
                                 s_mean)
 
-    mse = gluon.loss.L2Loss()  # (a - b)² / 2 per sample: so 2 x its mean is the mean squared error
+    l2 = gluon.loss.L2Loss()  # (a - b)² / 2 per sample: so 2 x its mean is the mean squared error
+
+    def mse(a, b):
+        return 2 * l2(a, b).mean()
     trainer = gluon.Trainer(decoder.collect_params(), "adam", {"learning_rate": job.lr})
     times = []
     for iteration in range(iterations):
@@ -214,13 +232,7 @@ def mxnet_loop(job: Job, iterations: int) -> List[float]:
         style_feats = encode_with_intermediate(style)
         t = adain(encode_with_intermediate(content)[-1], style_feats[-1])
         with autograd.record():
-            g_feats = encode_with_intermediate(decoder(t))
-            loss_c = 2 * mse(g_feats[-1], t).mean()
-            loss_s = 0
-            for g, s in zip(g_feats, style_feats):
-                (g_mean, g_std), (s_mean, s_std) = calc_mean_std(g), calc_mean_std(s)
-                loss_s = loss_s + 2 * mse(g_mean, s_mean).mean() + 2 * mse(g_std, s_std).mean()
-            loss = job.content_weight * loss_c + job.style_weight * loss_s
+            loss = port_loss(job, encode_with_intermediate, decoder, calc_mean_std, mse, t, style_feats)
         loss.backward()
         trainer.step(1)
         job.losses.append(loss.asscalar())
@@ -256,12 +268,7 @@ def paddle_loop(job: Job, iterations: int) -> List[float]:
     ends = [i + 1 for i in taps()]
     stages = [vgg[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
-    def encode_with_intermediate(x):
-        out = []
-        for stage in stages:
-            x = stage(x)
-            out.append(x)
-        return out
+    encode_with_intermediate = intermediate(stages)
 
     def calc_mean_std(f):
         n, c = f.shape[:2]
@@ -283,13 +290,7 @@ def paddle_loop(job: Job, iterations: int) -> List[float]:
         content, style = (paddle.to_tensor(x) for x in job.batch(iteration))
         style_feats = encode_with_intermediate(style)
         t = adain(encode_with_intermediate(content)[-1], style_feats[-1])
-        g_feats = encode_with_intermediate(decoder(t))
-        loss_c = mse(g_feats[-1], t)
-        loss_s = 0
-        for g, s in zip(g_feats, style_feats):
-            (g_mean, g_std), (s_mean, s_std) = calc_mean_std(g), calc_mean_std(s)
-            loss_s = loss_s + mse(g_mean, s_mean) + mse(g_std, s_std)
-        loss = job.content_weight * loss_c + job.style_weight * loss_s
+        loss = port_loss(job, encode_with_intermediate, decoder, calc_mean_std, mse, t, style_feats)
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
@@ -303,6 +304,8 @@ def jax_loop(job: Job, iterations: int) -> List[float]:
     import jax
     import jax.numpy as jnp
     from jax import lax
+
+    from .fast_training import adam_update
 
     nhwc = ("NHWC", "HWIO", "NHWC")
 
@@ -343,23 +346,14 @@ def jax_loop(job: Job, iterations: int) -> List[float]:
 
     def loss_fn(p, content, style):
         style_feats = run(encoder, vgg, style, ends)
-        t = lax.stop_gradient(adain(run(encoder, vgg, content, ends)[-1], style_feats[-1]))
-        g_feats = run(encoder, vgg, run(decoder, p, t), ends)
-        loss_c = jnp.mean((g_feats[-1] - t) ** 2)
-        loss_s = 0.0
-        for g, s in zip(g_feats, style_feats):
-            (g_mean, g_std), (s_mean, s_std) = calc_mean_std(g), calc_mean_std(lax.stop_gradient(s))
-            loss_s = loss_s + jnp.mean((g_mean - s_mean) ** 2) + jnp.mean((g_std - s_std) ** 2)
-        return job.content_weight * loss_c + job.style_weight * loss_s
+        t = adain(run(encoder, vgg, content, ends)[-1], style_feats[-1])  # constants: no gradient reaches them
+        return port_loss(job, lambda x: run(encoder, vgg, x, ends), lambda x: run(decoder, p, x), calc_mean_std,
+                         lambda a, b: jnp.mean((a - b) ** 2), t, style_feats)
 
     @jax.jit
     def step(p, m, v, t, lr, content, style):
         loss, g = jax.value_and_grad(loss_fn)(p, content, style)
-        m = jax.tree_util.tree_map(lambda m_, g_: 0.9 * m_ + 0.1 * g_, m, g)
-        v = jax.tree_util.tree_map(lambda v_, g_: 0.999 * v_ + 0.001 * g_ * g_, v, g)
-        c1, c2 = 1 - 0.9 ** t, jnp.sqrt(1 - 0.999 ** t)
-        p = jax.tree_util.tree_map(lambda p_, m_, v_: p_ - lr / c1 * m_ / (jnp.sqrt(v_) / c2 + 1e-8), p, m, v)
-        return loss, p, m, v
+        return (loss, *adam_update(p, m, v, g, t, lr))
 
     m = jax.tree_util.tree_map(jnp.zeros_like, params)
     v = jax.tree_util.tree_map(jnp.zeros_like, params)
@@ -403,12 +397,7 @@ def tensorflow_loop(job: Job, iterations: int) -> List[float]:
     ends = [i + 1 for i in taps()]
     stages = [tf.keras.Sequential(vgg.layers[a:b]) for a, b in zip([0] + ends[:-1], ends)]
 
-    def encode_with_intermediate(x):
-        out = []
-        for stage in stages:
-            x = stage(x)
-            out.append(x)
-        return out
+    encode_with_intermediate = intermediate(stages)
 
     def calc_mean_std(f):
         mean, var = tf.nn.moments(f, axes=[1, 2], keepdims=True)
@@ -427,13 +416,7 @@ def tensorflow_loop(job: Job, iterations: int) -> List[float]:
         style_feats = encode_with_intermediate(style)
         t = adain(encode_with_intermediate(content)[-1], style_feats[-1])
         with tf.GradientTape() as tape:
-            g_feats = encode_with_intermediate(decoder(t))
-            loss_c = mse(t, g_feats[-1])
-            loss_s = 0.0
-            for g, s in zip(g_feats, style_feats):
-                (g_mean, g_std), (s_mean, s_std) = calc_mean_std(g), calc_mean_std(s)
-                loss_s = loss_s + mse(s_mean, g_mean) + mse(s_std, g_std)
-            loss = job.content_weight * loss_c + job.style_weight * loss_s
+            loss = port_loss(job, encode_with_intermediate, decoder, calc_mean_std, mse, t, style_feats)
         grads = tape.gradient(loss, decoder.trainable_variables)
         optimizer.apply_gradients(zip(grads, decoder.trainable_variables))
         return loss

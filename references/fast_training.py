@@ -399,11 +399,7 @@ def jax_loop(job: Job, iterations: int) -> List[float]:
     @jax.jit
     def step(p, m, v, t, batch):
         loss, g = jax.value_and_grad(loss_fn)(p, batch)
-        m = jax.tree_util.tree_map(lambda m_, g_: 0.9 * m_ + 0.1 * g_, m, g)
-        v = jax.tree_util.tree_map(lambda v_, g_: 0.999 * v_ + 0.001 * g_ * g_, v, g)
-        c1, c2 = 1 - 0.9 ** t, jnp.sqrt(1 - 0.999 ** t)
-        p = jax.tree_util.tree_map(lambda p_, m_, v_: p_ - job.lr / c1 * m_ / (jnp.sqrt(v_) / c2 + 1e-8), p, m, v)
-        return loss, p, m, v
+        return (loss, *adam_update(p, m, v, g, t, job.lr))
 
     m = jax.tree_util.tree_map(jnp.zeros_like, params)
     v = jax.tree_util.tree_map(jnp.zeros_like, params)
@@ -414,6 +410,18 @@ def jax_loop(job: Job, iterations: int) -> List[float]:
         float(loss)
         times.append(time.perf_counter() - start)
     return times
+
+
+def adam_update(p, m, v, g, t, lr):
+    """One Adam update of the parameter tree ``p`` (moments ``m``, ``v``; gradients ``g``; step ``t`` from 1),
+    written out as a JAX user without optax writes it, to be jitted with the step: ``(p, m, v)``."""
+    import jax
+    import jax.numpy as jnp
+
+    m = jax.tree_util.tree_map(lambda m_, g_: 0.9 * m_ + 0.1 * g_, m, g)
+    v = jax.tree_util.tree_map(lambda v_, g_: 0.999 * v_ + 0.001 * g_ * g_, v, g)
+    c1, c2 = 1 - 0.9 ** t, jnp.sqrt(1 - 0.999 ** t)
+    return jax.tree_util.tree_map(lambda p_, m_, v_: p_ - lr / c1 * m_ / (jnp.sqrt(v_) / c2 + 1e-8), p, m, v), m, v
 
 
 # -- TensorFlow ------------------------------------------------------------------------------------------------

@@ -384,6 +384,13 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("adain-onnx-floor-pools", "export --onnx gives the backend's picture",
              "multistyle/nets/onnx_export.py", "ceil_mode=1", "ceil_mode=0",
              (f"{T_ADAIN}::test_the_onnx_export_matches",)),
+    Mutation("adain-plain-loop-biased-variance", "the training benchmark's plain loop takes train --arbitrary's steps",
+             "references/adain_training.py", "(flat.var(dim=2) + EPSILON)", "(flat.var(dim=2, unbiased=False) + EPSILON)",
+             (f"{T_ADAIN}::test_the_training_benchmarks_plain_loop_takes_the_same_steps[torch]",)),
+    Mutation("serve-network-workers-not-kept-warm", "serve shows a new painting's picture on every backend, run after run, "
+             "without starting the frameworks again", "multistyle/serve/live.py",
+             "if not self._is_warm(process):", "if True:",
+             (f"{T_SERVE}::test_an_adain_network_stylises_the_picked_style_on_every_backend_chosen",)),
     # -- the release ------------------------------------------------------------------------------------------------
     Mutation("version-printed-not-the-packages", "multistyle --version says the package's version",
              "multistyle/cli/__init__.py", 'version=f"multistyle {__version__}"', 'version="multistyle 0.1"',
