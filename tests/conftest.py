@@ -1,7 +1,7 @@
 """Shared fixtures and the markers' requirements.
 
 Fixtures: one ``backend`` per registered framework, tiny images, synthetic weights.  A test marked
-``backend``, ``ray``, ``notebook``, ``browser`` or ``gpu`` skips where what it needs is missing, or fails
+``backend``, ``ray``, ``notebook``, ``browser``, ``gpu`` or ``video`` skips where what it needs is missing, or fails
 where ``MULTISTYLE_TEST_REQUIRE`` names it (:mod:`support.needs`).  Tests that take the ``backend`` fixture
 are marked ``backend(name)`` here, so ``pytest -m "not backend"`` runs what needs no framework.
 
@@ -26,7 +26,7 @@ from multistyle.vgg import random_weights, save_npz
 from support.needs import require, required
 
 #: Markers whose need is checked before the test's fixtures are set up.
-NEEDS = ("ray", "notebook", "browser", "gpu")
+NEEDS = ("ray", "notebook", "browser", "gpu", "video")
 
 
 def pytest_addoption(parser) -> None:

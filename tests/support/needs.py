@@ -7,7 +7,8 @@ Chromium) failed to install cannot pass by testing nothing.  tox sets it per env
 ...), and ``.ci/run`` adds ``browser`` after installing Chromium and its driver.
 
 Names: the backends' (``torch``, ``mxnet``, ``paddle``, ``jax``, ``tensorflow``), ``ray``, ``notebook``, ``browser``, ``gpu``,
-``onnx`` (the ``onnx`` package and onnxruntime, for ``export --onnx``), and
+``onnx`` (the ``onnx`` package and onnxruntime, for ``export --onnx``), ``video`` (OpenCV and imageio-ffmpeg:
+``multistyle.video``), and
 ``no-framework``, which the core env sets: it asserts that no framework is importable there, and ``package``:
 the wheel tox built for the env (``TOX_PACKAGE``), whose contents and description a test checks.
 """
@@ -84,6 +85,7 @@ CHECKS: Dict[str, Callable[[], Optional[str]]] = {
     "gpu": lambda: None if gpu_count() > 0 else "no NVIDIA GPU here (nvidia-smi lists none)",
     "docs": _modules(("mkdocs", "material", "mkdocstrings", "mkdocs_jupyter"), "docs"),
     "onnx": _modules(("onnx", "onnxruntime"), "onnx"),
+    "video": _modules(("cv2", "imageio", "imageio_ffmpeg"), "video"),
     "no-framework": lambda: None,
     "package": lambda: None if os.environ.get("TOX_PACKAGE", "").split(os.pathsep)[0].endswith(".whl") else
     "TOX_PACKAGE names no wheel (tox sets it to the wheel it built and installed: run under tox)",

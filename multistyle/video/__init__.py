@@ -1,0 +1,5 @@
+"""Video: a clip stylised frame-coherently (Ruder, Dosovitskiy & Brox, 2016).
+
+:mod:`.flow` holds what every backend shares, in NumPy with OpenCV (the ``video`` extra): optical flow between
+frames, the forward-backward consistency check that says where the flow can be trusted, and warping by it.
+"""
