@@ -391,6 +391,9 @@ MUTATIONS: Tuple[Mutation, ...] = (
              "without starting the frameworks again", "multistyle/serve/live.py",
              "if not self._is_warm(process):", "if True:",
              (f"{T_SERVE}::test_an_adain_network_stylises_the_picked_style_on_every_backend_chosen",)),
+    Mutation("video-temporal-blend-ignored", "a clip's outputs are blended along the flow where it is reliable",
+             "multistyle/video/fast.py", "share = (temporal * reliable)[..., None]", "share = (0 * reliable)[..., None]",
+             ("tests/video/test_fast_clip.py::test_temporal_blending_lowers_the_warping_error_and_a_rerun_continues_where_it_stopped",)),
     # -- the release ------------------------------------------------------------------------------------------------
     Mutation("version-printed-not-the-packages", "multistyle --version says the package's version",
              "multistyle/cli/__init__.py", 'version=f"multistyle {__version__}"', 'version="multistyle 0.1"',
