@@ -67,8 +67,11 @@ class StyleLoss:
 
     def __init__(self, backend: Backend, weights: Weights, settings: ResolvedSettings,
                  content_x: np.ndarray, style_x: Union[np.ndarray, Sequence[np.ndarray]],
-                 extract: Optional[FeatureExtractor] = None, masks: Optional[Sequence[np.ndarray]] = None) -> None:
+                 extract: Optional[FeatureExtractor] = None, masks: Optional[Sequence[np.ndarray]] = None,
+                 temporal: Optional[Tuple[float, Any]] = None) -> None:
         self.B = backend
+        #: ``(weight, TemporalTarget)``: a video frame's temporal term (:mod:`multistyle.video.temporal`), or None.
+        self.temporal = temporal
         self.settings = settings
         self.pixel = settings.pixel_domain
         if self.pixel:
@@ -170,6 +173,11 @@ class StyleLoss:
         out = {"content": settings.content_weight * content, "style": settings.style_weight * style,
                "tv": settings.tv_weight * tv_loss(B, x, smoothing) if settings.tv_weight else None}
         out["total"] = out["content"] + out["style"] if out["tv"] is None else out["content"] + out["style"] + out["tv"]
+        if self.temporal is not None:  # a video frame's: held where the previous output, carried here, is reliable
+            from .video.temporal import temporal_loss
+
+            out["temporal"] = self.temporal[0] * temporal_loss(B, x, self.temporal[1])
+            out["total"] = out["total"] + out["temporal"]
         return out
 
 

@@ -94,7 +94,8 @@ def transfer(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]]
              max_pixels: int = images.DEFAULT_MAX_PIXELS, callback: Optional[Callback] = None,
              settings: Optional[Union[Settings, ResolvedSettings]] = None, deterministic: bool = False,
              snapshot_every: int = 0, max_memory: Optional[int] = None, progress: bool = False,
-             animate: Optional[str] = None, animate_every: int = 0, **overrides: Any) -> Result:
+             animate: Optional[str] = None, animate_every: int = 0, temporal: Optional[Any] = None,
+             **overrides: Any) -> Result:
     """Stylise ``content`` with ``style`` and return a :class:`Result`.
 
     ``content`` and ``style`` are paths, PIL images or uint8 arrays; ``style``
@@ -112,7 +113,8 @@ def transfer(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]]
     ``progress`` shows a progress bar (a widget in Jupyter).  ``animate`` (a
     ``.gif`` or ``.webp`` path) writes the optimisation as an animation, a
     frame every ``animate_every`` epochs (default: about 50 frames) and the
-    result last.
+    result last.  ``temporal`` (a :class:`multistyle.video.temporal.Temporal`) makes this a video frame's
+    optimisation: the temporal term joins the loss, and the start is the previous output carried here.
     """
     known = {f.name for f in fields(Settings)}
     unknown = sorted(set(overrides) - known)
@@ -140,7 +142,8 @@ def transfer(content: ImageInput, style: Union[ImageInput, Sequence[ImageInput]]
     every = math.gcd(snapshot_every, frame_every if recorder is not None else 0)
     try:
         with interrupts.watched():  # a Ctrl-C that the framework swallows still stops the run
-            result = _run(job, plan, backend, device, weights, on_epoch, every, max_memory, deterministic)
+            result = _run(job, plan, backend, device, weights, on_epoch, every, max_memory, deterministic,
+                          temporal)
         if recorder is not None:
             recorder.add(result.image)
             recorder.write()
@@ -189,7 +192,7 @@ def read_masks(settings: ResolvedSettings, styles: int, max_pixels: int) -> Opti
 
 def _run(job: _Job, plan: List[Tuple[Tuple[int, int], int]], backend: Union[str, Backend], device: str,
          weights: Union[str, LoadedWeights], callback: Callback, snapshot_every: int, max_memory: Optional[int],
-         deterministic: bool) -> Result:
+         deterministic: bool, temporal: Optional[Any] = None) -> Result:
     settings, shape, pixel = job.settings, job.shape, job.settings.pixel_domain
     B = get_backend(backend, device) if isinstance(backend, str) else backend
     B.check_optimizer(settings.optimizer, settings.line_search)  # before loading weights, which may take long
@@ -207,14 +210,22 @@ def _run(job: _Job, plan: List[Tuple[Tuple[int, int], int]], backend: Union[str,
     for number, (scale_shape, epochs) in enumerate(plan):
         content_pixels, content_x, style_xs = _inputs(settings, job.content, job.styles, scale_shape)
         masks = _masks(job.masks, scale_shape)
-        if start is None:  # the first scale starts as the settings say
+        frame = None if temporal is None else temporal.at(scale_shape)
+        if start is None and frame is not None and frame.start:  # a video frame: the previous output, carried
+            start = images.to_input(frame.warped, normalize=not pixel)
+        elif start is None:  # the first scale starts as the settings say
             start = initial_image(settings, content_x, job.styles[0], job.init, content_pixels, pixel)
         elif settings.scale_start == "content-detail":  # the content here, plus the last scale's change to it
             start = content_x + images.resize_array(start - previous_content, scale_shape)
         else:  # each later one from the previous result, upsampled
             start = images.resize_array(start, scale_shape)
         previous_content = content_x
-        objective = StyleLoss(B, vgg_weights, settings, content_x, style_xs, extract, masks)
+        term = None
+        if frame is not None and frame.weight:
+            from .video.temporal import TemporalTarget
+
+            term = (frame.weight, TemporalTarget(B, frame.warped, frame.reliable, pixel))
+        objective = StyleLoss(B, vgg_weights, settings, content_x, style_xs, extract, masks, term)
         optimizer = B.optimizer(settings.optimizer, start, settings.lr, settings.lr_decay,
                                 settings.lr_decay_every, line_search=settings.line_search)
         scale = Scale(number if len(plan) > 1 else None, final=number == len(plan) - 1)

@@ -394,6 +394,9 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("video-temporal-blend-ignored", "a clip's outputs are blended along the flow where it is reliable",
              "multistyle/video/fast.py", "share = (temporal * reliable)[..., None]", "share = (0 * reliable)[..., None]",
              ("tests/video/test_fast_clip.py::test_temporal_blending_lowers_the_warping_error_and_a_rerun_continues_where_it_stopped",)),
+    Mutation("video-temporal-term-left-out", "a video frame's optimisation is held to the previous output",
+             "multistyle/objective.py", 'out["total"] = out["total"] + out["temporal"]', 'out["total"] = out["total"]',
+             ("tests/video/test_coherent.py::test_the_temporal_term_joins_the_loss_and_a_bad_weight_is_one_line",)),
     # -- the release ------------------------------------------------------------------------------------------------
     Mutation("version-printed-not-the-packages", "multistyle --version says the package's version",
              "multistyle/cli/__init__.py", 'version=f"multistyle {__version__}"', 'version="multistyle 0.1"',

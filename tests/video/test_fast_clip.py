@@ -15,7 +15,8 @@ from multistyle.errors import MultistyleError
 from multistyle.nets import StyleNetwork
 from multistyle.nets.stylize import stylize
 from multistyle.video import flow
-from multistyle.video.fast import frame_name, stylize_clip
+from multistyle.video.fast import stylize_clip
+from multistyle.video.job import frame_name
 from multistyle.video.frames import Clip, write_video
 from support.clips import Shape, clip
 from support.needs import INSTALLED, needs_a_backend
