@@ -18,11 +18,12 @@ from ..errors import MultistyleError
 from .batching import cmd_batch
 from .common import Interrupted
 from .info import cmd_backends, cmd_presets, cmd_weights, presets_table
-from .options import BATCH, BENCH, COMPARE, RUN, TRAIN, add_options
+from .options import BATCH, BENCH, COMPARE, RUN, TRAIN, VIDEO, add_options
 from .reports import _synthetic_images, cmd_bench, cmd_compare, cmd_explain
 from .run import cmd_run
 from .serving import add_serve_options, cmd_serve
 from .training import add_export_options, cmd_export, cmd_train
+from .video import add_video_arguments, cmd_video
 
 __all__ = ["build_parser", "main", "presets_table", "_synthetic_images"]
 
@@ -47,6 +48,12 @@ DESCRIPTIONS = {
             "Train a feed-forward style network (Johnson et al. 2016) for the style image on a folder of photos, "
             "against the VGG-19 loss of the preset; it then stylises a photo in one pass (run --model). "
             "Checkpoints beside --output; --resume continues from the last one."),
+    VIDEO: ("stylise a clip, frame-coherently",
+            "Stylise every frame of a clip (a video file or a folder of frames) and write a video or frames, keeping "
+            "the frame rate, the size and the audio: by optimisation, each frame started from the previous output "
+            "carried by the optical flow and held to it where the flow is reliable (Ruder et al. 2016), or by a "
+            "trained network (--model), optionally blended along the flow (--temporal). Every finished frame is "
+            "kept, so a rerun continues from the first missing one."),
     "export": ("write a style network as an ONNX graph",
                "Write a style network (.safetensors or a PyTorch examples .pth) as an ONNX graph for onnxruntime "
                "and other runtimes: input 'image' and output 'stylized', 1x3xHxW RGB in [0, 1]."),
@@ -88,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = {name: commands.add_parser(name, help=short, description=long)
            for name, (short, long) in DESCRIPTIONS.items()}
     sub[BATCH].add_argument("jobs", nargs="?", metavar="JOBS", help="a .csv or .json list of jobs (instead of a grid)")
-    for name in (RUN, COMPARE, BATCH, BENCH, TRAIN):
+    add_video_arguments(sub[VIDEO])
+    for name in (RUN, COMPARE, BATCH, BENCH, TRAIN, VIDEO):
         add_options(sub[name], name)
     add_export_options(sub["export"])
     sub["presets"].add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -122,7 +130,7 @@ def _add_weights_actions(weights: argparse.ArgumentParser) -> None:
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     RUN: cmd_run, "presets": cmd_presets, "backends": cmd_backends, "weights": cmd_weights, COMPARE: cmd_compare,
     BENCH: cmd_bench, BATCH: cmd_batch, "explain": cmd_explain, "serve": cmd_serve, TRAIN: cmd_train,
-    "export": cmd_export}
+    "export": cmd_export, VIDEO: cmd_video}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -22,9 +22,10 @@ from ..optim import OPTIMIZERS
 from ..losses import STYLE_LOSSES
 from ..settings import CLAMPS, DEFAULT_SIZE, INITS, POOLINGS, PRESETS, SCALE_STARTS, Settings
 
-RUN, COMPARE, BENCH, BATCH, TRAIN = "run", "compare", "bench", "batch", "train"
+RUN, COMPARE, BENCH, BATCH, TRAIN, VIDEO = "run", "compare", "bench", "batch", "train", "video"
 JOB_COMMANDS = (RUN, COMPARE, BENCH, BATCH)
-ALL = frozenset(JOB_COMMANDS)
+VIDEOS = frozenset((VIDEO,))
+ALL = frozenset(JOB_COMMANDS) | VIDEOS  # a clip's frames take every option of a picture's job
 SINGLE = frozenset((RUN, COMPARE, BENCH))  # one content and one style list
 PRESET = "the preset's; see multistyle presets"
 TRAINS = frozenset((TRAIN,))
@@ -93,7 +94,9 @@ OPTIONS: Tuple[Option, ...] = (
     # -- images ------------------------------------------------------------------------------------------------
     _opt("--content", _IMAGES, SINGLE, {BENCH: {"required": False, "help": "content image" + _BENCH_SYNTHETIC}},
          required=True, metavar="FILE", help="content image"),
-    _opt("--style", _IMAGES, SINGLE | TRAINS, {
+    _opt("--style", _IMAGES, SINGLE | TRAINS | VIDEOS, {
+        VIDEO: {"required": False, "help": "style image, or several, comma-separated, blended by --style-blend "
+                                           "(required, except with a per-style --model)"},
         BENCH: {"required": False, "help": "style image, or several, comma-separated, blended by --style-blend"
                                            + _BENCH_SYNTHETIC},
         RUN: {"required": False, "help": "style image, or several, comma-separated, blended by --style-blend "
@@ -104,7 +107,7 @@ OPTIONS: Tuple[Option, ...] = (
                                            "by --style-blend (required, except with --arbitrary)"}},
          required=True, metavar="FILE[,FILE...]", type=_image_list,
          help="style image, or several, comma-separated, blended by --style-blend"),
-    _opt("--content-masks", _IMAGES, {RUN, COMPARE, BATCH}, default=None, metavar="FILE[,FILE...]", type=_image_list,
+    _opt("--content-masks", _IMAGES, {RUN, COMPARE, BATCH, VIDEO}, default=None, metavar="FILE[,FILE...]", type=_image_list,
          help="one mask per --style, in the same order: white where that style applies, black where not, grey "
               "for a share (any size: resized to the content's); the styles are then not blended "
               "(docs: Style losses and masks)"),
@@ -112,7 +115,9 @@ OPTIONS: Tuple[Option, ...] = (
         TRAIN: {"required": True, "help": "training photos: a folder or a glob pattern (each at least --size "
                                           "pixels on its shorter side)"}},
          metavar="DIR|GLOB", help="content images: a folder, a glob pattern or a file"),
-    _opt("--model", _IMAGES, {RUN, COMPARE, BATCH}, {
+    _opt("--model", _IMAGES, {RUN, COMPARE, BATCH, VIDEO}, {
+        VIDEO: {"help": "stylise each frame with a trained style network in one pass (--method network) instead of "
+                        "optimising it; an AdaIN network takes --style and --alpha"},
         COMPARE: {"help": "compare a trained style network's pictures and times on every backend instead of an "
                           "optimisation; needs no --style"},
         BATCH: {"help": "stylise every content image with a trained style network, in one pass each, instead of "
@@ -120,7 +125,7 @@ OPTIONS: Tuple[Option, ...] = (
          metavar="FILE",
          help="stylise with a trained style network (.safetensors from multistyle train, or a PyTorch examples "
               "fast_neural_style .pth) in one pass, instead of optimising; needs no --style and no VGG-19"),
-    _opt("--alpha", _IMAGES, {RUN, COMPARE, BATCH}, type=float, default=1.0, metavar="A",
+    _opt("--alpha", _IMAGES, {RUN, COMPARE, BATCH, VIDEO}, type=float, default=1.0, metavar="A",
          help="with an AdaIN --model: the content-style trade-off, A x stylised + (1 - A) x the content's own "
               "features, in [0, 1] (default: %(default)s)"),
     _opt("--styles", _IMAGES, {BATCH, TRAIN}, {
@@ -135,14 +140,21 @@ OPTIONS: Tuple[Option, ...] = (
         BENCH: {"required": False, "default": "bench.json", "metavar": "FILE",
                 "help": "JSON results (default: %(default)s)"},
         BATCH: {"help": "output folder: one image and one JSON sidecar per job, results.json, results.csv and the "
-                        "gallery index.html"}}, required=True, metavar="DIR"),
+                        "gallery index.html"},
+        VIDEO: {"metavar": "FILE|DIR", "help": "the stylised clip: a video file (.mp4 .mov .mkv .m4v .avi .webm), or a "
+                                               "folder for PNG frames; the finished frames are kept in OUTPUT.frames/ "
+                                               "until the video is written, so a rerun continues"}},
+         required=True, metavar="DIR"),
     _opt("--sizes", _IMAGES, {BENCH}, default="150x225,300x450", metavar="HxW,...",
          help="comma-separated working sizes (default: %(default)s)"),
     _opt("--floor", _IMAGES, {BENCH}, type=int, default=8, metavar="N",
          help="also time N iterations of the backend's floor (its VGG-19, frozen: forward and input gradient only) "
               "in the same process, alternated with the run's iterations, and print s/it ÷ floor ('fault' where the "
               "floor measured slower than the step); 0: off (default: %(default)s)"),
-    _opt("--size", _IMAGES, {RUN, COMPARE, BATCH, TRAIN}, {
+    _opt("--size", _IMAGES, {RUN, COMPARE, BATCH, TRAIN, VIDEO}, {
+        VIDEO: {"default": None, "help": "working size of the optimisation, as HEIGHTxWIDTH, or one number for the "
+                                         f"long edge (default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}); the output keeps "
+                                         "the clip's size; a network runs at the clip's size"},
         BATCH: {"default": None, "help": "working size as HEIGHTxWIDTH, or one number for the long edge keeping the "
                                          f"content's aspect ratio (default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}; with "
                                          "--model, each content's own size)"},
@@ -160,8 +172,9 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("--max-pixels", _IMAGES, ALL | TRAINS, type=int, default=images.DEFAULT_MAX_PIXELS, metavar="N",
          help="refuse input images with more pixels than this (default: %(default)s)"),
     # -- backend and network ----------------------------------------------------------------------------------
-    _opt("--backend", _NETWORK, {RUN, BATCH, TRAIN}, {
+    _opt("--backend", _NETWORK, {RUN, BATCH, TRAIN, VIDEO}, {
         RUN: {"help": lambda: f"one of {', '.join(backend_names())} (default: %(default)s)"},
+        VIDEO: {"help": lambda: f"one of {', '.join(backend_names())} (default: %(default)s)"},
         TRAIN: {"help": lambda: f"one of {', '.join(backend_names())} (default: %(default)s)"},
         BATCH: {"metavar": "NAME[,NAME...]",
                 "help": lambda: f"one of {', '.join(backend_names())}, or several, comma-separated: every content x "
@@ -277,6 +290,26 @@ OPTIONS: Tuple[Option, ...] = (
          help="write the checkpoint every N iterations, and at the end; 0: only at the end (default: %(default)s)"),
     _opt("--resume", "training", TRAINS, action="store_true",
          help="continue from the checkpoint beside --output, to the same parameters as an uninterrupted run"),
+    # -- video -----------------------------------------------------------------------------------------------
+    _opt("--method", "video", VIDEOS, default=None, choices=["optimise", "network"],
+         help="optimise: Ruder et al.'s coherent optimisation of each frame; network: a trained --model's pass on "
+              "each frame (default: network with --model, else optimise)"),
+    _opt("--temporal-weight", "video", VIDEOS, type=float, default=None, metavar="G",
+         help="optimise: the temporal term's weight, on pixels in [0, 1], which holds each frame to the previous "
+              "output where the flow is reliable; 0 leaves each frame free (default: 1000)"),
+    _opt("--start", "video", VIDEOS, default="previous", choices=["previous", "init"],
+         help="optimise: start each frame from the previous output carried by the flow (Ruder et al.), or as "
+              "--init says (default: %(default)s)"),
+    _opt("--temporal", "video", VIDEOS, type=float, default=0.0, metavar="W",
+         help="network: blend each output with the previous one carried by the flow, W x previous where the flow "
+              "is reliable; 0: each frame alone (default: %(default)s)"),
+    _opt("--flow-preset", "video", VIDEOS, default="medium", choices=["ultrafast", "fast", "medium"],
+         help="OpenCV DIS optical flow's preset: faster, or more exact (default: %(default)s)"),
+    _opt("--fps", "video", VIDEOS, type=float, default=None, metavar="F",
+         help="the frame rate of a folder of frames (default: 25; a video file keeps its own)"),
+    _opt("--debug-masks", "video", VIDEOS, default=None, metavar="DIR",
+         help="also write each frame's reliability mask (white: the flow is trusted), disocclusions and motion "
+              "boundaries, at the working size, as PNGs in DIR"),
     # -- run: reporting and planning ---------------------------------------------------------------------------
     _opt("--log", "reporting", {RUN}, metavar="FILE", help="per-epoch losses and timings, .csv or .json"),
     _opt("--save-every", "reporting", {RUN}, type=int, default=0, metavar="N",
@@ -286,9 +319,9 @@ OPTIONS: Tuple[Option, ...] = (
               "the result last"),
     _opt("--animate-every", "reporting", {RUN}, type=int, default=0, metavar="N",
          help="epochs between animation frames (default: about 50 frames in all)"),
-    _opt("--quiet", "reporting", {RUN, BATCH, TRAIN}, {BATCH: {"group": "engine"}}, action="store_true",
+    _opt("--quiet", "reporting", {RUN, BATCH, TRAIN, VIDEO}, {BATCH: {"group": "engine"}}, action="store_true",
          help="no progress bar"),
-    _opt("--plan", "planning", {RUN, TRAIN}, action="store_true",
+    _opt("--plan", "planning", {RUN, TRAIN, VIDEO}, action="store_true",
          help="print the job's plan and predicted peak memory, and stop (loads no framework)"),
     _opt("--max-memory", "planning", {RUN, TRAIN}, default=None, metavar="SIZE",
          help="refuse, before any work, a job predicted to need more memory than SIZE (e.g. 4G, 1.5GiB); the error "

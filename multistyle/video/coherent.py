@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 from typing import Any, Dict, Optional, Union
 
 import numpy as np
@@ -43,12 +44,13 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
                           device: str = "auto", weights: Any = "imagenet", size: Any = None,
                           temporal_weight: float = TEMPORAL_WEIGHT, start_from_previous: bool = True,
                           flow_preset: str = "medium", fps: Optional[float] = None, progress: bool = False,
-                          callback: Optional[FrameCallback] = None, **settings: Any) -> Dict[str, Any]:
+                          callback: Optional[FrameCallback] = None, settings: Any = None,
+                          **overrides: Any) -> Dict[str, Any]:
     """Optimise every frame of ``clip`` (a video file or a folder of frames) with ``style``, each frame held to
     the previous output where the flow is reliable, and write ``output`` (a video file, or a folder of PNG
     frames) with the clip's frame rate, size and audio.  ``size`` is the working size (as ``run``'s ``--size``;
-    300x450 when None, as ``run``'s); ``settings`` are :class:`multistyle.Settings` fields (``epochs=...``,
-    ``preset=...``), the same for every frame.  Returns what was done: ``frames``, ``resumed_from``, ``fps``,
+    300x450 when None, as ``run``'s); ``settings`` (a :class:`multistyle.Settings`) and keywords of its fields
+    (``epochs=...``, ``preset=...``) are every frame's.  Returns what was done: ``frames``, ``resumed_from``, ``fps``,
     ``size``."""
     from ..backend import get_backend
     from ..settings import Settings
@@ -61,7 +63,7 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
     clip_path = clip.path if isinstance(clip, Clip) else os.fspath(clip)
     check_output(clip_path, output)
     source = clip if isinstance(clip, Clip) else Clip(clip_path, "clip", fps)
-    resolved = Settings(**settings).resolved()
+    resolved = replace(settings or Settings(), **overrides).resolved()
     B = get_backend(backend, device) if isinstance(backend, str) else backend
     loaded = weights if isinstance(weights, LoadedWeights) else load_weights(weights, B, deepest_index(resolved.layers))
     height, width = source.size

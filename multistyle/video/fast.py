@@ -23,7 +23,8 @@ from .job import FrameCallback, check_output, run_frames
 def stylize_clip(model: Any, clip: Union[str, Clip], output: str, *, style: Any = None, alpha: float = 1.0,
                  backend: Any = "torch", device: str = "auto", weights: str = "imagenet", temporal: float = 0.0,
                  flow_preset: str = "medium", fps: Optional[float] = None, progress: bool = False,
-                 callback: Optional[FrameCallback] = None) -> Dict[str, Any]:
+                 callback: Optional[FrameCallback] = None, preserve_color: str = "none",
+                 content_masks: Optional[Any] = None) -> Dict[str, Any]:
     """Stylise every frame of ``clip`` (a video file or a folder of frames) with the trained network ``model``
     (a path or a loaded network; an AdaIN network takes ``style`` and ``alpha``) and write ``output`` (a video
     file, or a folder of PNG frames), keeping the frame rate, the size and the audio.  ``temporal`` in [0, 1]
@@ -42,13 +43,16 @@ def stylize_clip(model: Any, clip: Union[str, Clip], output: str, *, style: Any 
     network = load_model(model, weights, backend=B)
     extra: Dict[str, Any] = {}
     if isinstance(network, ArbitraryNetwork):
-        extra = {"style": style, "alpha": alpha}
+        extra = {"style": style, "alpha": alpha, "content_masks": content_masks}
     elif style is not None:
         raise MultistyleError(STYLE_BUILT_IN)
+    elif content_masks is not None:
+        raise MultistyleError("--content-masks: a per-style network has one style, applied everywhere; masks place "
+                              "the styles of an AdaIN network or of the optimisation")
 
     def one_frame(index: int, frame: np.ndarray, previous_in: Optional[np.ndarray],
                   previous_out: Optional[np.ndarray]) -> np.ndarray:
-        out = stylize(network, frame, backend=B, **extra).image
+        out = stylize(network, frame, backend=B, preserve_color=preserve_color, **extra).image
         if temporal > 0 and previous_in is not None and previous_out is not None:
             backward, reliable = flow.flows(previous_in, frame, flow_preset)
             carried = flow.warp(previous_out, backward)

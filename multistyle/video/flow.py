@@ -24,7 +24,7 @@ and reliable (weight 1) where it is neither, 0 where it is either.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
@@ -111,3 +111,29 @@ def flows(previous: np.ndarray, current: np.ndarray, preset: str = "medium") -> 
     backward = optical_flow(current, previous, preset)
     forward = optical_flow(previous, current, preset)
     return backward, reliability(forward, backward)
+
+
+def write_masks(frames: Any, folder: str, shape: Tuple[int, int], preset: str = "medium") -> int:
+    """``--debug-masks``: for each frame after the first (``frames`` an iterable of ``(H, W, 3)`` uint8), its
+    reliability (white: the flow is trusted), disocclusions and motion boundaries (white where found) at the
+    working size ``shape``, as ``frame_NNNNN-reliable.png``, ``-disoccluded.png`` and ``-boundaries.png`` in
+    ``folder``; the number of frames done."""
+    import os
+
+    from PIL import Image
+
+    from .. import images
+
+    os.makedirs(folder, exist_ok=True)
+    previous, count = None, 0
+    for index, frame in enumerate(frames):
+        small = np.asarray(Image.fromarray(np.asarray(frame, np.uint8)).resize((shape[1], shape[0]), Image.BILINEAR))
+        if previous is not None:
+            backward, forward = optical_flow(small, previous, preset), optical_flow(previous, small, preset)
+            occluded, edges = disocclusions(forward, backward), motion_boundaries(backward)
+            for name, mask in (("reliable", ~(occluded | edges)), ("disoccluded", occluded), ("boundaries", edges)):
+                pixels = np.repeat((mask.astype(np.uint8) * 255)[..., None], 3, axis=-1)
+                images.save_image(pixels, os.path.join(folder, f"frame_{index + 1:05d}-{name}.png"))
+            count += 1
+        previous = small
+    return count
