@@ -33,7 +33,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     if args.backend not in backend_names():
         raise MultistyleError(f"--backend: unknown backend {args.backend!r}; choose from {', '.join(backend_names())}")
     parse_device(args.device)
-    check_output(args.clip, args.output)
+    _, folder = check_output(args.clip, args.output)
     clip = Clip(args.clip, "clip", args.fps)
     settings = settings_from(args)
     resolved = settings.resolved()
@@ -41,7 +41,6 @@ def cmd_video(args: argparse.Namespace) -> int:
     from PIL import Image
 
     shape = (height, width) if method == "network" else target_size(Image.new("RGB", (width, height)), args.size)
-    folder = args.output + ".frames" if os.path.splitext(args.output)[1] else args.output
     if args.plan:
         what = (f"the network {os.path.basename(args.model)}, one pass a frame at {height}x{width}" +
                 (f", blended {args.temporal:g} along the flow" if args.temporal else "") if method == "network" else
@@ -85,11 +84,9 @@ def cmd_video(args: argparse.Namespace) -> int:
                                                             else args.temporal_weight),
                                            start_from_previous=args.start == "previous", **common)
     except KeyboardInterrupt:
+        unwritten = f"; {args.output} was not written" if folder != args.output else ""
         raise Interrupted(f"after frame {done['frame']} of {clip.count}; the finished frames are in {folder}; run "
-                          f"the same command again to continue; {args.output} was not written"
-                          if folder != args.output else
-                          f"after frame {done['frame']} of {clip.count}; the finished frames are in {folder}; run "
-                          "the same command again to continue") from None
+                          f"the same command again to continue{unwritten}") from None
     resumed = f", continuing from frame {result['resumed_from'] + 1}" if result["resumed_from"] else ""
     print(f"wrote {args.output} ({result['frames']} frames, {height}x{width}, {float(result['fps']):.4g} fps"
           f"{', audio kept' if clip.audio and folder != args.output else ''}{resumed})")
