@@ -56,7 +56,7 @@ def _thumbnail(folder: str, path: str, made: Dict[str, Optional[str]]) -> Option
 
     name = "thumbs/" + hashlib.sha256(os.path.abspath(path).encode("utf-8")).hexdigest()[:16] + ".png"
     try:
-        picture = images.load_image(path, "input")
+        picture = _first_frame(path) if _is_clip(path) else images.load_image(path, "input")
         picture.thumbnail((THUMB_EDGE, THUMB_EDGE))
         os.makedirs(os.path.join(folder, "thumbs"), exist_ok=True)
         with images.atomic_write(os.path.join(folder, name)) as handle:
@@ -65,6 +65,21 @@ def _thumbnail(folder: str, path: str, made: Dict[str, Optional[str]]) -> Option
     except Exception:  # an unreadable input (its jobs failed and say why): no thumbnail
         made[path] = None
     return made[path]
+
+
+def _is_clip(path: str) -> bool:
+    from .batch.jobs import is_clip
+
+    return is_clip(path)
+
+
+def _first_frame(path: str) -> Any:
+    """A clip's first frame, as a PIL image."""
+    from PIL import Image
+
+    from .video.frames import Clip
+
+    return Image.fromarray(next(Clip(path, "input").frames()))
 
 
 def write(folder: str, cells: Sequence[Tuple[Any, Dict[str, Any]]], summary: Dict[str, Any]) -> None:
@@ -125,8 +140,11 @@ def _cell(job: Any, row: Dict[str, Any]) -> str:
     e = html.escape
     if row["status"] in ("done", "skipped"):
         loss = f"loss {row['final_loss']:.4g}" if row.get("final_loss") is not None else ""
-        return (f"<a href='{e(row['output'])}'><img class='result' src='{e(row['output'])}' "
-                f"alt='{e(row['output'])}'></a><div>{loss} · <a href='{e(row['sidecar'])}'>sidecar</a>"
+        picture = (f"<video class='result' src='{e(row['output'])}' controls muted loop preload='metadata'>"
+                   f"<a href='{e(row['output'])}'>{e(row['output'])}</a></video>" if getattr(job, "clip", False) else
+                   f"<a href='{e(row['output'])}'><img class='result' src='{e(row['output'])}' "
+                   f"alt='{e(row['output'])}'></a>")
+        return (f"{picture}<div>{loss} · <a href='{e(row['sidecar'])}'>sidecar</a>"
                 + (" · <span class='muted'>skipped: done before</span>" if row["status"] == "skipped" else "")
                 + "</div>")
     return f"<div class='failed'>{e(row['status'])}: {e(row['reason'])}</div>"

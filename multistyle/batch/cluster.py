@@ -167,6 +167,8 @@ def run_ray(ray: Any, payloads: Dict[int, Dict[str, Any]], cpus: float, gpus: fl
 
     futures = {}
     for index, payload in payloads.items():
+        if payload.get("clip"):  # a node may not share the batch's folder: the video comes back as bytes
+            payload = dict(payload, return_video=True)
         loaded = (networks[payload["network"], payload["weights"]] if payload.get("network") else
                   weights.get(weights_owner(payload)))
         futures[run.remote(payload, loaded, image_ref(payload["content"]),

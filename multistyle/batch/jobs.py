@@ -13,15 +13,23 @@ import io
 import json
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import images
 from ..errors import MultistyleError, first_line
 from ..settings import DEFAULT_SIZE, INITS, ResolvedSettings, Settings, settings_dict
 from ..vgg import deepest_index
+from ..video.frames import VIDEO_SUFFIXES
 
 #: File extensions taken from a folder given to ``--contents`` / ``--styles``.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+#: Video files, taken from a folder given to ``--contents`` as clips (a job of ``multistyle video``'s).
+CLIP_EXTENSIONS = VIDEO_SUFFIXES
+
+
+def is_clip(path: str) -> bool:
+    """A content that is a clip: a video file, or a folder (of frames)."""
+    return os.path.isdir(path) or path.lower().endswith(CLIP_EXTENSIONS)
 
 
 @dataclass
@@ -46,6 +54,24 @@ class BatchJob:
     network: str = ""
     #: AdaIN's content-style trade-off (``--alpha``).
     alpha: float = 1.0
+    #: The content is a clip (a video file or a folder of frames): ``multistyle video``'s job, its frames in
+    #: order on one worker; the options below are that command's (``--temporal-weight`` ... ``--fps``).
+    clip: bool = False
+    temporal_weight: Optional[float] = None
+    start: str = "previous"
+    temporal: float = 0.0
+    flow_preset: str = "medium"
+    fps: Optional[float] = None
+
+    @property
+    def video_options(self) -> Dict[str, Any]:
+        """What a clip job does besides its frames' job: its method's options (defaults filled in)."""
+        from ..video.coherent import TEMPORAL_WEIGHT
+
+        if self.model or self.network:
+            return {"method": "network", "temporal": self.temporal, "flow_preset": self.flow_preset, "fps": self.fps}
+        return {"method": "optimise", "flow_preset": self.flow_preset, "fps": self.fps, "start": self.start,
+                "temporal_weight": TEMPORAL_WEIGHT if self.temporal_weight is None else self.temporal_weight}
 
     def to_payload(self) -> Dict[str, Any]:
         """What a worker process needs to run this job: plain values, picklable, no framework objects;
@@ -55,7 +81,8 @@ class BatchJob:
                 "weights": self.weights, "size": self.size, "max_pixels": self.max_pixels,
                 "deterministic": self.deterministic, "settings": settings_dict(resolved),
                 "last": deepest_index(resolved.layers), "model": self.model, "network": self.network,
-                "alpha": self.alpha}
+                "alpha": self.alpha, "clip": self.clip, "temporal_weight": self.temporal_weight,
+                "start": self.start, "temporal": self.temporal, "flow_preset": self.flow_preset, "fps": self.fps}
 
     @classmethod
     def from_payload(cls, payload: Dict[str, Any]) -> "BatchJob":
@@ -66,14 +93,16 @@ class BatchJob:
                    settings=Settings(**payload["settings"]), **{k: v for k, v in payload.items() if k in known})
 
 
-def expand_images(spec: str, option: str) -> List[str]:
+def expand_images(spec: str, option: str, clips: bool = False) -> List[str]:
     """The image files a ``--contents``/``--styles`` argument names: a folder (its images, sorted), a glob
-    pattern (its matches, sorted) or one file."""
+    pattern (its matches, sorted) or one file.  With ``clips``, a folder's video files are taken too."""
     if os.path.isdir(spec):
+        wanted = IMAGE_EXTENSIONS + (CLIP_EXTENSIONS if clips else ())
         found = sorted(os.path.join(spec, name) for name in os.listdir(spec)
-                       if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(spec, name)))
+                       if name.lower().endswith(wanted) and os.path.isfile(os.path.join(spec, name)))
         if not found:
-            raise MultistyleError(f"{option}: folder {spec!r} has no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            raise MultistyleError(f"{option}: folder {spec!r} has no image files ({', '.join(IMAGE_EXTENSIONS)})"
+                                  + (f" or clips ({', '.join(CLIP_EXTENSIONS)})" if clips else ""))
         return found
     if os.path.isfile(spec):
         return [spec]

@@ -107,12 +107,17 @@ def _plan(entries: List[Entry], output: str, kill_once: Dict[int, str]) -> Dict[
         except OSError as exc:  # an input that cannot be read at all: this job fails, the others go on
             entry.status, entry.reason = "failed", _unreadable(entry.job, exc)
             continue
+        except MultistyleError as exc:  # a clip's folder without frames, say
+            entry.status, entry.reason = "failed", str(exc)
+            continue
         entry.name = output_name(entry.job, entry.key)
         entry.sidecar = finished_sidecar(output, entry.name, entry.key)
         if entry.sidecar is not None:
             entry.status = "skipped"
             continue
         payloads[entry.index] = entry.job.to_payload()
+        if entry.job.clip:  # the worker writes the clip's frames beside it, and then the video, into the batch folder
+            payloads[entry.index]["output"] = os.path.abspath(os.path.join(output, entry.name))
         if entry.index in kill_once:
             payloads[entry.index]["kill_once"] = kill_once[entry.index]
     return payloads

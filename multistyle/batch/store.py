@@ -72,13 +72,14 @@ def job_key(job: BatchJob) -> str:
     CPU is the same job (its result differs only by float rounding), so a
     batch moved between machines still skips what is done.
     """
+    content = clip_sha256(job.content) if job.clip else file_sha256(job.content)
     if job.model:  # one pass of a network: the file (the style entry), the backend and the size are all it reads
-        identity = {"content": file_sha256(job.content), "model": file_sha256(job.style[0]), "backend": job.backend,
+        identity = {"content": content, "model": file_sha256(job.style[0]), "backend": job.backend,
                     "size": "content" if job.size is None else _size_text(job.size), "version": 1}
     elif job.network:  # one pass of an AdaIN network: its file (and a decoder's encoder), the styles, the controls
         resolved = job.settings.resolved()
         masks = resolved.content_masks
-        identity = {"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],
+        identity = {"content": content, "style": [file_sha256(path) for path in job.style],
                     "network": file_sha256(job.network), "backend": job.backend, "alpha": job.alpha,
                     "encoder": "" if job.network.lower().endswith(".safetensors") else _weights_identity(job.weights),
                     "size": "content" if job.size is None else _size_text(job.size),
@@ -93,10 +94,24 @@ def job_key(job: BatchJob) -> str:
                 del settings[name]
         if settings.get("content_masks"):  # the masks' bytes, not where they are
             settings["content_masks"] = [file_sha256(path) for path in settings["content_masks"]]
-        identity = {"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],
+        identity = {"content": content, "style": [file_sha256(path) for path in job.style],
                     "backend": job.backend, "weights": _weights_identity(job.weights), "size": _size_text(job.size),
                     "settings": settings, "version": 1}
+    if job.clip:  # a clip's job: its frames' job, and what holds them together
+        identity["clip"] = job.video_options
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def clip_sha256(path: str) -> str:
+    """SHA-256 of a clip: a video file's bytes, or a folder's frames (their names, in order, and bytes)."""
+    if not os.path.isdir(path):
+        return file_sha256(path)
+    from ..video.frames import Clip
+
+    digest = hashlib.sha256()
+    for frame in Clip(path, "--contents").files or []:
+        digest.update(f"{os.path.basename(frame)}\0{file_sha256(frame)}\n".encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -104,7 +119,7 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 def stem(path: str) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
+    return os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
 
 
 def style_label(job: BatchJob) -> str:
@@ -112,8 +127,15 @@ def style_label(job: BatchJob) -> str:
 
 
 def output_name(job: BatchJob, key: str) -> str:
-    """``content__style__backend_0123456789.png``: readable, and unique to what the job computes."""
-    return f"{_slug(stem(job.content))}__{_slug(style_label(job), 60)}__{job.backend}_{key[:10]}.png"
+    """``content__style__backend_0123456789.png``: readable, and unique to what the job computes.  A clip's is a
+    video: its own extension where multistyle writes it, else ``.mp4`` (a folder of frames, say)."""
+    extension = ".png"
+    if job.clip:
+        from ..video.frames import CODECS
+
+        extension = os.path.splitext(os.path.normpath(job.content))[1].lower()
+        extension = extension if extension in CODECS else ".mp4"
+    return f"{_slug(stem(job.content))}__{_slug(style_label(job), 60)}__{job.backend}_{key[:10]}{extension}"
 
 
 def sidecar_path(folder: str, name: str) -> str:
@@ -156,10 +178,16 @@ def _versions(framework: str) -> Dict[str, str]:
 
 
 def write_result(folder: str, entry: Entry, result: Dict[str, Any]) -> Dict[str, Any]:
-    """The image, then its sidecar, each atomically: a sidecar exists only beside a complete image."""
+    """The image, then its sidecar, each atomically: a sidecar exists only beside a complete image.  A clip's
+    video is on disk already (its worker assembled it there), or comes as bytes (``result["video"]``, from a
+    Ray node) and is written here."""
     image_path = os.path.join(folder, entry.name)
-    images.save_image(result["image"], image_path)
     job, history = entry.job, result["history"]
+    if not job.clip:
+        images.save_image(result["image"], image_path)
+    elif result.get("video") is not None:
+        with images.atomic_write(image_path) as handle:
+            handle.write(result["video"])
     seconds = [row["seconds"] for row in history]
     sidecar = {
         "key": entry.key,
@@ -167,17 +195,26 @@ def write_result(folder: str, entry: Entry, result: Dict[str, Any]) -> Dict[str,
         "job": {"content": job.content, "style": list(job.style), "backend": job.backend, "device": job.device,
                 "weights": job.weights, "size": _size_text(job.size), "source": job.source,
                 "settings": settings_dict(job.settings.resolved())},
-        "inputs": {"content_sha256": file_sha256(job.content), "style_sha256": [file_sha256(p) for p in job.style]},
+        "inputs": {"content_sha256": clip_sha256(job.content) if job.clip else file_sha256(job.content),
+                   "style_sha256": [file_sha256(p) for p in job.style]},
         "result": {"backend": result["backend"], "device": result["device"], "weights": result["weights"],
                    "untrained": result["untrained"], "size": result["size"], "epochs": len(history),
                    "stopped": result["stopped"],
-                   "final": {k: history[-1][k] for k in ("content", "style", "tv", "total")} if history else {}},
+                   "final": {k: history[-1][k] for k in ("content", "style", "tv", "total")}
+                   if history and not job.clip else {}},
         "timings": {"seconds": result["seconds"], "optimisation_seconds": sum(seconds),
                     "median_seconds_per_iteration": float(np.median(seconds[1:] or seconds)) if history else None,
                     "host": result["host"], "pid": result["pid"], "weights_reused": result["weights_reused"]},
         "versions": _versions(result["framework"]),
         "history": history,
     }
+    if job.clip:  # a row of history is a frame: its seconds (this attempt's frames; a resumed clip has fewer)
+        sidecar["job"]["video"] = job.video_options
+        sidecar["result"] = {key: result[key] for key in ("backend", "device", "weights", "untrained", "size",
+                                                          "frames", "fps", "resumed_from")}
+        sidecar["timings"] = {"seconds": result["seconds"],
+                              "median_seconds_per_frame": float(np.median(seconds)) if seconds else None,
+                              "host": result["host"], "pid": result["pid"]}
     with images.atomic_write(sidecar_path(folder, entry.name)) as handle:
         handle.write(json.dumps(sidecar, indent=2).encode("utf-8"))
     return sidecar

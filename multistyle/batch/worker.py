@@ -54,6 +54,8 @@ def execute(payload: Dict[str, Any], loaded: Union[None, str, LoadedWeights] = N
         if isinstance(loaded, str):
             raise MultistyleError(loaded)
         limit = payload["max_pixels"]
+        if payload.get("clip"):
+            return _clip_job(payload, loaded, content_data, style_data, started)
         content = images.load_image(payload["content"], "--content", limit, data=content_data)
         if payload.get("model"):
             return _one_pass(payload, content, style_data[0] if style_data else None, started)
@@ -87,21 +89,83 @@ def _one_pass(payload: Dict[str, Any], content: Any, data: Optional[bytes], star
     from ..nets.files import StyleNetwork
     from ..nets.stylize import stylize
 
-    path = payload["style"][0]
-    if data is not None:  # the file is not on this machine: read it from the bytes the engine sent
-        with tempfile.TemporaryDirectory() as folder:
-            local = os.path.join(folder, os.path.basename(path))
-            with open(local, "wb") as handle:
-                handle.write(data)
-            network = StyleNetwork.load(local, "--model")
-    else:
-        network = StyleNetwork.load(path, "--model")
+    with tempfile.TemporaryDirectory() as folder:
+        network = StyleNetwork.load(_local_file(payload["style"][0], data, folder), "--model")
     backend = _cached_backend(payload["backend"], payload["device"])
     result = stylize(network, content, backend=backend, size=payload["size"], max_pixels=payload["max_pixels"],
                      preserve_color=payload["settings"].get("preserve_color", "none"))
     return {"status": "done", "image": result.image, "history": [], "backend": result.backend,
             "device": result.device, "framework": backend.framework_version(), "weights": "",
             "untrained": False, "size": list(result.size), "stopped": "", "seconds": time.perf_counter() - started,
+            "host": platform.node(), "pid": os.getpid(), "weights_reused": False}
+
+
+def _local_file(path: str, data: Optional[bytes], folder: str) -> str:
+    """``path`` where it is on this machine; else ``data`` (its bytes, from Ray's object store) written into
+    ``folder`` under the same name."""
+    if data is None or os.path.exists(path):
+        return path
+    local = os.path.join(folder, os.path.basename(os.path.normpath(path)))
+    with open(local, "wb") as handle:
+        handle.write(data)
+    return local
+
+
+def _clip_job(payload: Dict[str, Any], loaded: Any, content_data: Optional[bytes], style_data: Tuple[bytes, ...],
+              started: float) -> Dict[str, Any]:
+    """A clip's job (``multistyle video``'s, from a batch): every frame, in order, into ``payload["output"]``,
+    each frame on disk as it ends (a retry continues from the first missing one), then the video.  Its bytes
+    are sent back as well when the batch asks (``return_video``: a Ray node may not share the batch's folder)."""
+    from ..video.frames import Clip
+
+    frames: list = []
+    kill = fault_injection(payload)
+
+    def on_frame(record: Dict[str, float]) -> None:
+        frames.append(dict(record))
+        if kill is not None:
+            kill(record, lambda: np.zeros(0))
+
+    backend = _cached_backend(payload["backend"], payload["device"])
+    limit, settings = payload["max_pixels"], payload["settings"]
+    common = dict(backend=backend, flow_preset=payload["flow_preset"], callback=on_frame)
+    with tempfile.TemporaryDirectory() as folder:
+        clip = Clip(_local_file(payload["content"], content_data or None, folder), "--contents", payload["fps"])
+        datas = list(style_data) or [None] * len(payload["style"])
+        if payload.get("model"):
+            from ..video.fast import stylize_clip
+
+            done = stylize_clip(_local_file(payload["style"][0], datas[0], folder), clip, payload["output"],
+                                temporal=payload["temporal"], preserve_color=settings["preserve_color"], **common)
+            weights, untrained = "", False
+        else:
+            styles = [images.load_image(path, "--style", limit, data=data) for path, data in zip(payload["style"], datas)]
+            if payload.get("network"):
+                from ..video.fast import stylize_clip
+
+                network = loaded if loaded is not None else _adain_network(payload)
+                done = stylize_clip(network, clip, payload["output"], style=styles, alpha=payload["alpha"],
+                                    temporal=payload["temporal"], preserve_color=settings["preserve_color"],
+                                    content_masks=settings["content_masks"], **common)
+                weights, untrained = network.metadata["encoder"], network.untrained
+            else:
+                from ..video.coherent import TEMPORAL_WEIGHT, stylize_clip_coherent
+
+                if loaded is None:
+                    loaded, _ = _cached_weights(backend, payload["weights"], payload["last"])
+                weight = payload["temporal_weight"]
+                done = stylize_clip_coherent(clip, styles, payload["output"], weights=loaded, size=payload["size"],
+                                             settings=Settings(**settings), start_from_previous=payload["start"] == "previous",
+                                             temporal_weight=TEMPORAL_WEIGHT if weight is None else weight, **common)
+                weights, untrained = loaded.label, loaded.untrained
+    video = None
+    if payload.get("return_video"):
+        with open(payload["output"], "rb") as handle:
+            video = handle.read()
+    return {"status": "done", "image": None, "video": video, "history": frames, "backend": backend.name,
+            "device": backend.device, "framework": backend.framework_version(), "weights": weights,
+            "untrained": untrained, "size": list(done["size"]), "frames": done["frames"], "fps": str(done["fps"]),
+            "resumed_from": done["resumed_from"], "stopped": "", "seconds": time.perf_counter() - started,
             "host": platform.node(), "pid": os.getpid(), "weights_reused": False}
 
 
@@ -112,13 +176,10 @@ def _adain_pass(payload: Dict[str, Any], content: Any, network: Any, style_data:
                 started: float) -> Dict[str, Any]:
     """A ``batch --model`` job of an AdaIN network: the network (read here once per worker, or sent by Ray's
     object store) with the job's style images, in one pass."""
-    from ..nets.stylize import load_model, stylize
+    from ..nets.stylize import stylize
 
     if network is None:
-        key = (payload["network"], payload["weights"])
-        if key not in _networks:
-            _networks[key] = load_model(payload["network"], payload["weights"])
-        network = _networks[key]
+        network = _adain_network(payload)
     limit = payload["max_pixels"]
     datas = list(style_data) or [None] * len(payload["style"])
     styles = [images.load_image(path, "--style", limit, data=data) for path, data in zip(payload["style"], datas)]
@@ -133,6 +194,16 @@ def _adain_pass(payload: Dict[str, Any], content: Any, network: Any, style_data:
             "weights": network.metadata["encoder"], "untrained": network.untrained, "size": list(result.size),
             "stopped": "", "seconds": time.perf_counter() - started, "host": platform.node(), "pid": os.getpid(),
             "weights_reused": False}
+
+
+def _adain_network(payload: Dict[str, Any]) -> Any:
+    """The job's AdaIN network, read once per worker."""
+    from ..nets.stylize import load_model
+
+    key = (payload["network"], payload["weights"])
+    if key not in _networks:
+        _networks[key] = load_model(payload["network"], payload["weights"])
+    return _networks[key]
 
 
 def fault_injection(payload: Dict[str, Any]) -> Optional[Callable[..., None]]:

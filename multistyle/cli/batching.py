@@ -23,6 +23,7 @@ _DEFAULT_SIZE = f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"
 def _batch_job(args: argparse.Namespace, content: str, style: List[str], backend: str, source: str) -> Any:
     """One :class:`~multistyle.batch.BatchJob` from ``run``-style options; mistakes name ``source``."""
     from ..batch import BatchJob
+    from ..batch.jobs import is_clip
 
     prefix = f"{source}: " if source else ""
     try:
@@ -40,14 +41,43 @@ def _batch_job(args: argparse.Namespace, content: str, style: List[str], backend
             from ..nets.adain import check_alpha
 
             check_alpha(args.alpha)
+        clip = is_clip(content)
+        if clip:
+            _check_clip_options(args, content)
     except MultistyleError as exc:
         raise MultistyleError(prefix + str(exc)) from None
     network = getattr(args, "adain", "")
     model = bool(getattr(args, "model", None)) and not network
     size = (None if args.size is None else str(args.size)) if args.model else str(args.size or _DEFAULT_SIZE)
+    if clip and args.model:
+        size = None  # a network's pass over a clip runs at the clip's size, as multistyle video's does
     return BatchJob(content=content, style=style, backend=backend, device=args.device, weights=args.weights,
                     size=size, max_pixels=args.max_pixels, deterministic=args.deterministic,
-                    settings=settings, source=source, model=model, network=network, alpha=args.alpha)
+                    settings=settings, source=source, model=model, network=network, alpha=args.alpha, clip=clip,
+                    temporal_weight=args.temporal_weight, start=args.start, temporal=args.temporal,
+                    flow_preset=args.flow_preset, fps=args.fps)
+
+
+def _check_clip_options(args: argparse.Namespace, content: str) -> None:
+    """A clip's options, as ``multistyle video`` checks them: each method's own, in range."""
+    if args.model:
+        if args.temporal_weight is not None:
+            raise MultistyleError("--temporal-weight: the optimisation's; a network's frames are blended by "
+                                  "--temporal")
+        if args.size is not None:
+            raise MultistyleError("--size: a network stylises a clip at the clip's own size; drop --size")
+        if not 0.0 <= args.temporal <= 1.0:
+            raise MultistyleError(f"--temporal: expected a weight from 0 to 1, got {args.temporal!r}")
+    else:
+        if args.temporal:
+            raise MultistyleError("--temporal: a network's blend; the optimisation is held by --temporal-weight")
+        if args.temporal_weight is not None and not args.temporal_weight >= 0:
+            raise MultistyleError(f"--temporal-weight: expected a number >= 0, got {args.temporal_weight!r}")
+    from ..video.frames import Clip, check_fps
+
+    check_fps(args.fps)
+    if os.path.isdir(content):
+        Clip(content, "--contents", args.fps)  # a folder without frames: said now, before any job runs
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -93,7 +123,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             names = [job_args.backend] if "backend" in row else backends
             jobs += [_batch_job(job_args, row["content"], row["style"], name, row["source"]) for name in names]
     else:
-        contents = batch.expand_images(args.contents, "--contents")
+        contents = batch.expand_images(args.contents, "--contents", clips=True)
         styles = [args.model] if args.model and not args.adain else batch.expand_images(args.styles, "--styles")
         jobs = [_batch_job(args, content, [style], backend, "")
                 for content in contents for style in styles for backend in backends]

@@ -25,14 +25,18 @@ from ..settings import CLAMPS, DEFAULT_SIZE, INITS, POOLINGS, PRESETS, SCALE_STA
 RUN, COMPARE, BENCH, BATCH, TRAIN, VIDEO = "run", "compare", "bench", "batch", "train", "video"
 JOB_COMMANDS = (RUN, COMPARE, BENCH, BATCH)
 VIDEOS = frozenset((VIDEO,))
+CLIPS = frozenset((VIDEO, BATCH))  # the options of a clip's job: a batch's contents may be clips
 ALL = frozenset(JOB_COMMANDS) | VIDEOS  # a clip's frames take every option of a picture's job
 SINGLE = frozenset((RUN, COMPARE, BENCH))  # one content and one style list
 PRESET = "the preset's; see multistyle presets"
 TRAINS = frozenset((TRAIN,))
 
 #: The option groups a job of a batch may override (JOBS file columns or keys).
-JOB_OPTION_GROUPS = ("images", "backend and network", "algorithm")
+JOB_OPTION_GROUPS = ("images", "backend and network", "algorithm", "video")
 GROUP_DESCRIPTIONS = {"algorithm": "Options left out take the preset's value: `multistyle presets` prints them."}
+GROUP_DESCRIPTIONS_BY_COMMAND = {(BATCH, "video"): "For the contents that are clips (video files, or folders of frames "
+                                                   "in a JOBS file): each clip is one job, its frames in order, as "
+                                                   "multistyle video runs it (docs: Video)."}
 
 
 def _layers(text: str) -> List[str]:
@@ -294,18 +298,18 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("--method", "video", VIDEOS, default=None, choices=["optimise", "network"],
          help="optimise: Ruder et al.'s coherent optimisation of each frame; network: a trained --model's pass on "
               "each frame (default: network with --model, else optimise)"),
-    _opt("--temporal-weight", "video", VIDEOS, type=float, default=None, metavar="G",
+    _opt("--temporal-weight", "video", CLIPS, type=float, default=None, metavar="G",
          help="optimise: the temporal term's weight, on pixels in [0, 1], which holds each frame to the previous "
               "output where the flow is reliable; 0 leaves each frame free (default: 1000)"),
-    _opt("--start", "video", VIDEOS, default="previous", choices=["previous", "init"],
+    _opt("--start", "video", CLIPS, default="previous", choices=["previous", "init"],
          help="optimise: start each frame from the previous output carried by the flow (Ruder et al.), or as "
               "--init says (default: %(default)s)"),
-    _opt("--temporal", "video", VIDEOS, type=float, default=0.0, metavar="W",
+    _opt("--temporal", "video", CLIPS, type=float, default=0.0, metavar="W",
          help="network: blend each output with the previous one carried by the flow, W x previous where the flow "
               "is reliable; 0: each frame alone (default: %(default)s)"),
-    _opt("--flow-preset", "video", VIDEOS, default="medium", choices=["ultrafast", "fast", "medium"],
+    _opt("--flow-preset", "video", CLIPS, default="medium", choices=["ultrafast", "fast", "medium"],
          help="OpenCV DIS optical flow's preset: faster, or more exact (default: %(default)s)"),
-    _opt("--fps", "video", VIDEOS, type=float, default=None, metavar="F",
+    _opt("--fps", "video", CLIPS, type=float, default=None, metavar="F",
          help="the frame rate of a folder of frames (default: 25; a video file keeps its own)"),
     _opt("--debug-masks", "video", VIDEOS, default=None, metavar="DIR",
          help="also write each frame's reliability mask (white: the flow is trusted), disocclusions and motion "
@@ -337,7 +341,8 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
             continue
         title = option.group_for(command)
         if title not in groups:
-            groups[title] = parser.add_argument_group(title, GROUP_DESCRIPTIONS.get(title))
+            groups[title] = parser.add_argument_group(
+                title, GROUP_DESCRIPTIONS_BY_COMMAND.get((command, title), GROUP_DESCRIPTIONS.get(title)))
         groups[title].add_argument(option.flag, **option.keywords(command))
 
 

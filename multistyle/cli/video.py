@@ -28,6 +28,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise MultistyleError("--style: required to optimise a clip (the style image)")
     if method == "network" and args.temporal_weight is not None:
         raise MultistyleError("--temporal-weight: the optimise method's; a network's frames are blended by --temporal")
+    if method == "network" and args.size is not None:
+        raise MultistyleError("--size: a network stylises a clip at the clip's own size; drop --size")
     if method == "optimise" and args.temporal:
         raise MultistyleError("--temporal: the network method's; the optimisation is held by --temporal-weight")
     if args.backend not in backend_names():

@@ -58,6 +58,7 @@ class Clip:
 
     def __init__(self, path: str, option: str = "clip", fps: Optional[float] = None) -> None:
         self.path, self.option = path, option
+        check_fps(fps)
         if os.path.isdir(path):
             names = sorted((n for n in os.listdir(path) if n.lower().endswith(FRAME_SUFFIXES)), key=_natural)
             if not names:
@@ -110,6 +111,11 @@ class Clip:
                     yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
         finally:
             reader.close()
+
+
+def check_fps(fps: Optional[float]) -> None:
+    if fps is not None and not fps > 0:
+        raise MultistyleError(f"--fps: expected a frame rate > 0, got {fps!r}")
 
 
 def stated_rate(fps: Optional[float]) -> Fraction:

@@ -397,6 +397,9 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("video-temporal-term-left-out", "a video frame's optimisation is held to the previous output",
              "multistyle/objective.py", 'out["total"] = out["total"] + out["temporal"]', 'out["total"] = out["total"]',
              ("tests/video/test_coherent.py::test_the_temporal_term_joins_the_loss_and_a_bad_weight_is_one_line",)),
+    Mutation("batch-clip-options-not-in-key", "a batch's clip job is keyed by its video options too",
+             "multistyle/batch/store.py", 'identity["clip"] = job.video_options', 'identity["clip"] = {}',
+             ("tests/video/test_batch_clips.py::test_each_clip_is_one_job_and_gives_what_the_video_command_gives",)),
     # -- the release ------------------------------------------------------------------------------------------------
     Mutation("version-printed-not-the-packages", "multistyle --version says the package's version",
              "multistyle/cli/__init__.py", 'version=f"multistyle {__version__}"', 'version="multistyle 0.1"',
