@@ -17,7 +17,13 @@ file is given): the pictures are not stylised ones, but the flicker of an optimi
 differently on every frame is there all the same.
 
     pip install 'multistyle[video]'
-    python benchmarks/video_consistency.py --backends torch --size 128 --frames 6 --epochs 50
+    python benchmarks/video_consistency.py --backends torch --sizes 128 --frames 6 --epochs 50
+    python benchmarks/video_consistency.py --sizes 256,512 --frames 3 --epochs 20 --methods coherent,network
+
+The **objective** is the optimisation's own (content + style + total variation, the temporal term left out) at
+each frame's last epoch, averaged over the frames: what holding the frames together costs the picture.
+``--temporal-weights 100,1000,10000`` gives a coherent row per weight, to choose one.  ``--cli-rounds N`` also
+times fresh ``multistyle video`` processes, as a user runs them.
 """
 
 from __future__ import annotations
@@ -25,18 +31,20 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from fractions import Fraction
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from multistyle.backend import BUILTIN_BACKENDS
 from multistyle.measure import call_isolated, usable_backends
+from multistyle.video.coherent import TEMPORAL_WEIGHT
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
 
@@ -76,8 +84,11 @@ def warping_error(outputs: List[np.ndarray], inputs: List[np.ndarray]) -> float:
     return float(np.mean(errors))
 
 
-def measure(backend: str, size: int, count: int, epochs: int, weights: str) -> Dict[str, List[float]]:
-    """In a child process: each method's warping error and its seconds per frame (the first frame left out)."""
+def measure(backend: str, size: int, count: int, epochs: int, weights: str, methods: List[str],
+            temporal_weights: List[float]) -> Dict[str, List[float]]:
+    """In a child process: each method's warping error, the picture's objective (content + style + TV at each
+    frame's last epoch, the optimisation's only; the temporal term left out) and its seconds per frame (the
+    first frame left out)."""
     from multistyle.nets import StyleNetwork
     from multistyle.video.coherent import stylize_clip_coherent
     from multistyle.video.fast import stylize_clip
@@ -93,50 +104,96 @@ def measure(backend: str, size: int, count: int, epochs: int, weights: str) -> D
         network = os.path.join(folder, "net.safetensors")
         StyleNetwork.fresh(32, seed=0).save(network)
         height, width = frames[0].shape[:2]
-        runs = {
-            "independent": lambda o, cb: stylize_clip_coherent(
+
+        def optimise(weight: float, start: bool) -> Callable[[str, Callable[..., None]], object]:
+            return lambda o, cb: stylize_clip_coherent(
                 clip, style, o, backend=backend, device="cpu", weights=weights, size=(height, width), epochs=epochs,
-                temporal_weight=0, start_from_previous=False, callback=cb),
-            "coherent": lambda o, cb: stylize_clip_coherent(
-                clip, style, o, backend=backend, device="cpu", weights=weights, size=(height, width), epochs=epochs,
-                callback=cb),
-            "network": lambda o, cb: stylize_clip(network, clip, o, backend=backend, device="cpu", callback=cb),
-            "network + temporal 0.7": lambda o, cb: stylize_clip(network, clip, o, backend=backend, device="cpu",
-                                                                 temporal=0.7, callback=cb),
-        }
+                temporal_weight=weight, start_from_previous=start, callback=cb)
+
+        runs: Dict[str, Callable[[str, Callable[..., None]], object]] = {}
+        if "independent" in methods:
+            runs["independent"] = optimise(0, False)
+        if "coherent" in methods:
+            runs.update({"coherent" if weight == TEMPORAL_WEIGHT else f"coherent, weight {weight:g}":
+                         optimise(weight, True) for weight in temporal_weights})
+        if "network" in methods:
+            runs["network"] = lambda o, cb: stylize_clip(network, clip, o, backend=backend, device="cpu", callback=cb)
+            runs["network + temporal 0.7"] = lambda o, cb: stylize_clip(network, clip, o, backend=backend,
+                                                                        device="cpu", temporal=0.7, callback=cb)
         inputs = list(Clip(clip).frames())  # the frames as the clip decodes them (H.264, crf 18): what all saw
         for name, run in runs.items():
-            target = os.path.join(folder, name.replace(" ", "-").replace("+", "and").replace(".", ""))
-            seconds: List[float] = []
+            target = os.path.join(folder, name.replace(" ", "-").replace("+", "and").replace(".", "").replace(",", ""))
+            records: List[Dict[str, float]] = []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                run(target, lambda record: seconds.append(record["seconds"]))
+                run(target, records.append)
             outputs = [np.asarray(Image.open(os.path.join(target, frame_name(i)))) for i in range(count)]
-            out[name] = [warping_error(outputs, inputs), statistics.median(seconds[1:])]
+            objective = [r["total"] - r.get("temporal", 0.0) for r in records if "total" in r]
+            out[name] = [warping_error(outputs, inputs), float(np.mean(objective)) if objective else float("nan"),
+                         statistics.median(r["seconds"] for r in records[1:])]
     return out
+
+
+def time_cli(backend: str, size: int, epochs: int, rounds: int) -> float:
+    """Seconds per extra frame of fresh ``multistyle video`` processes: clips of 2 and 4 frames, alternated
+    ``rounds`` times, the difference of the median walls over the 2 extra frames."""
+    frames = make_clip(4, size)
+    walls: Dict[int, List[float]] = {2: [], 4: []}
+    with tempfile.TemporaryDirectory() as folder:
+        from multistyle.video.frames import write_video
+
+        for count in walls:
+            write_video(iter(frames[:count]), os.path.join(folder, f"clip{count}.mp4"), Fraction(12))
+        script = os.path.join(os.path.dirname(sys.executable), "multistyle")
+        for round_ in range(rounds):
+            for count in walls:
+                command = [script, "video", os.path.join(folder, f"clip{count}.mp4"), "--style",
+                           os.path.join(EXAMPLES, "style.jpg"), "--output", os.path.join(folder, f"out{round_}-{count}"),
+                           "--backend", backend, "--device", "cpu", "--weights", "random:0", "--epochs", str(epochs),
+                           "--size", f"{size * 2 // 3}x{size}", "--quiet"]
+                started = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True)
+                walls[count].append(time.perf_counter() - started)
+    return (statistics.median(walls[4]) - statistics.median(walls[2])) / 2
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default=",".join(sorted(BUILTIN_BACKENDS)))
-    parser.add_argument("--size", type=int, default=128, help="the clip's width (its height is two thirds)")
+    parser.add_argument("--sizes", default="128", help="the clip's widths, comma-separated (its height is two thirds)")
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--weights", default="random:0")
+    parser.add_argument("--methods", default="independent,coherent,network",
+                        help="comma-separated: independent, coherent, network (with and without blending)")
+    parser.add_argument("--temporal-weights", default=f"{TEMPORAL_WEIGHT:g}",
+                        help="the coherent method's --temporal-weight, or several, comma-separated: a row each")
+    parser.add_argument("--cli-rounds", type=int, default=0,
+                        help="also time fresh multistyle video processes (the optimisation), this many rounds")
     args = parser.parse_args()
     backends, unusable = usable_backends(args.backends.split(","))
+    methods = args.methods.split(",")
+    weights = [float(w) for w in args.temporal_weights.split(",")]
     for name, reason in unusable.items():
         print(f"{name}: skipped ({reason})")
-    print(f"a synthetic clip of {args.frames} frames, {args.size * 2 // 3}x{args.size}; the optimisation "
-          f"{args.epochs} epochs a frame (d2l preset, weights {args.weights}); one fresh process per backend")
-    print(f"{'backend':<11} {'method':<24} {'warping error':>13} {'÷ independent':>14} {'s/frame':>8}")
+    print(f"a synthetic clip of {args.frames} frames; the optimisation {args.epochs} epochs a frame (d2l preset, "
+          f"weights {args.weights}); one fresh process per backend and size; s/frame the median of frames 2 on")
+    print(f"{'backend':<11} {'size':>7} {'method':<26} {'warping error':>13} {'÷ indep.':>9} {'objective':>10} "
+          f"{'÷ indep.':>9} {'s/frame':>8}")
     for backend in backends:
-        started = time.perf_counter()
-        rows = call_isolated(measure, backend, args.size, args.frames, args.epochs, args.weights)
-        base = rows["independent"][0]
-        for name, (error, seconds) in rows.items():
-            print(f"{backend:<11} {name:<24} {error:>13.2f} {error / base:>14.2f} {seconds:>8.3f}")
-        print(f"{backend:<11} ({time.perf_counter() - started:.0f} s)", flush=True)
+        for size in (int(s) for s in args.sizes.split(",")):
+            started = time.perf_counter()
+            rows = call_isolated(measure, backend, size, args.frames, args.epochs, args.weights, methods, weights)
+            base = rows.get("independent", [float("nan")] * 3)
+            shape = f"{size * 2 // 3}x{size}"
+            for name, (error, objective, seconds) in rows.items():
+                print(f"{backend:<11} {shape:>7} {name:<26} {error:>13.2f} {error / base[0]:>9.3f} {objective:>10.3f} "
+                      f"{objective / base[1]:>9.3f} {seconds:>8.3f}")
+            print(f"{backend:<11} {shape:>7} ({time.perf_counter() - started:.0f} s)", flush=True)
+            if args.cli_rounds:
+                per_frame = time_cli(backend, size, args.epochs, args.cli_rounds)
+                print(f"{backend:<11} {shape:>7} {'CLI, fresh processes':<26} {'':>13} {'':>9} {'':>10} {'':>9} "
+                      f"{per_frame:>8.3f}", flush=True)
     return 0
 
 

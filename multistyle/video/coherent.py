@@ -32,6 +32,8 @@ from .job import FrameCallback, check_output, run_frames
 from .temporal import Temporal
 
 TEMPORAL_WEIGHT = 1e3
+#: The frame's losses at its last epoch, added to what ``callback`` gets after each frame.
+LOSS_TERMS = ("content", "style", "tv", "temporal", "total")
 
 
 def _resized(pixels: np.ndarray, shape: Any, resample: int = Image.BILINEAR) -> np.ndarray:
@@ -48,7 +50,9 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
                           **overrides: Any) -> Dict[str, Any]:
     """Optimise every frame of ``clip`` (a video file or a folder of frames) with ``style``, each frame held to
     the previous output where the flow is reliable, and write ``output`` (a video file, or a folder of PNG
-    frames) with the clip's frame rate, size and audio.  ``size`` is the working size (as ``run``'s ``--size``;
+    frames) with the clip's frame rate, size and audio.  ``callback(record)`` after each frame: ``frame``,
+    ``seconds`` and the frame's losses at its last epoch (``content``, ``style``, ``tv``, ``temporal`` after the
+    first frame, ``total``).  ``size`` is the working size (as ``run``'s ``--size``;
     300x450 when None, as ``run``'s); ``settings`` (a :class:`multistyle.Settings`) and keywords of its fields
     (``epochs=...``, ``preset=...``) are every frame's.  Returns what was done: ``frames``, ``resumed_from``, ``fps``,
     ``size``."""
@@ -69,6 +73,8 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
     height, width = source.size
     shape = target_size(Image.new("RGB", (width, height)), size)
 
+    final: Dict[str, float] = {}
+
     def one_frame(index: int, frame: np.ndarray, previous_in: Optional[np.ndarray],
                   previous_out: Optional[np.ndarray]) -> np.ndarray:
         temporal = None
@@ -80,6 +86,12 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
             warnings.simplefilter("ignore", UntrainedWeightsWarning)
             result = transfer(frame, style, backend=B, weights=loaded, size=shape, settings=resolved,
                               temporal=temporal)
+        final.clear()
+        final.update({key: value for key, value in result.history[-1].items() if key in LOSS_TERMS})
         return _resized(result.image, (height, width), Image.BICUBIC)
 
-    return run_frames(source, output, one_frame, progress, callback)
+    def on_frame(record: Dict[str, float]) -> None:
+        if callback is not None:
+            callback({**record, **final})
+
+    return run_frames(source, output, one_frame, progress, on_frame)
