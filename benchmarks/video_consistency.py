@@ -148,13 +148,19 @@ def time_cli(backend: str, size: int, epochs: int, rounds: int) -> float:
         for round_ in range(rounds):
             for count in walls:
                 command = [script, "video", os.path.join(folder, f"clip{count}.mp4"), "--style",
-                           os.path.join(EXAMPLES, "style.jpg"), "--output", os.path.join(folder, f"out{round_}-{count}"),
+                           os.path.join(EXAMPLES, "style.jpg"), "--output",
+                           os.path.join(folder, f"out{round_}-{count}"),
                            "--backend", backend, "--device", "cpu", "--weights", "random:0", "--epochs", str(epochs),
                            "--size", f"{size * 2 // 3}x{size}", "--quiet"]
                 started = time.perf_counter()
                 subprocess.run(command, check=True, capture_output=True)
                 walls[count].append(time.perf_counter() - started)
     return (statistics.median(walls[4]) - statistics.median(walls[2])) / 2
+
+
+def _number(value: float, width: int) -> str:
+    """``value`` to three places, or blank where there is none (no independent row, a network's objective)."""
+    return f"{value:>{width}.3f}" if np.isfinite(value) else " " * width
 
 
 def main() -> int:
@@ -187,8 +193,8 @@ def main() -> int:
             base = rows.get("independent", [float("nan")] * 3)
             shape = f"{size * 2 // 3}x{size}"
             for name, (error, objective, seconds) in rows.items():
-                print(f"{backend:<11} {shape:>7} {name:<26} {error:>13.2f} {error / base[0]:>9.3f} {objective:>10.3f} "
-                      f"{objective / base[1]:>9.3f} {seconds:>8.3f}")
+                print(f"{backend:<11} {shape:>7} {name:<26} {error:>13.2f} {_number(error / base[0], 9)} "
+                      f"{_number(objective, 10)} {_number(objective / base[1], 9)} {seconds:>8.3f}")
             print(f"{backend:<11} {shape:>7} ({time.perf_counter() - started:.0f} s)", flush=True)
             if args.cli_rounds:
                 per_frame = time_cli(backend, size, args.epochs, args.cli_rounds)

@@ -212,7 +212,7 @@ def _run(job: _Job, plan: List[Tuple[Tuple[int, int], int]], backend: Union[str,
         masks = _masks(job.masks, scale_shape)
         frame = None if temporal is None else temporal.at(scale_shape)
         if start is None and frame is not None and frame.start:  # a video frame: the previous output, carried
-            start = images.to_input(frame.warped, normalize=not pixel)
+            start = images.to_input(frame.begin, normalize=not pixel)
         elif start is None:  # the first scale starts as the settings say
             start = initial_image(settings, content_x, job.styles[0], job.init, content_pixels, pixel)
         elif settings.scale_start == "content-detail":  # the content here, plus the last scale's change to it

@@ -62,6 +62,7 @@ class BatchJob:
     temporal: float = 0.0
     flow_preset: str = "medium"
     fps: Optional[float] = None
+    long_term: Optional[List[int]] = None
 
     @property
     def video_options(self) -> Dict[str, Any]:
@@ -71,7 +72,8 @@ class BatchJob:
         if self.model or self.network:
             return {"method": "network", "temporal": self.temporal, "flow_preset": self.flow_preset, "fps": self.fps}
         return {"method": "optimise", "flow_preset": self.flow_preset, "fps": self.fps, "start": self.start,
-                "temporal_weight": TEMPORAL_WEIGHT if self.temporal_weight is None else self.temporal_weight}
+                "temporal_weight": TEMPORAL_WEIGHT if self.temporal_weight is None else self.temporal_weight,
+                "long_term": sorted(self.long_term or [])}
 
     def to_payload(self) -> Dict[str, Any]:
         """What a worker process needs to run this job: plain values, picklable, no framework objects;
@@ -82,7 +84,8 @@ class BatchJob:
                 "deterministic": self.deterministic, "settings": settings_dict(resolved),
                 "last": deepest_index(resolved.layers), "model": self.model, "network": self.network,
                 "alpha": self.alpha, "clip": self.clip, "temporal_weight": self.temporal_weight,
-                "start": self.start, "temporal": self.temporal, "flow_preset": self.flow_preset, "fps": self.fps}
+                "start": self.start, "temporal": self.temporal, "flow_preset": self.flow_preset, "fps": self.fps,
+                "long_term": self.long_term}
 
     @classmethod
     def from_payload(cls, payload: Dict[str, Any]) -> "BatchJob":

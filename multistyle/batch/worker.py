@@ -139,7 +139,8 @@ def _clip_job(payload: Dict[str, Any], loaded: Any, content_data: Optional[bytes
                                 temporal=payload["temporal"], preserve_color=settings["preserve_color"], **common)
             weights, untrained = "", False
         else:
-            styles = [images.load_image(path, "--style", limit, data=data) for path, data in zip(payload["style"], datas)]
+            styles = [images.load_image(path, "--style", limit, data=data)
+                      for path, data in zip(payload["style"], datas)]
             if payload.get("network"):
                 from ..video.fast import stylize_clip
 
@@ -155,8 +156,10 @@ def _clip_job(payload: Dict[str, Any], loaded: Any, content_data: Optional[bytes
                     loaded, _ = _cached_weights(backend, payload["weights"], payload["last"])
                 weight = payload["temporal_weight"]
                 done = stylize_clip_coherent(clip, styles, payload["output"], weights=loaded, size=payload["size"],
-                                             settings=Settings(**settings), start_from_previous=payload["start"] == "previous",
-                                             temporal_weight=TEMPORAL_WEIGHT if weight is None else weight, **common)
+                                             settings=Settings(**settings),
+                                             start_from_previous=payload["start"] == "previous",
+                                             temporal_weight=TEMPORAL_WEIGHT if weight is None else weight,
+                                             long_term=payload.get("long_term") or (), **common)
                 weights, untrained = loaded.label, loaded.untrained
     video = None
     if payload.get("return_video"):

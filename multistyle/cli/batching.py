@@ -55,7 +55,7 @@ def _batch_job(args: argparse.Namespace, content: str, style: List[str], backend
                     size=size, max_pixels=args.max_pixels, deterministic=args.deterministic,
                     settings=settings, source=source, model=model, network=network, alpha=args.alpha, clip=clip,
                     temporal_weight=args.temporal_weight, start=args.start, temporal=args.temporal,
-                    flow_preset=args.flow_preset, fps=args.fps)
+                    flow_preset=args.flow_preset, fps=args.fps, long_term=args.long_term)
 
 
 def _check_clip_options(args: argparse.Namespace, content: str) -> None:
@@ -66,6 +66,8 @@ def _check_clip_options(args: argparse.Namespace, content: str) -> None:
                                   "--temporal")
         if args.size is not None:
             raise MultistyleError("--size: a network stylises a clip at the clip's own size; drop --size")
+        if args.long_term:
+            raise MultistyleError("--long-term: the optimisation's; a network's frames are blended by --temporal")
         if not 0.0 <= args.temporal <= 1.0:
             raise MultistyleError(f"--temporal: expected a weight from 0 to 1, got {args.temporal!r}")
     else:

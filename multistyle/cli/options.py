@@ -53,6 +53,17 @@ def _image_list(text: str) -> List[str]:
     return paths
 
 
+def _gaps(text: str) -> List[int]:
+    try:
+        gaps = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated frame gaps, such as 1,10,20,40, got {text!r}") \
+            from None
+    if gaps[0] < 1:
+        raise argparse.ArgumentTypeError(f"expected frame gaps of 1 or more, got {text!r}")
+    return gaps
+
+
 def _numbers(text: str) -> List[float]:
     try:
         return [float(part) for part in text.split(",")]
@@ -304,6 +315,11 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("--start", "video", CLIPS, default="previous", choices=["previous", "init"],
          help="optimise: start each frame from the previous output carried by the flow (Ruder et al.), or as "
               "--init says (default: %(default)s)"),
+    _opt("--long-term", "video", CLIPS, type=_gaps, default=None, nargs="?", const=[1, 10, 20, 40],
+         metavar="J,J,...",
+         help="optimise: also hold each frame to the outputs J frames back, where no nearer one is reliable (Ruder "
+              "et al.'s long-term loss; alone, their 1,10,20,40); a region an occluder uncovers returns as it was "
+              "(default: the previous frame only)"),
     _opt("--temporal", "video", CLIPS, type=float, default=0.0, metavar="W",
          help="network: blend each output with the previous one carried by the flow, W x previous where the flow "
               "is reliable; 0: each frame alone (default: %(default)s)"),

@@ -30,6 +30,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise MultistyleError("--temporal-weight: the optimise method's; a network's frames are blended by --temporal")
     if method == "network" and args.size is not None:
         raise MultistyleError("--size: a network stylises a clip at the clip's own size; drop --size")
+    if method == "network" and args.long_term:
+        raise MultistyleError("--long-term: the optimisation's; a network's frames are blended by --temporal")
     if method == "optimise" and args.temporal:
         raise MultistyleError("--temporal: the network method's; the optimisation is held by --temporal-weight")
     if args.backend not in backend_names():
@@ -47,8 +49,9 @@ def cmd_video(args: argparse.Namespace) -> int:
         what = (f"the network {os.path.basename(args.model)}, one pass a frame at {height}x{width}" +
                 (f", blended {args.temporal:g} along the flow" if args.temporal else "") if method == "network" else
                 f"optimised at {shape[0]}x{shape[1]}, {resolved.epochs} epochs a frame ({resolved.preset}), temporal "
-                f"weight {TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight:g}, start "
-                f"{args.start}")
+                f"weight {TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight:g}"
+                + (f" back to {','.join(map(str, args.long_term))} frames" if args.long_term else "")
+                + f", start {args.start}")
         print(f"plan: {clip.count} frames of {os.path.basename(args.clip)} ({height}x{width}, {float(clip.fps):.4g} "
               f"fps{', audio ' + clip.audio if clip.audio else ''}), {what}, on {args.backend}")
         if method == "optimise":
@@ -84,7 +87,8 @@ def cmd_video(args: argparse.Namespace) -> int:
             result = stylize_clip_coherent(clip, args.style, args.output, size=shape, settings=settings,
                                            temporal_weight=(TEMPORAL_WEIGHT if args.temporal_weight is None
                                                             else args.temporal_weight),
-                                           start_from_previous=args.start == "previous", **common)
+                                           start_from_previous=args.start == "previous",
+                                           long_term=args.long_term or (), **common)
     except KeyboardInterrupt:
         unwritten = f"; {args.output} was not written" if folder != args.output else ""
         raise Interrupted(f"after frame {done['frame']} of {clip.count}; the finished frames are in {folder}; run "

@@ -1,4 +1,5 @@
-"""A clip stylised by optimisation, frame-coherently: Ruder, Dosovitskiy & Brox (2016), short-term.
+"""A clip stylised by optimisation, frame-coherently: Ruder, Dosovitskiy & Brox (2016), short-term and, with
+``long_term``, long-term.
 
 Frame 0 is optimised as ``multistyle run`` optimises a picture.  Each later frame ``t``:
 
@@ -7,7 +8,10 @@ Frame 0 is optimised as ``multistyle run`` optimises a picture.  Each later fram
 * the previous output, carried onto frame ``t`` by that flow, is the start of the optimisation (unless
   ``start_from_previous`` is False: then the settings' ``init``, as for a picture);
 * the loss gains the temporal term ``temporal_weight · 1/D Σ c (x − ω)²`` (:mod:`.temporal`), which holds the
-  picture where the carried previous output can be trusted.
+  picture where the carried previous output can be trusted;
+* with ``long_term`` gaps (``--long-term``), the outputs further back are carried onto frame ``t`` too (flow
+  computed between the two frames directly), each trusted where no nearer one is: one target
+  (:func:`.temporal.long_term`), so that a region an occluder uncovers returns to how it was before.
 
 With ``temporal_weight = 0`` and ``start_from_previous = False`` every frame is its own ``run``.  The default
 weight, 1000 on pixels in [0, 1], puts the term at about the content term's size for a change of 3 % of the
@@ -20,7 +24,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import replace
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -28,8 +32,9 @@ from PIL import Image
 from ..errors import MultistyleError
 from . import flow
 from .frames import Clip
-from .job import FrameCallback, check_output, run_frames
+from .job import Earlier, FrameCallback, check_output, run_frames
 from .temporal import Temporal
+from .temporal import long_term as long_term_target
 
 TEMPORAL_WEIGHT = 1e3
 #: The frame's losses at its last epoch, added to what ``callback`` gets after each frame.
@@ -47,7 +52,7 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
                           temporal_weight: float = TEMPORAL_WEIGHT, start_from_previous: bool = True,
                           flow_preset: str = "medium", fps: Optional[float] = None, progress: bool = False,
                           callback: Optional[FrameCallback] = None, settings: Any = None,
-                          **overrides: Any) -> Dict[str, Any]:
+                          long_term: Sequence[int] = (), **overrides: Any) -> Dict[str, Any]:
     """Optimise every frame of ``clip`` (a video file or a folder of frames) with ``style``, each frame held to
     the previous output where the flow is reliable, and write ``output`` (a video file, or a folder of PNG
     frames) with the clip's frame rate, size and audio.  ``callback(record)`` after each frame: ``frame``,
@@ -55,7 +60,11 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
     first frame, ``total``).  ``size`` is the working size (as ``run``'s ``--size``;
     300x450 when None, as ``run``'s); ``settings`` (a :class:`multistyle.Settings`) and keywords of its fields
     (``epochs=...``, ``preset=...``) are every frame's.  Returns what was done: ``frames``, ``resumed_from``, ``fps``,
-    ``size``."""
+    ``size``.
+
+    ``long_term`` (frame gaps, e.g. :data:`~multistyle.video.temporal.LONG_TERM`, Ruder et al.'s 1, 10, 20, 40)
+    holds each frame also to the outputs that many frames back, where no nearer one is reliable: their long-term
+    loss, which keeps what an occluder uncovers as it was before."""
     from ..backend import get_backend
     from ..settings import Settings
     from ..transfer import UntrainedWeightsWarning, target_size, transfer
@@ -73,15 +82,25 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
     height, width = source.size
     shape = target_size(Image.new("RGB", (width, height)), size)
 
+    gaps = sorted(set(long_term)) if long_term else [1]
+    if gaps[0] < 1:
+        raise MultistyleError(f"--long-term: expected frame gaps of 1 or more, got {','.join(map(str, gaps))}")
     final: Dict[str, float] = {}
 
+    def carried(past_in: np.ndarray, past_out: np.ndarray, frame: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """An earlier output carried onto this frame by the flow between their inputs, and its weights."""
+        backward, reliable = flow.flows(_resized(past_in, shape), _resized(frame, shape), flow_preset)
+        return np.clip(flow.warp(_resized(past_out, shape).astype(np.float32) / 255.0, backward), 0, 1), reliable
+
     def one_frame(index: int, frame: np.ndarray, previous_in: Optional[np.ndarray],
-                  previous_out: Optional[np.ndarray]) -> np.ndarray:
+                  previous_out: Optional[np.ndarray], earlier: Earlier) -> np.ndarray:
         temporal = None
         if previous_in is not None and previous_out is not None and (temporal_weight or start_from_previous):
-            backward, reliable = flow.flows(_resized(previous_in, shape), _resized(frame, shape), flow_preset)
-            carried = flow.warp(_resized(previous_out, shape).astype(np.float32) / 255.0, backward)
-            temporal = Temporal(np.clip(carried, 0, 1), reliable, temporal_weight, start_from_previous)
+            previous = carried(previous_in, previous_out, frame)
+            targets = [previous] + [carried(*earlier(index - gap), frame) for gap in gaps
+                                    if gap > 1 and index - gap >= 0 and temporal_weight]
+            warped, reliable = long_term_target(targets) if len(targets) > 1 else previous
+            temporal = Temporal(warped, reliable, temporal_weight, start_from_previous, begin=previous[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UntrainedWeightsWarning)
             result = transfer(frame, style, backend=B, weights=loaded, size=shape, settings=resolved,
@@ -94,4 +113,4 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
         if callback is not None:
             callback({**record, **final})
 
-    return run_frames(source, output, one_frame, progress, on_frame)
+    return run_frames(source, output, one_frame, progress, on_frame, history=gaps[-1] if gaps[-1] > 1 else 0)

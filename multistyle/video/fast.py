@@ -51,7 +51,7 @@ def stylize_clip(model: Any, clip: Union[str, Clip], output: str, *, style: Any 
                               "the styles of an AdaIN network or of the optimisation")
 
     def one_frame(index: int, frame: np.ndarray, previous_in: Optional[np.ndarray],
-                  previous_out: Optional[np.ndarray]) -> np.ndarray:
+                  previous_out: Optional[np.ndarray], earlier: Any) -> np.ndarray:
         out = stylize(network, frame, backend=B, preserve_color=preserve_color, **extra).image
         if temporal > 0 and previous_in is not None and previous_out is not None:
             backward, reliable = flow.flows(previous_in, frame, flow_preset)

@@ -17,9 +17,11 @@ from ..errors import MultistyleError
 from .frames import CODECS, Clip, is_video_file, write_video
 
 FrameCallback = Callable[[Dict[str, float]], None]
-#: ``one_frame(index, frame, previous_frame, previous_output)``: frame ``index``'s output, ``(H, W, 3)`` uint8;
-#: the previous ones are None for the first frame.
-OneFrame = Callable[[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]], np.ndarray]
+#: ``earlier(k)``: frame ``k``'s input and output, for the frames :func:`run_frames` keeps (its ``history``).
+Earlier = Callable[[int], Tuple[np.ndarray, np.ndarray]]
+#: ``one_frame(index, frame, previous_frame, previous_output, earlier)``: frame ``index``'s output, ``(H, W, 3)``
+#: uint8; the previous ones are None for the first frame.
+OneFrame = Callable[[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Earlier], np.ndarray]
 
 
 def frame_name(index: int) -> str:
@@ -38,9 +40,10 @@ def check_output(clip_path: str, output: str) -> Tuple[bool, str]:
 
 
 def run_frames(source: Clip, output: str, one_frame: OneFrame, progress: bool = False,
-               callback: Optional[FrameCallback] = None) -> Dict[str, Any]:
+               callback: Optional[FrameCallback] = None, history: int = 0) -> Dict[str, Any]:
     """Every frame of ``source`` through ``one_frame`` into ``output``; what was done: ``frames``,
-    ``resumed_from``, ``fps``, ``size``."""
+    ``resumed_from``, ``fps``, ``size``.  ``history`` > 0 keeps that many frames before the current one for
+    ``one_frame``'s ``earlier(k)`` (frame ``k``'s input and output), a resumed run too."""
     video, folder = check_output(source.path, output)
     os.makedirs(folder, exist_ok=True)
     done = 0
@@ -51,17 +54,27 @@ def run_frames(source: Clip, output: str, one_frame: OneFrame, progress: bool = 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=source.count, initial=done, unit="frame", dynamic_ncols=True)
+    inputs: Dict[int, np.ndarray] = {}  # the last ``history`` frames' inputs; their outputs are on disk
+
+    def earlier(index: int) -> Tuple[np.ndarray, np.ndarray]:
+        output_frame = np.asarray(images.load_image(os.path.join(folder, frame_name(index))), np.uint8)
+        return inputs[index], output_frame
+
     previous_in: Optional[np.ndarray] = None
     previous_out: Optional[np.ndarray] = None
-    first = max(done - 1, 0)
+    first = max(done - max(history, 1), 0)
     try:
         for index, frame in enumerate(source.frames(first), start=first):
-            if index < done:  # the frame before the first missing one: the next frame starts from it
-                previous_in = frame
-                previous_out = np.asarray(images.load_image(os.path.join(folder, frame_name(index))), np.uint8)
+            if history:
+                inputs[index] = frame
+                inputs.pop(index - history - 1, None)
+            if index < done:  # a frame before the first missing one: the next frames start from it
+                if index == done - 1:
+                    previous_in = frame
+                    previous_out = np.asarray(images.load_image(os.path.join(folder, frame_name(index))), np.uint8)
                 continue
             started = time.perf_counter()
-            out = one_frame(index, frame, previous_in, previous_out)
+            out = one_frame(index, frame, previous_in, previous_out, earlier)
             images.save_image(out, os.path.join(folder, frame_name(index)))
             previous_in, previous_out = frame, out
             if bar is not None:

@@ -400,6 +400,10 @@ MUTATIONS: Tuple[Mutation, ...] = (
     Mutation("batch-clip-options-not-in-key", "a batch's clip job is keyed by its video options too",
              "multistyle/batch/store.py", 'identity["clip"] = job.video_options', 'identity["clip"] = {}',
              ("tests/video/test_batch_clips.py::test_each_clip_is_one_job_and_gives_what_the_video_command_gives",)),
+    Mutation("video-long-term-gaps-ignored", "a frame is held to the outputs further back where the previous is not reliable",
+             "multistyle/video/coherent.py", "if gap > 1 and index - gap >= 0 and temporal_weight]",
+             "if gap > 1 and index - gap >= 0 and not temporal_weight]",
+             ("tests/video/test_coherent.py::test_the_long_term_loss_brings_back_what_an_occluder_uncovers_and_resumes_alike",)),
     # -- the release ------------------------------------------------------------------------------------------------
     Mutation("version-printed-not-the-packages", "multistyle --version says the package's version",
              "multistyle/cli/__init__.py", 'version=f"multistyle {__version__}"', 'version="multistyle 0.1"',

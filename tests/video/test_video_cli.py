@@ -58,9 +58,10 @@ def test_a_network_and_the_optimisation_stylise_a_clip_from_the_command_line(fil
 def test_the_plan_reads_the_clip_and_writes_nothing(files, tmp_path, capsys):
     out = str(tmp_path / "out.mp4")
     assert main(["video", files["clip"], "--style", files["style"], "--output", out, "--plan", "--epochs", "7",
-                 *BASE]) == 0
+                 "--long-term", *BASE]) == 0
     printed = capsys.readouterr().out
     assert "plan: 3 frames of clip.mp4 (32x48, 10 fps)" in printed and "7 epochs a frame" in printed
+    assert "back to 1,10,20,40 frames" in printed  # --long-term alone: Ruder et al.'s gaps
     assert "predicted peak memory per frame" in printed and not os.listdir(tmp_path)
 
 
@@ -70,6 +71,7 @@ def test_the_plan_reads_the_clip_and_writes_nothing(files, tmp_path, capsys):
     ("same", "is the input clip"),
     ("network-without-model", "--method network: needs a trained network"),
     ("temporal-with-optimise", "--temporal: the network method's"),
+    ("long-term-with-network", "--long-term: the optimisation's"),
     ("extension", "cannot write .xyz video"),
     ("no-frames", "no frames in the folder"),
     ("unreadable", "cannot read"),
@@ -86,6 +88,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(files, tmp_path, capsys, case,
         extra += ["--method", "network"]
     elif case == "temporal-with-optimise":
         extra += ["--temporal", "0.5"]
+    elif case == "long-term-with-network":
+        extra = ["--model", files["network"], "--long-term"]
     elif case == "extension":
         out = str(tmp_path / "out.xyz")
     elif case == "no-frames":
