@@ -118,6 +118,7 @@ def _plan(entries: List[Entry], output: str, kill_once: Dict[int, str]) -> Dict[
         payloads[entry.index] = entry.job.to_payload()
         if entry.job.clip:  # the worker writes the clip's frames beside it, and then the video, into the batch folder
             payloads[entry.index]["output"] = os.path.abspath(os.path.join(output, entry.name))
+            payloads[entry.index]["content"] = os.path.abspath(entry.job.content)  # a Ray worker has its own cwd
         if entry.index in kill_once:
             payloads[entry.index]["kill_once"] = kill_once[entry.index]
     return payloads
