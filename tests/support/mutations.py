@@ -98,7 +98,7 @@ MUTATIONS: Tuple[Mutation, ...] = (
     # -- the batch key and resume -------------------------------------------------------------------------------
     Mutation("batch-key-names-not-bytes", "a batch job is identified by its inputs' bytes, not their names",
              "multistyle/batch/store.py",
-             '{"content": file_sha256(job.content), "style": [file_sha256(path) for path in job.style],\n'
+             '{"content": content, "style": [file_sha256(path) for path in job.style],\n'
              '                    "backend": job.backend,',
              '{"content": os.path.basename(job.content), "style": [os.path.basename(p) for p in job.style],\n'
              '                    "backend": job.backend,',
