@@ -21,6 +21,7 @@ from ..errors import MultistyleError
 from ..optim import OPTIMIZERS
 from ..losses import STYLE_LOSSES
 from ..settings import CLAMPS, DEFAULT_SIZE, INITS, POOLINGS, PRESETS, SCALE_STARTS, Settings
+from ..video.temporal import LONG_TERM
 
 RUN, COMPARE, BENCH, BATCH, TRAIN, VIDEO = "run", "compare", "bench", "batch", "train", "video"
 JOB_COMMANDS = (RUN, COMPARE, BENCH, BATCH)
@@ -315,7 +316,7 @@ OPTIONS: Tuple[Option, ...] = (
     _opt("--start", "video", CLIPS, default="previous", choices=["previous", "init"],
          help="optimise: start each frame from the previous output carried by the flow (Ruder et al.), or as "
               "--init says (default: %(default)s)"),
-    _opt("--long-term", "video", CLIPS, type=_gaps, default=None, nargs="?", const=[1, 10, 20, 40],
+    _opt("--long-term", "video", CLIPS, type=_gaps, default=None, nargs="?", const=list(LONG_TERM),
          metavar="J,J,...",
          help="optimise: also hold each frame to the outputs J frames back, where no nearer one is reliable (Ruder "
               "et al.'s long-term loss; alone, their 1,10,20,40); a region an occluder uncovers returns as it was "
