@@ -150,16 +150,15 @@ def _clip_job(payload: Dict[str, Any], loaded: Any, content_data: Optional[bytes
                                     content_masks=settings["content_masks"], **common)
                 weights, untrained = network.metadata["encoder"], network.untrained
             else:
-                from ..video.coherent import TEMPORAL_WEIGHT, stylize_clip_coherent
+                from ..video.coherent import stylize_clip_coherent
 
                 if loaded is None:
                     loaded, _ = _cached_weights(backend, payload["weights"], payload["last"])
-                weight = payload["temporal_weight"]
                 done = stylize_clip_coherent(clip, styles, payload["output"], weights=loaded, size=payload["size"],
                                              settings=Settings(**settings),
                                              start_from_previous=payload["start"] == "previous",
-                                             temporal_weight=TEMPORAL_WEIGHT if weight is None else weight,
-                                             long_term=payload.get("long_term") or (), **common)
+                                             temporal_weight=payload["temporal_weight"],
+                                             long_term=payload.get("long_term"), **common)
                 weights, untrained = loaded.label, loaded.untrained
     video = None
     if payload.get("return_video"):

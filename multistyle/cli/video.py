@@ -85,10 +85,9 @@ def cmd_video(args: argparse.Namespace) -> int:
             from ..video.coherent import stylize_clip_coherent
 
             result = stylize_clip_coherent(clip, args.style, args.output, size=shape, settings=settings,
-                                           temporal_weight=(TEMPORAL_WEIGHT if args.temporal_weight is None
-                                                            else args.temporal_weight),
+                                           temporal_weight=args.temporal_weight,
                                            start_from_previous=args.start == "previous",
-                                           long_term=args.long_term or (), **common)
+                                           long_term=args.long_term, **common)
     except KeyboardInterrupt:
         unwritten = f"; {args.output} was not written" if folder != args.output else ""
         raise Interrupted(f"after frame {done['frame']} of {clip.count}; the finished frames are in {folder}; run "

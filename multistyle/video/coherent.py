@@ -49,10 +49,10 @@ def _resized(pixels: np.ndarray, shape: Any, resample: int = Image.BILINEAR) -> 
 
 def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, backend: Any = "torch",
                           device: str = "auto", weights: Any = "imagenet", size: Any = None,
-                          temporal_weight: float = TEMPORAL_WEIGHT, start_from_previous: bool = True,
+                          temporal_weight: Optional[float] = None, start_from_previous: bool = True,
                           flow_preset: str = "medium", fps: Optional[float] = None, progress: bool = False,
                           callback: Optional[FrameCallback] = None, settings: Any = None,
-                          long_term: Sequence[int] = (), **overrides: Any) -> Dict[str, Any]:
+                          long_term: Optional[Sequence[int]] = None, **overrides: Any) -> Dict[str, Any]:
     """Optimise every frame of ``clip`` (a video file or a folder of frames) with ``style``, each frame held to
     the previous output where the flow is reliable, and write ``output`` (a video file, or a folder of PNG
     frames) with the clip's frame rate, size and audio.  ``callback(record)`` after each frame: ``frame``,
@@ -60,7 +60,7 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
     first frame, ``total``).  ``size`` is the working size (as ``run``'s ``--size``;
     300x450 when None, as ``run``'s); ``settings`` (a :class:`multistyle.Settings`) and keywords of its fields
     (``epochs=...``, ``preset=...``) are every frame's.  Returns what was done: ``frames``, ``resumed_from``, ``fps``,
-    ``size``.
+    ``size``.  ``temporal_weight``: the term's weight, :data:`TEMPORAL_WEIGHT` when None.
 
     ``long_term`` (frame gaps, e.g. :data:`~multistyle.video.temporal.LONG_TERM`, Ruder et al.'s 1, 10, 20, 40)
     holds each frame also to the outputs that many frames back, where no nearer one is reliable: their long-term
@@ -71,6 +71,7 @@ def stylize_clip_coherent(clip: Union[str, Clip], style: Any, output: str, *, ba
     from ..vgg import deepest_index
     from ..weightfiles import LoadedWeights, load_weights
 
+    temporal_weight = TEMPORAL_WEIGHT if temporal_weight is None else temporal_weight
     if not temporal_weight >= 0:
         raise MultistyleError(f"--temporal-weight: expected a number >= 0, got {temporal_weight!r}")
     clip_path = clip.path if isinstance(clip, Clip) else os.fspath(clip)
